@@ -1,0 +1,34 @@
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench examples system-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade uv
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
+	touch $(STAMP)
+
+examples: $(STAMP)
+	$(BIN)/python examples/build.py
+
+run: examples
+	scripts/run.sh
+
+system-deps:
+	scripts/system-deps.sh
+
+test: system-deps examples
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: examples
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,1 @@
+"""The hub: use cases over the registry, the runners and the monitor."""

@@ -1,0 +1,69 @@
+"""The one place configuration is read: defaults < AIDHUB_* environment < explicit overrides."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+RUNNERS = ("auto", "process", "container")
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path
+    database_url: str
+    runner: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+    wheelhouse: Path | None = None
+    max_upload_bytes: int = 512 * 1024 * 1024
+    log_payload_bytes: int = 16 * 1024
+    log_flush_seconds: float = 0.5
+    ready_timeout_seconds: float = 120.0
+    docker_host: str | None = None
+    base_image: str = "python:3.11-slim"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def packages_dir(self) -> Path:
+        return self.home / "packages"
+
+    @property
+    def envs_dir(self) -> Path:
+        return self.home / "envs"
+
+    @property
+    def deployments_dir(self) -> Path:
+        return self.home / "deployments"
+
+    @property
+    def wheelhouse_dir(self) -> Path:
+        return self.wheelhouse or self.home / "wheelhouse"
+
+    @classmethod
+    def load(cls, env: dict | None = None, **overrides) -> Config:
+        """Build the config from `env` (default: os.environ) and explicit overrides."""
+        env = os.environ if env is None else env
+        home = Path(overrides.pop("home", None) or env.get("AIDHUB_HOME") or "~/.aidhub")
+        home = home.expanduser().resolve()
+        values = {
+            "database_url": env.get("AIDHUB_DATABASE_URL") or f"sqlite:///{home}/hub.db",
+            "runner": env.get("AIDHUB_RUNNER", "auto"),
+            "docker_host": env.get("DOCKER_HOST"),
+            "base_image": env.get("AIDHUB_BASE_IMAGE", cls.base_image),
+        }
+        if env.get("AIDHUB_WHEELHOUSE"):
+            values["wheelhouse"] = Path(env["AIDHUB_WHEELHOUSE"]).expanduser().resolve()
+        config = cls(home=home, **values)
+        config = replace(config, **overrides)
+        if config.runner not in RUNNERS:
+            raise ValueError(
+                f"AIDHUB_RUNNER={config.runner!r} is not a runner; use one of {', '.join(RUNNERS)}."
+            )
+        return config

@@ -1,0 +1,1 @@
+"""The registry: database models, the blob store and the model package format."""

@@ -1,0 +1,28 @@
+import itertools
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.postgres import PostgresServer
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = REPO / ".cache"
+_db_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    root = Path(tempfile.mkdtemp(prefix="aidhub-pg-"))
+    server = PostgresServer(root).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A fresh, empty database URL: a SQLite file, then a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/hub.db"
+    server = request.getfixturevalue("postgres")
+    return server.create_database(f"test_{next(_db_names)}_{tmp_path.name[-12:].lower()}")
