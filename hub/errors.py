@@ -39,3 +39,9 @@ class BadInput(HubError):
 
 class Unavailable(HubError):
     status = 503
+
+
+class ModelFailed(HubError):
+    """The model's server answered with an error or did not answer."""
+
+    status = 502

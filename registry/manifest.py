@@ -98,8 +98,7 @@ def parse_manifest(data: dict) -> Manifest:
         outputs=checks.tensors("outputs"),
         labels=checks.string_list("labels"),
         requirements=checks.requirements(),
-        python=checks.optional_pattern("python", PYTHON_RE, "a Python minor version like '3.11'")
-        or "3.11",
+        python=checks.optional_pattern("python", PYTHON_RE, "a Python minor version like '3.11'") or "3.11",
         resources=checks.resources(),
         reference_data=checks.relpath("reference_data"),
         examples=checks.relpath("examples"),

@@ -1,0 +1,1 @@
+"""One module per example package; each has build(package_dir) -> held-out metrics."""

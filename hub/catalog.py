@@ -1,0 +1,173 @@
+"""Publishing and finding models: versions, aliases, search. Works on the registry tables."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import BinaryIO
+
+from peewee import IntegrityError
+
+from hub.errors import Conflict, Invalid, NotFound, TooLarge
+from registry.blobs import BlobStore, BlobTooLarge
+from registry.db import database
+from registry.manifest import PackageInvalid
+from registry.models import AliasRow, ModelRow, VersionRow, utcnow
+from registry.package import Package, extract, validate_package
+
+log = logging.getLogger(__name__)
+ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+HUB_ALIASES = ("latest",)
+
+
+def semver_key(version: str) -> tuple:
+    core, _, pre = version.partition("+")[0].partition("-")
+    numbers = tuple(int(p) for p in core.split("."))
+    return (*numbers, 0 if pre else 1, pre)
+
+
+class Catalog:
+    def __init__(self, blobs: BlobStore, packages_dir: Path, max_upload_bytes: int):
+        self.blobs = blobs
+        self.packages_dir = Path(packages_dir)
+        self.max_upload_bytes = max_upload_bytes
+
+    # --- publishing ---------------------------------------------------------------------
+
+    def publish(self, stream: BinaryIO) -> tuple[VersionRow, bool]:
+        """Store an uploaded package archive; return (version, created). Same digest: no-op."""
+        try:
+            digest, size = self.blobs.put_stream(stream, self.max_upload_bytes)
+        except BlobTooLarge as e:
+            raise TooLarge(f"{e} Shrink the package or raise the hub's upload limit.") from e
+        try:
+            package = validate_package(self.unpack(digest))
+        except PackageInvalid as e:
+            self._discard(digest)
+            raise Invalid("The package is invalid.", [str(p) for p in e.problems]) from e
+        return self._record(package, digest, size)
+
+    def unpack(self, digest: str) -> Path:
+        """The package folder of a blob, unpacked once and shared by every version with it."""
+        dest = self.packages_dir / digest
+        if not dest.exists():
+            self.packages_dir.mkdir(parents=True, exist_ok=True)
+            extract(self.blobs.path(digest), dest, self.max_upload_bytes * 4)
+        return dest
+
+    def _record(self, package: Package, digest: str, size: int) -> tuple[VersionRow, bool]:
+        m = package.manifest
+        with database.atomic():
+            model = self._upsert_model(package)
+            existing = VersionRow.get_or_none(model=model, version=m.version)
+            if existing:
+                return self._same_or_conflict(existing, digest), False
+            try:
+                with database.atomic():
+                    row = VersionRow.create(
+                        model=model, version=m.version, digest=digest, size=size,
+                        manifest=m.to_dict(), inputs=package.inputs, outputs=package.outputs,
+                        card=package.card, examples=package.examples,
+                    )  # fmt: skip
+            except IntegrityError:  # another upload of the same version won the race
+                existing = VersionRow.get(model=model, version=m.version)
+                return self._same_or_conflict(existing, digest), False
+            self._update_latest(model)
+        log.info("published %s@%s (%s)", m.name, m.version, digest[:12])
+        return row, True
+
+    def _same_or_conflict(self, existing: VersionRow, digest: str) -> VersionRow:
+        if existing.digest == digest:
+            return existing
+        raise Conflict(
+            f"{existing.model.name}@{existing.version} is already published with digest "
+            f"{existing.digest[:12]}; versions are immutable. Bump 'version' in aid.yaml and publish again."
+        )
+
+    def _upsert_model(self, package: Package) -> ModelRow:
+        m = package.manifest
+        model, created = ModelRow.get_or_create(
+            name=m.name, defaults={"task": m.task, "summary": m.summary, "tags": list(m.tags)}
+        )
+        if not created:
+            model.task, model.summary, model.tags = m.task, m.summary, list(m.tags)
+            model.updated_at = utcnow()
+            model.save()
+        return model
+
+    def _update_latest(self, model: ModelRow) -> None:
+        versions = list(VersionRow.select().where(VersionRow.model == model))
+        newest = max(versions, key=lambda v: semver_key(v.version))
+        self._point(model, "latest", newest)
+
+    def _point(self, model: ModelRow, alias: str, version: VersionRow) -> None:
+        AliasRow.insert(model=model, name=alias, version=version, updated_at=utcnow()).on_conflict(
+            conflict_target=[AliasRow.model, AliasRow.name],
+            update={AliasRow.version: version.id, AliasRow.updated_at: utcnow()},
+        ).execute()
+
+    # --- finding ------------------------------------------------------------------------
+
+    def model(self, name: str) -> ModelRow:
+        row = ModelRow.get_or_none(ModelRow.name == name)
+        if row is None:
+            known = [m.name for m in ModelRow.select(ModelRow.name).order_by(ModelRow.name).limit(20)]
+            hint = f" Models: {', '.join(known)}." if known else " No model is published yet."
+            raise NotFound(f"Model {name!r} does not exist.{hint}")
+        return row
+
+    def resolve(self, name: str, ref: str | None = None) -> VersionRow:
+        """A version by number or alias; no ref means `production` if set, else `latest`."""
+        model = self.model(name)
+        if ref is None:
+            alias = self._alias(model, "production") or self._alias(model, "latest")
+            if alias is None:
+                raise NotFound(f"Model {name!r} has no versions yet. Publish one with 'aid publish'.")
+            return alias.version
+        version = VersionRow.get_or_none(model=model, version=ref)
+        alias = None if version else self._alias(model, ref)
+        if version or alias:
+            return version or alias.version
+        raise NotFound(self._no_such_ref(model, ref))
+
+    def has_alias(self, model: ModelRow, name: str) -> bool:
+        return self._alias(model, name) is not None
+
+    def _alias(self, model: ModelRow, name: str) -> AliasRow | None:
+        return AliasRow.get_or_none(model=model, name=name)
+
+    def _no_such_ref(self, model: ModelRow, ref: str) -> str:
+        versions = ", ".join(sorted((v.version for v in model.versions), key=semver_key))
+        aliases = ", ".join(sorted(a.name for a in model.aliases))
+        return (
+            f"Model {model.name!r} has no version or alias {ref!r}. "
+            f"Versions: {versions or 'none'}. Aliases: {aliases or 'none'}."
+        )
+
+    def set_alias(self, name: str, alias: str, ref: str) -> VersionRow:
+        if not ALIAS_RE.match(alias or ""):
+            raise Invalid(
+                f"Alias {alias!r} is not valid: use lower-case letters, digits and '-', e.g. production."
+            )
+        if alias in HUB_ALIASES:
+            raise Invalid(f"Alias {alias!r} is kept by the hub; choose another name, e.g. production.")
+        version = self.resolve(name, ref)
+        self._point(version.model, alias, version)
+        return version
+
+    def search(self, q: str = "", task: str = "", tag: str = "") -> list[ModelRow]:
+        query = ModelRow.select().order_by(ModelRow.name)
+        if q:
+            query = query.where(ModelRow.name.contains(q) | ModelRow.summary.contains(q))
+        if task:
+            query = query.where(ModelRow.task == task)
+        rows = list(query)
+        return [m for m in rows if tag in m.tags] if tag else rows
+
+    def _discard(self, digest: str) -> None:
+        """Forget a rejected upload, unless a published version holds the same bytes."""
+        if not VersionRow.select().where(VersionRow.digest == digest).exists():
+            shutil.rmtree(self.packages_dir / digest, ignore_errors=True)
+            self.blobs.path(digest).unlink(missing_ok=True)

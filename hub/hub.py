@@ -1,0 +1,166 @@
+"""The Hub: one object holding the use cases that the CLI and the web layer call."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import BinaryIO
+
+from hub import present
+from hub.catalog import Catalog
+from hub.config import Config
+from hub.deployments import Deployments, spec_for
+from hub.errors import Invalid, NotFound
+from hub.runner_choice import choose_runner
+from hub.serving import ModelClient, predict
+from monitor import feedback as feedback_store
+from monitor import metrics, scorecard
+from monitor import migrations as monitor_migrations
+from monitor import tables as monitor_tables
+from monitor.predlog import PredictionLog
+from registry import db as registry_db
+from registry import migrations as registry_migrations
+from registry.blobs import BlobStore
+from registry.models import VersionRow
+from runners.base import Runner
+
+log = logging.getLogger(__name__)
+FEEDBACK_WAIT_SECONDS = 3.0
+
+
+class Hub:
+    def __init__(self, config: Config, runner: Runner | None = None):
+        self.config = config
+        self.db = open_database(config.database_url)
+        blobs = BlobStore(config.blobs_dir)
+        blobs.remove_stale_uploads()
+        self.catalog = Catalog(blobs, config.packages_dir, config.max_upload_bytes)
+        self.runner, self.runner_reason = (runner, "given") if runner else choose_runner(config)
+        self.deployments = Deployments(self.runner, self._spec)
+        self.predlog = PredictionLog(
+            self.db, flush_interval=config.log_flush_seconds, payload_cap=config.log_payload_bytes
+        )
+        self.client = ModelClient()
+
+    def _spec(self, version: VersionRow):
+        return spec_for(version, self.catalog.unpack(version.digest))
+
+    def close(self) -> None:
+        self.predlog.close()
+        self.deployments.close()
+
+    # --- catalog ------------------------------------------------------------------------
+
+    def publish(self, stream: BinaryIO) -> dict:
+        version, created = self.catalog.publish(stream)
+        return {**present.version(version), "created": created}
+
+    def models(self, q: str = "", task: str = "", tag: str = "") -> list[dict]:
+        return [present.model_summary(m) for m in self.catalog.search(q, task, tag)]
+
+    def model(self, name: str) -> dict:
+        return present.model(self.catalog.model(name))
+
+    def version(self, name: str, ref: str | None = None) -> dict:
+        return present.version(self.catalog.resolve(name, ref), detail=True)
+
+    def set_alias(self, name: str, alias: str, ref: str) -> dict:
+        return present.version(self.catalog.set_alias(name, alias, ref))
+
+    # --- deployments --------------------------------------------------------------------
+
+    def deploy(self, name: str, ref: str | None = None) -> dict:
+        version = self.catalog.resolve(name, ref)
+        build = self.deployments.deploy(version)
+        return {**present.version(version), "build": present.build(build)}
+
+    def undeploy(self, name: str, ref: str | None = None) -> dict:
+        version = self.catalog.resolve(name, ref)
+        self.deployments.undeploy(version)
+        return present.version(version)
+
+    def build(self, build_id: int) -> dict:
+        return present.build(present.get_build(build_id), with_log=True)
+
+    def logs(self, name: str, ref: str | None = None) -> dict:
+        version = self.catalog.resolve(name, ref)
+        return present.logs(version, self.deployments.latest_build(version))
+
+    def status(self) -> dict:
+        return {
+            "runner": self.runner.kind,
+            "runner_reason": self.runner_reason,
+            "database": self.config.database_url.split("://")[0],
+            "home": str(self.config.home),
+            "deployments": present.deployment_counts(),
+        }
+
+    # --- predictions and feedback ---------------------------------------------------------
+
+    def target(self, name: str, ref: str | None = None) -> VersionRow:
+        """The version a call goes to: the ref, else production, else the newest ready version."""
+        version = self.catalog.resolve(name, ref)
+        if ref is None and not self.catalog.has_alias(version.model, "production"):
+            return present.newest_ready(version.model) or version
+        return version
+
+    def predict(self, name: str, ref: str | None, inputs, source: str = "hub") -> dict:
+        version = self.target(name, ref)
+        url = self.deployments.endpoint(version)
+        reply = predict(self.client, self.predlog, version, url, inputs, source)
+        metrics.observe_prediction(version.model.name, version.version, "ok", reply["latency_ms"] / 1000)
+        return reply
+
+    def feedback(self, prediction_id: str, fields: dict) -> dict:
+        row = self._find_prediction(prediction_id)
+        return _record_feedback(prediction_id, row.version_id, row.model, fields)
+
+    def model_feedback(self, name: str, fields: dict, ref: str | None = None) -> dict:
+        version = self.catalog.resolve(name, ref) if ref else None
+        model = self.catalog.model(name)
+        return _record_feedback(None, version.id if version else None, model.name, fields)
+
+    def _find_prediction(self, prediction_id: str):
+        deadline = time.monotonic() + FEEDBACK_WAIT_SECONDS
+        while (row := feedback_store.find_prediction(prediction_id)) is None:
+            if time.monotonic() > deadline:
+                raise NotFound(
+                    f"Prediction {prediction_id!r} does not exist. Use the id a predict call returned."
+                )
+            self.predlog.flush()
+            time.sleep(0.05)
+        return row
+
+    def scorecard(self, name: str, ref: str | None = None) -> dict:
+        version = self.catalog.resolve(name, ref)
+        card = scorecard.scorecard(version.id)
+        return {"model": version.model.name, "version": version.version, **card}
+
+
+def _record_feedback(prediction_id: str | None, version_id: int | None, model: str, fields) -> dict:
+    try:
+        row = feedback_store.record_feedback(
+            prediction_id=prediction_id, version_id=version_id, model=model, **_feedback_fields(fields)
+        )
+    except feedback_store.FeedbackInvalid as e:
+        raise Invalid(str(e)) from e
+    return present.feedback(row)
+
+
+def _feedback_fields(fields: dict) -> dict:
+    if not isinstance(fields, dict):
+        raise Invalid('Feedback must be a JSON object such as {"correct": true, "rating": 5}.')
+    known = {"correct", "label", "rating", "comment"}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise Invalid(f"Unknown feedback field(s) {', '.join(unknown)}; use {', '.join(sorted(known))}.")
+    return {k: fields.get(k) for k in known}
+
+
+def open_database(url: str):
+    db = registry_db.connect(url)
+    registry_db.database.initialize(db)
+    monitor_tables.database.initialize(db)
+    registry_migrations.migrate(db)
+    monitor_migrations.migrate(db)
+    return db

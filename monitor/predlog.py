@@ -1,0 +1,275 @@
+"""The prediction log: `record()` queues in memory; a daemon thread writes batches.
+
+Each batch is ONE transaction: the Prediction rows (multi-row INSERTs sized to the database's
+bind-variable limit) and the rollup upserts aggregated from the same rows. A failing write logs
+the exception and keeps the rows for the next try; beyond `max_queue` waiting rows the oldest
+are dropped with a warning. The thread never dies of a database error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from peewee import Database
+
+from monitor import tables
+from monitor.rollups import Aggregate
+from monitor.tables import Prediction, rows_per_statement, utc_naive
+
+log = logging.getLogger(__name__)
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+STATUSES = ("ok", "error")
+SOURCES = ("hub", "direct")
+ERROR_CAP = 2000
+FIELDS = (
+    Prediction.id, Prediction.version_id, Prediction.model, Prediction.version,
+    Prediction.created_at, Prediction.latency_ms, Prediction.status, Prediction.error,
+    Prediction.source, Prediction.inputs, Prediction.outputs, Prediction.truncated,
+)  # fmt: skip
+Row = tuple  # values in the order of FIELDS
+
+
+def new_prediction_id(now: float | None = None) -> str:
+    """A 26-char ULID (48-bit milliseconds + 80 random bits, Crockford base32): sorts by time."""
+    millis = int((time.time() if now is None else now) * 1000) & (2**48 - 1)
+    value = millis << 80 | secrets.randbits(80)
+    return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+@dataclass
+class PredictionRecord:
+    version_id: int
+    model: str
+    version: str
+    latency_ms: float
+    status: str = "ok"  # 'ok' | 'error'
+    error: str | None = None
+    source: str = "hub"  # 'hub' | 'direct'
+    inputs: Any = None  # JSON-able; encoded and capped by record()
+    outputs: Any = None
+    id: str = field(default_factory=new_prediction_id)
+    created_at: datetime | None = None  # UTC (naive = UTC); None: the log's clock at record()
+
+
+def encode_payload(value: Any, cap: int) -> tuple[str | None, bool]:
+    """(JSON text, truncated): a `{"_truncated": true, "bytes": N}` marker past `cap` bytes."""
+    if value is None:
+        return None, False
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    size = len(text.encode())
+    if size <= cap:
+        return text, False
+    return json.dumps({"_truncated": True, "bytes": size}), True
+
+
+def _clean_error(error: str | None) -> str | None:
+    return None if error is None else error[:ERROR_CAP].replace("\x00", "")
+
+
+class PredictionLog:
+    def __init__(
+        self,
+        database: Database,
+        flush_interval: float = 0.5,
+        max_batch: int = 2000,
+        payload_cap: int = 16384,
+        clock: Callable[[], float] = time.time,
+        max_queue: int = 100_000,
+    ):
+        _check_bound(database)
+        self.database = database
+        self.flush_interval, self.max_batch, self.max_queue = flush_interval, max_batch, max_queue
+        self.payload_cap, self.clock = payload_cap, clock
+        self.dropped = 0
+        self._queue: deque[Row] = deque()
+        self._cond = threading.Condition()
+        self._accepted = self._settled = self._failures = 0  # settled: written or dropped
+        self._flush_wanted = self._stopping = self._failing = False
+        self._thread = threading.Thread(target=self._run, name="aidhub-predlog", daemon=True)
+        self._thread.start()
+
+    # -- caller side -------------------------------------------------------------------------
+
+    def record(self, rec: PredictionRecord) -> str:
+        """Queue one prediction (never touches the database here); returns its id."""
+        row = self._row(rec)
+        with self._cond:
+            self._queue.append(row)
+            self._accepted += 1
+            self._drop_beyond_bound()
+            if len(self._queue) >= self.max_batch:
+                self._cond.notify_all()
+        return rec.id
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Write everything queued so far; True when it is all in the database."""
+        if not self._thread.is_alive():
+            return self._flush_here()
+        with self._cond:
+            target, failures = self._accepted, self._failures
+            self._flush_wanted = True
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._settled >= target or self._failures != failures, timeout)
+            return self._settled >= target
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Flush and stop the writer thread; True when nothing is left unwritten."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if self.queued:
+            log.warning("prediction log closed with %d rows unwritten", self.queued)
+        return not self.queued
+
+    @property
+    def queued(self) -> int:
+        """Rows waiting to be written."""
+        return len(self._queue)
+
+    def find_pending(self, prediction_id: str) -> dict | None:
+        """The queued (not yet written) prediction with this id, as a dict of column values."""
+        with self._cond:
+            row = next((r for r in self._queue if r[0] == prediction_id), None)
+        return None if row is None else {f.name: v for f, v in zip(FIELDS, row, strict=True)}
+
+    def __enter__(self) -> PredictionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _row(self, rec: PredictionRecord) -> Row:
+        if rec.status not in STATUSES or rec.source not in SOURCES:
+            raise ValueError(f"status must be one of {STATUSES} and source one of {SOURCES}")
+        inputs, cut_in = encode_payload(rec.inputs, self.payload_cap)
+        outputs, cut_out = encode_payload(rec.outputs, self.payload_cap)
+        at = utc_naive(self.clock() if rec.created_at is None else rec.created_at)
+        return (rec.id, rec.version_id, rec.model, rec.version, at, float(rec.latency_ms),
+                rec.status, _clean_error(rec.error), rec.source, inputs, outputs,
+                cut_in or cut_out)  # fmt: skip
+
+    def _drop_beyond_bound(self) -> None:
+        """Drop the oldest rows past max_queue; call with the lock held."""
+        excess = len(self._queue) - self.max_queue
+        if excess <= 0:
+            return
+        for _ in range(excess):
+            self._queue.popleft()
+        self.dropped += excess
+        self._settled += excess
+        if self.dropped == excess or self.dropped % 10_000 < excess:
+            log.warning("prediction log full (%d rows): dropped %d oldest rows so far",
+                        self.max_queue, self.dropped)  # fmt: skip
+
+    # -- writer side -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                stopping = self._wait_for_work()
+                self._write_all()
+                if stopping:
+                    return
+        finally:
+            self._close_connection()
+
+    def _wait_for_work(self) -> bool:
+        def ready() -> bool:
+            full = len(self._queue) >= self.max_batch and not self._failing
+            return self._stopping or self._flush_wanted or full
+
+        with self._cond:
+            self._cond.wait_for(ready, self.flush_interval)
+            self._flush_wanted = False
+            return self._stopping
+
+    def _write_all(self) -> None:
+        """Write batches until the queue is empty or a write fails."""
+        while batch := self._take():
+            if not self._write_settled(batch):
+                return
+
+    def _take(self) -> list[Row]:
+        with self._cond:
+            count = min(len(self._queue), self.max_batch)
+            return [self._queue.popleft() for _ in range(count)]
+
+    def _write_settled(self, batch: list[Row]) -> bool:
+        ok = self._write_batch(batch)
+        with self._cond:
+            if ok:
+                self._settled += len(batch)
+            else:
+                self._queue.extendleft(reversed(batch))
+                self._failures += 1
+                self._drop_beyond_bound()
+            self._cond.notify_all()
+        return ok
+
+    def _write_batch(self, batch: list[Row]) -> bool:
+        try:
+            with self.database.atomic():
+                write_predictions(batch)
+        except Exception:
+            self._note_failure(len(batch))
+            return False
+        if self._failing:
+            log.info("prediction log writes again after a failure")
+        self._failing = False
+        return True
+
+    def _note_failure(self, rows: int) -> None:
+        if self._failing:
+            log.debug("prediction log write failed again; %d rows kept", rows, exc_info=True)
+        else:
+            log.exception("prediction log write failed; %d rows kept for the next try", rows)
+        self._failing = True
+        self._close_connection()
+
+    def _flush_here(self) -> bool:
+        """Write on the calling thread (after close()), opening and closing a connection."""
+        opened = self.database.is_closed()
+        try:
+            self._write_all()
+        finally:
+            if opened:
+                self._close_connection()
+        return not self.queued
+
+    def _close_connection(self) -> None:
+        try:
+            if not self.database.is_closed():
+                self.database.close()
+        except Exception:
+            log.debug("closing the prediction log's connection failed", exc_info=True)
+
+
+def write_predictions(batch: list[Row]) -> None:
+    """Insert the rows (ignoring ids already stored) and add them to the rollups."""
+    size = rows_per_statement(len(FIELDS))
+    for start in range(0, len(batch), size):
+        chunk = batch[start : start + size]
+        Prediction.insert_many(chunk, fields=FIELDS).on_conflict_ignore().execute()
+    aggregate = Aggregate()
+    for row in batch:
+        aggregate.add_prediction(row[1], row[4], row[5], row[6] == "ok")
+    aggregate.save()
+
+
+def _check_bound(database: Database) -> None:
+    if database is not tables.database and tables.database.obj is not database:
+        raise ValueError(
+            "monitor.tables.database is not bound to this database: call "
+            "monitor.tables.database.initialize(db) with the same db before PredictionLog(db)."
+        )

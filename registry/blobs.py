@@ -1,0 +1,72 @@
+"""Content-addressed blobs: streamed to a temp file while hashed, renamed into place, never overwritten."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from registry.db import RegistryError
+
+CHUNK = 1024 * 1024
+
+
+class BlobTooLarge(RegistryError):
+    def __init__(self, limit: int):
+        super().__init__(f"The upload is larger than the limit of {limit} bytes.")
+        self.limit = limit
+
+
+class BlobStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.tmp = self.root / "tmp"
+
+    def path(self, digest: str) -> Path:
+        return self.root / "sha256" / digest[:2] / digest
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def put_stream(self, stream: BinaryIO, max_bytes: int | None = None) -> tuple[str, int]:
+        """Store everything `stream` yields; return (sha256 hex, size). Dedups by content."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="upload-")
+        try:
+            digest, size = _copy_hashing(stream, os.fdopen(fd, "wb"), max_bytes)
+            self._move_into_place(Path(tmp_name), digest)
+            return digest, size
+        finally:
+            Path(tmp_name).unlink(missing_ok=True)
+
+    def _move_into_place(self, tmp: Path, digest: str) -> None:
+        final = self.path(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, 0o444)
+        try:
+            os.link(tmp, final)  # atomic, and never replaces a blob that is already there
+        except FileExistsError:
+            pass
+
+    def remove_stale_uploads(self) -> int:
+        """Delete temp files left by an interrupted upload (a killed hub); return how many."""
+        stale = list(self.tmp.glob("upload-*")) if self.tmp.exists() else []
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
+
+def _copy_hashing(stream: BinaryIO, out: BinaryIO, max_bytes: int | None) -> tuple[str, int]:
+    sha, size = hashlib.sha256(), 0
+    with out:
+        while chunk := stream.read(CHUNK):
+            size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                raise BlobTooLarge(max_bytes)
+            sha.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return sha.hexdigest(), size

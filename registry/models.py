@@ -1,0 +1,111 @@
+"""The registry's tables: models, immutable versions, aliases, deployments and builds."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from peewee import (
+    AutoField,
+    BigIntegerField,
+    CharField,
+    DateTimeField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    TextField,
+)
+
+from registry.db import BaseModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class JSONField(TextField):
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, sort_keys=True)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class ModelRow(BaseModel):
+    id = AutoField()
+    name = CharField(max_length=130, unique=True)
+    task = CharField(max_length=100, index=True)
+    summary = TextField(default="")
+    tags = JSONField(default=list)
+    owner = CharField(max_length=100, default="")
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "models"
+
+
+class VersionRow(BaseModel):
+    id = AutoField()
+    model = ForeignKeyField(ModelRow, backref="versions", on_delete="CASCADE")
+    version = CharField(max_length=100)
+    digest = CharField(max_length=64, index=True)
+    size = BigIntegerField()
+    manifest = JSONField()
+    inputs = JSONField()
+    outputs = JSONField()
+    card = TextField(default="")
+    examples = JSONField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "versions"
+        indexes = ((("model", "version"), True),)
+
+
+class AliasRow(BaseModel):
+    id = AutoField()
+    model = ForeignKeyField(ModelRow, backref="aliases", on_delete="CASCADE")
+    name = CharField(max_length=64)
+    version = ForeignKeyField(VersionRow, on_delete="CASCADE")
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "aliases"
+        indexes = ((("model", "name"), True),)
+
+
+class DeploymentRow(BaseModel):
+    id = AutoField()
+    version = ForeignKeyField(VersionRow, unique=True, on_delete="CASCADE")
+    status = CharField(max_length=20, default="starting")
+    runner = CharField(max_length=20, default="")
+    env_key = CharField(max_length=64, default="")
+    url = CharField(max_length=300, default="")
+    pid = IntegerField(null=True)
+    port = IntegerField(null=True)
+    log_path = TextField(default="")
+    error = TextField(default="")
+    restarts = IntegerField(default=0)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "deployments"
+
+
+class BuildRow(BaseModel):
+    id = AutoField()
+    version = ForeignKeyField(VersionRow, backref="builds", on_delete="CASCADE")
+    status = CharField(max_length=20, default="queued")  # queued running succeeded failed
+    log = TextField(default="")
+    steps = JSONField(default=list)  # [{"name", "seconds"}]
+    created_at = DateTimeField(default=utcnow)
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+    seconds = FloatField(null=True)
+
+    class Meta:
+        table_name = "builds"
+
+
+TABLES = [ModelRow, VersionRow, AliasRow, DeploymentRow, BuildRow]

@@ -1,0 +1,122 @@
+"""The JSON API under /api/v1."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from hub.errors import Invalid, TooLarge
+from monitor import metrics
+from web.app import get_hub
+
+blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def split_ref(name: str) -> tuple[str, str | None]:
+    """'iris@1.0.0' -> ('iris', '1.0.0'); a ?version= argument wins over neither."""
+    name, _, ref = name.partition("@")
+    return name, request.args.get("version") or ref or None
+
+
+def json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise Invalid("The request body must be a JSON object, with Content-Type: application/json.")
+    return body
+
+
+@blueprint.get("/health")
+def health():
+    return jsonify({"ok": True, **get_hub().status()})
+
+
+@blueprint.post("/models")
+def publish():
+    hub = get_hub()
+    if request.content_length and request.content_length > hub.config.max_upload_bytes:
+        raise TooLarge(
+            f"The upload of {request.content_length} bytes is larger than the limit of "
+            f"{hub.config.max_upload_bytes} bytes. Shrink the package or raise the hub's upload limit."
+        )
+    version = hub.publish(request.stream)
+    return jsonify(version), 201 if version["created"] else 200
+
+
+@blueprint.get("/models")
+def models():
+    args = request.args
+    found = get_hub().models(args.get("q", ""), args.get("task", ""), args.get("tag", ""))
+    return jsonify({"models": found})
+
+
+@blueprint.get("/models/<path:name>")
+def model(name):
+    return jsonify(get_hub().model(name))
+
+
+@blueprint.get("/models/<path:name>/versions/<ref>")
+def version(name, ref):
+    return jsonify(get_hub().version(name, ref))
+
+
+@blueprint.put("/models/<path:name>/aliases/<alias>")
+def set_alias(name, alias):
+    ref = json_body().get("version")
+    if not ref:
+        raise Invalid('Say which version the alias points to: {"version": "1.0.0"}.')
+    return jsonify(get_hub().set_alias(name, alias, str(ref)))
+
+
+@blueprint.post("/models/<path:name>/deploy")
+def deploy(name):
+    name, ref = split_ref(name)
+    return jsonify(get_hub().deploy(name, ref)), 202
+
+
+@blueprint.post("/models/<path:name>/undeploy")
+def undeploy(name):
+    return jsonify(get_hub().undeploy(*split_ref(name)))
+
+
+@blueprint.get("/builds/<int:build_id>")
+def build(build_id):
+    return jsonify(get_hub().build(build_id))
+
+
+@blueprint.get("/models/<path:name>/logs")
+def logs(name):
+    return jsonify(get_hub().logs(*split_ref(name)))
+
+
+@blueprint.post("/models/<path:name>/predict")
+def predict(name):
+    name, ref = split_ref(name)
+    reply = get_hub().predict(name, ref, json_body().get("inputs"))
+    response = jsonify(reply)
+    response.headers["X-Prediction-Id"] = reply["id"]
+    return response
+
+
+@blueprint.post("/predictions/<prediction_id>/feedback")
+def prediction_feedback(prediction_id):
+    return jsonify(get_hub().feedback(prediction_id, json_body())), 201
+
+
+@blueprint.post("/models/<path:name>/feedback")
+def model_feedback(name):
+    name, ref = split_ref(name)
+    return jsonify(get_hub().model_feedback(name, json_body(), ref)), 201
+
+
+@blueprint.get("/models/<path:name>/scorecard")
+def scorecard(name):
+    return jsonify(get_hub().scorecard(*split_ref(name)))
+
+
+@blueprint.get("/status")
+def status():
+    return jsonify(get_hub().status())
+
+
+def prometheus_metrics():
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)

@@ -1,0 +1,54 @@
+"""The Flask app factory and the one error handler that turns HubErrors into JSON or a page."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+
+from flask import Flask, current_app, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from hub.config import Config
+from hub.errors import HubError
+from hub.hub import Hub
+
+log = logging.getLogger(__name__)
+JSON_PREFIXES = ("/api/", "/v2")
+
+
+def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
+    app = Flask(__name__)
+    app.json.sort_keys = False
+    hub = hub or Hub(config or Config.load())
+    app.extensions["hub"] = hub
+    if hub is not None:
+        atexit.register(hub.close)
+    from web import api, pages, v2
+
+    app.register_blueprint(api.blueprint)
+    app.register_blueprint(v2.blueprint)
+    app.register_blueprint(pages.blueprint)
+    app.add_url_rule("/metrics", view_func=api.prometheus_metrics)
+    app.register_error_handler(HubError, _hub_error)
+    app.register_error_handler(HTTPException, _http_error)
+    return app
+
+
+def get_hub() -> Hub:
+    return current_app.extensions["hub"]
+
+
+def wants_json() -> bool:
+    return request.path.startswith(JSON_PREFIXES) or request.path == "/metrics"
+
+
+def _hub_error(error: HubError):
+    if wants_json():
+        return jsonify(error.to_dict()), error.status
+    return render_template("error.html", error=error.to_dict()), error.status
+
+
+def _http_error(error: HTTPException):
+    as_hub = HubError(error.description or error.name)
+    as_hub.status = error.code or 500
+    return _hub_error(as_hub)
