@@ -33,7 +33,7 @@ def connect(url: str) -> Database:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         return connect_url(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     if url.startswith(("postgres://", "postgresql://")):
-        return connect_url(url, autorollback=True)
+        return connect_url(url)
     raise RegistryError(
         f"Database URL {url!r} is not supported: use sqlite:///PATH or postgresql://USER@HOST/DB."
     )

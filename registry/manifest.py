@@ -82,6 +82,14 @@ def read_manifest(package_dir: Path) -> dict:
 
 def parse_manifest(data: dict) -> Manifest:
     """Check the manifest's fields (not the files); raise PackageInvalid listing every problem."""
+    manifest, problems = check_manifest(data)
+    if problems:
+        raise PackageInvalid(problems)
+    return manifest
+
+
+def check_manifest(data: dict) -> tuple[Manifest, list[Problem]]:
+    """The manifest as far as it could be read, and every problem found in its fields."""
     problems: list[Problem] = []
     checks = _FieldChecks(data, problems)
     manifest = Manifest(
@@ -104,9 +112,7 @@ def parse_manifest(data: dict) -> Manifest:
         examples=checks.relpath("examples"),
     )
     _check_framework_fields(manifest, data, problems)
-    if problems:
-        raise PackageInvalid(problems)
-    return manifest
+    return manifest, problems
 
 
 def _check_framework_fields(m: Manifest, data: dict, problems: list[Problem]) -> None:

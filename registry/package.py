@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from registry.manifest import Manifest, PackageInvalid, Problem, parse_manifest, read_manifest
+from registry.manifest import Manifest, PackageInvalid, Problem, check_manifest, read_manifest
 from registry.onnx_schema import OnnxUnreadable, read_onnx_schema
 from registry.tensors import check_inputs, row_width
 
@@ -34,8 +34,7 @@ class Package:
 def validate_package(root: Path) -> Package:
     """Check the manifest and the files it names; raise PackageInvalid listing every problem."""
     root = Path(root)
-    manifest = parse_manifest(read_manifest(root))
-    problems: list[Problem] = []
+    manifest, problems = check_manifest(read_manifest(root))
     _check_files(root, manifest, problems)
     inputs, outputs = _schema(root, manifest, problems)
     examples = _examples(root, manifest, inputs, problems)

@@ -1,7 +1,150 @@
-"""HTML pages (server-rendered)."""
+"""HTML pages (server-rendered): the catalog, a model's page, a build's log.
+
+One data dict per page, built from the Hub's plain dicts. Every value from a model is hostile:
+templates rely on autoescaping, and only the nh3-sanitised card is marked safe (web/markdown.py).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, redirect, render_template, request, url_for
+
+from hub.errors import Invalid
+from web import charts, snippets
+from web.app import get_hub
+from web.markdown import render_card
 
 blueprint = Blueprint("pages", __name__)
+CSP = (
+    "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+RUNNING_BUILDS = ("queued", "running")
+
+
+@blueprint.after_request
+def security_headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+# --- catalog ------------------------------------------------------------------------------
+
+
+@blueprint.get("/")
+def catalog():
+    hub = get_hub()
+    q, task, tag = (request.args.get(k, "").strip() for k in ("q", "task", "tag"))
+    models = [_with_state(hub, m) for m in hub.models(q, task, tag)]
+    tasks = sorted({m["task"] for m in hub.models()})
+    return render_template("catalog.html", models=models, tasks=tasks, q=q, task=task, tag=tag)
+
+
+def _with_state(hub, summary: dict) -> dict:
+    """The catalog card's model plus the deployment of the version predictions go to."""
+    shown = summary["production"] or summary["latest"]
+    versions = {v["version"]: v for v in hub.model(summary["name"])["versions"]}
+    deployment = versions[shown]["deployment"] if shown in versions else {"status": "not deployed"}
+    return {**summary, "shown": shown, "deployment": deployment}
+
+
+# --- model page ---------------------------------------------------------------------------
+
+
+@blueprint.get("/models/<path:name>")
+def model(name):
+    return render_template("model.html", **model_page(name, request.args.get("version") or None))
+
+
+@blueprint.post("/models/<path:name>/feedback")
+def feedback(name):
+    form = request.form
+    ref = form.get("version") or None
+    try:
+        row = _send_feedback(name, ref, form.get("prediction_id", "").strip(), feedback_fields(form))
+    except Invalid as e:
+        page = model_page(name, ref, feedback_error=e.message, form=form)
+        return render_template("model.html", **page), 400
+    target = url_for("pages.model", name=name, version=ref, feedback=row["id"])
+    return redirect(f"{target}#feedback", code=303)
+
+
+def _send_feedback(name: str, ref: str | None, prediction_id: str, fields: dict) -> dict:
+    hub = get_hub()
+    if prediction_id:
+        return hub.feedback(prediction_id, fields)
+    return hub.model_feedback(name, fields, ref)
+
+
+def feedback_fields(form) -> dict:
+    """The HTML form's strings as the hub's feedback fields; unset ones are left out."""
+    correct = {"yes": True, "no": False}.get(form.get("correct", ""))
+    rating = form.get("rating", "").strip()
+    fields = {
+        "correct": correct,
+        "label": form.get("label", "").strip() or None,
+        "rating": int(rating) if rating.isdigit() else rating or None,
+        "comment": form.get("comment", "").strip() or None,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def model_page(name: str, ref: str | None, feedback_error: str = "", form=None) -> dict:
+    """Everything the model page shows, for one version (`ref`, else production, else latest)."""
+    hub = get_hub()
+    model, version = hub.model(name), hub.version(name, ref)
+    number = version["version"]
+    return {
+        "model": model, "version": version, "ref": ref, "card": render_card(version["card"]),
+        "scorecard": (card := hub.scorecard(name, number)),
+        "chart": charts.requests_chart(card["series"]),
+        "build": hub.logs(name, number)["build"],
+        "api": api_snippets(name, ref and number, version),
+        "feedback_id": request.args.get("feedback", type=int),
+        "feedback_error": feedback_error, "form": form or {},
+    }  # fmt: skip
+
+
+def api_snippets(name: str, pinned: str | None, version: dict) -> dict:
+    """Endpoints, sample inputs and curl calls; pinned to a version only when the page is."""
+    inputs = snippets.sample_inputs(version["examples"], version["inputs"])
+    predict = url_for("api.predict", name=name, version=pinned, _external=True)
+    v2 = url_for("v2.infer", name=name, version=pinned, _external=True)
+    return {
+        "predict_url": predict,
+        "try_url": url_for("api.predict", name=name, version=version["version"]),
+        "feedback_url": url_for("api.prediction_feedback", prediction_id="PREDICTION_ID"),
+        "prefill": {n: snippets.prefill(inputs, n) for n in version["inputs"]},
+        "curl": snippets.curl_predict(predict, inputs),
+        "v2_url": v2,
+        "curl_v2": snippets.curl_v2(v2, inputs, version["inputs"]),
+    }
+
+
+# --- builds -------------------------------------------------------------------------------
+
+
+@blueprint.get("/builds/<int:build_id>")
+def build(build_id):
+    row = get_hub().build(build_id)
+    return render_template("build.html", build=row, running=row["status"] in RUNNING_BUILDS)
+
+
+# --- formatting for the templates -------------------------------------------------------------
+
+
+@blueprint.app_template_filter("percent")
+def percent(value) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+@blueprint.app_template_filter("ms")
+def milliseconds(value) -> str:
+    return "—" if value is None else f"{value:g} ms"
+
+
+@blueprint.app_template_filter("when")
+def when(value) -> str:
+    """'2024-05-01T12:03:09Z' -> '2024-05-01 12:03 UTC'."""
+    return "—" if not value else f"{value[:10]} {value[11:16]} UTC"

@@ -1,0 +1,1 @@
+"""The `aid` command line."""

@@ -1,0 +1,321 @@
+"""The `aid` command: talks to a hub over HTTP. Exit codes: 0 ok, 1 failure, 2 bad usage or package."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from cli import output
+from cli.client import DEFAULT_URL, HubClient, HubReplyError, HubUnreachable
+from cli.init import init_package
+from registry.manifest import FRAMEWORKS, PackageInvalid
+from registry.package import pack, validate_package
+
+READ = click.option("--json", "as_json", is_flag=True, help="Print the reply as JSON.")
+
+
+class Failure(click.ClickException):
+    exit_code = 1
+
+
+class Usage(click.ClickException):
+    exit_code = 2
+
+
+def split(ref: str) -> tuple[str, str | None]:
+    name, _, version = ref.partition("@")
+    return name, version or None
+
+
+def model_path(ref: str, suffix: str = "") -> str:
+    name, version = split(ref)
+    return f"/api/v1/models/{name}{suffix}", version
+
+
+@click.group()
+@click.option("--hub", envvar="AIDHUB_URL", default=DEFAULT_URL, show_default=True, help="The hub's URL.")
+@click.pass_context
+def cli(ctx: click.Context, hub: str) -> None:
+    """aidhub: publish, serve and monitor models."""
+    ctx.obj = HubClient(hub)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--framework", type=click.Choice(FRAMEWORKS), required=True)
+@click.option("--name", help="Model name (default: the folder's name).")
+def init(directory: Path, framework: str, name: str | None) -> None:
+    """Write a small, valid, runnable model package into DIRECTORY."""
+    try:
+        written = init_package(directory, framework, name or directory.resolve().name.lower())
+    except (FileExistsError, RuntimeError) as e:
+        raise Usage(str(e)) from e
+    click.echo(f"Wrote {len(written)} files to {directory}: {', '.join(p.name for p in written)}")
+    click.echo(f"Next: edit aid.yaml and README.md, then 'aid publish {directory} --deploy'.")
+
+
+def load_package(directory: Path):
+    try:
+        return validate_package(directory)
+    except PackageInvalid as e:
+        lines = "\n".join(f"  - {p}" for p in e.problems)
+        raise Usage(f"{directory} is not a valid package ({len(e.problems)} problems):\n{lines}") from e
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--deploy", is_flag=True, help="Deploy the version and wait until it serves.")
+@click.pass_obj
+def publish(client: HubClient, directory: Path, deploy: bool) -> None:
+    """Validate, pack and upload the package in DIRECTORY."""
+    package = load_package(directory)
+    try:
+        archive = pack(directory)
+    except PackageInvalid as e:
+        raise Usage(str(e)) from e
+    reply = client.upload(archive)
+    what = "Published" if reply["created"] else "Already published (same digest)"
+    click.echo(
+        f"{what} {reply['model']}@{reply['version']} sha256:{reply['digest'][:12]} ({reply['size']} bytes)"
+    )
+    if deploy:
+        start_deploy(client, f"{package.manifest.name}@{package.manifest.version}", wait=True)
+
+
+def start_deploy(client: HubClient, ref: str, wait: bool) -> None:
+    path, version = model_path(ref, "/deploy")
+    reply = client.post(path, version=version)
+    build = reply["build"]
+    if not wait or build is None:
+        click.echo(f"Deploying {reply['model']}@{reply['version']}: {reply['deployment']['status']}")
+        return
+    click.echo(f"Building {reply['model']}@{reply['version']} (build {build['id']}) ...")
+    follow_build(client, build["id"])
+
+
+def follow_build(client: HubClient, build_id: int, echo_log: bool = False) -> dict:
+    shown = 0
+    while True:
+        build = client.get(f"/api/v1/builds/{build_id}")
+        lines = build["log"].splitlines()
+        if echo_log:
+            for line in lines[shown:]:
+                click.echo(line)
+        shown = len(lines)
+        if build["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.5)
+    if build["status"] == "failed":
+        tail = "\n".join(lines[-20:])
+        raise Failure(f"Build {build_id} failed after {build['seconds']}s:\n{tail}")
+    version = client.get(f"/api/v1/models/{build['model']}/versions/{build['version']}")
+    click.echo(f"Ready in {build['seconds']}s at {version['deployment']['url']}")
+    return build
+
+
+@cli.command(name="list")
+@click.option("-q", "query", default="", help="Text to find in names and summaries.")
+@click.option("--task", default="")
+@click.option("--tag", default="")
+@READ
+@click.pass_obj
+def list_models(client: HubClient, query: str, task: str, tag: str, as_json: bool) -> None:
+    """List and search published models."""
+    data = client.get("/api/v1/models", q=query, task=task, tag=tag)
+    output.emit_json(data) if as_json else output.models(data)
+
+
+@cli.command()
+@click.argument("ref")
+@READ
+@click.pass_obj
+def show(client: HubClient, ref: str, as_json: bool) -> None:
+    """Show a model (NAME) or one version (NAME@VERSION or NAME@ALIAS)."""
+    name, version = split(ref)
+    if version:
+        data = client.get(f"/api/v1/models/{name}/versions/{version}")
+        output.emit_json(data) if as_json else output.emit_json({k: data[k] for k in data if k != "card"})
+        return
+    data = client.get(f"/api/v1/models/{name}")
+    output.emit_json(data) if as_json else output.model(data)
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version")
+@click.pass_obj
+def alias(client: HubClient, name: str, alias: str, version: str) -> None:
+    """Point ALIAS (e.g. production) of model NAME at VERSION."""
+    reply = client.put(f"/api/v1/models/{name}/aliases/{alias}", {"version": version})
+    click.echo(f"{name}@{alias} -> {reply['version']}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--wait/--no-wait", default=True, help="Wait until the version serves (default) or return.")
+@click.pass_obj
+def deploy(client: HubClient, ref: str, wait: bool) -> None:
+    """Build the environment for NAME[@VERSION] and start serving it."""
+    start_deploy(client, ref, wait)
+
+
+@cli.command()
+@click.argument("ref")
+@click.pass_obj
+def undeploy(client: HubClient, ref: str) -> None:
+    """Stop serving NAME[@VERSION]."""
+    path, version = model_path(ref, "/undeploy")
+    reply = client.post(path, version=version)
+    click.echo(f"{reply['model']}@{reply['version']}: {reply['deployment']['status']}")
+
+
+@cli.command()
+@READ
+@click.pass_obj
+def status(client: HubClient, as_json: bool) -> None:
+    """Say whether the hub answers, which runner it uses and why."""
+    data = client.get("/api/v1/status")
+    if as_json:
+        output.emit_json(data)
+        return
+    click.echo(f"hub      {client.url}  (ok)")
+    click.echo(f"runner   {data['runner']}: {data['runner_reason']}")
+    click.echo(f"database {data['database']}   home {data['home']}")
+    counts = ", ".join(f"{n} {s}" for s, n in data["deployments"].items()) or "none"
+    click.echo(f"deployments {counts}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--follow", "-f", is_flag=True, help="Follow a running build's log until it ends.")
+@click.pass_obj
+def logs(client: HubClient, ref: str, follow: bool) -> None:
+    """Print the last build log and the server log of NAME[@VERSION]."""
+    path, version = model_path(ref, "/logs")
+    data = client.get(path, version=version)
+    build = data["build"]
+    if follow and build and build["status"] in ("queued", "running"):
+        follow_build(client, build["id"], echo_log=True)
+        return
+    if build:
+        click.echo(f"== build {build['id']} ({build['status']}, {build['seconds']}s)\n{build['log']}")
+    click.echo(f"== server log\n{data['server_log'] or '(empty)'}")
+
+
+def read_inputs(inputs_json: str | None, file: Path | None, pairs: tuple[str, ...]) -> dict:
+    try:
+        if file:
+            data = json.loads(file.read_text())
+        elif inputs_json:
+            data = json.loads(inputs_json)
+        else:
+            data = {k: json.loads(v) for k, _, v in (p.partition("=") for p in pairs)}
+    except ValueError as e:
+        raise Usage(f"The inputs are not valid JSON: {e}") from e
+    return data.get("inputs", data) if isinstance(data, dict) else data
+
+
+@cli.command()
+@click.argument("ref")
+@click.option(
+    "--input", "-i", "pairs", multiple=True, help="NAME=JSON, e.g. -i 'features=[[5.1,3.5,1.4,0.2]]'."
+)
+@click.option("--inputs", "inputs_json", help="All inputs as JSON: '{\"features\": [[...]]}'.")
+@click.option("--file", "-f", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@READ
+@click.pass_obj
+def predict(client: HubClient, ref: str, pairs, inputs_json, file, as_json: bool) -> None:
+    """Call NAME[@VERSION] through the hub and print the outputs and the prediction id."""
+    inputs = read_inputs(inputs_json, file, pairs)
+    if not inputs:
+        raise Usage("Give the inputs: -i NAME=JSON, --inputs JSON or --file FILE.")
+    path, version = model_path(ref, "/predict")
+    reply = client.request(
+        "POST", path, json={"inputs": inputs}, params={"version": version} if version else {}
+    )
+    if as_json:
+        output.emit_json(reply)
+        return
+    click.echo(json.dumps(reply["outputs"]))
+    click.echo(f"id {reply['id']}  ({reply['model']}@{reply['version']}, {reply['latency_ms']} ms)", err=True)
+
+
+@cli.command()
+@click.argument("prediction_id", required=False)
+@click.option("--model", "model_ref", help="Feedback on a model in general (NAME[@VERSION]) instead.")
+@click.option("--correct/--wrong", default=None, help="Was the answer right?")
+@click.option("--label", help="The right answer.")
+@click.option("--rating", type=click.IntRange(1, 5), help="1 (bad) to 5 (great).")
+@click.option("--comment")
+@click.pass_obj
+def feedback(client: HubClient, prediction_id, model_ref, correct, label, rating, comment) -> None:
+    """Say whether prediction PREDICTION_ID was right (or give --model feedback)."""
+    fields = {"correct": correct, "label": label, "rating": rating, "comment": comment}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if bool(prediction_id) == bool(model_ref):
+        raise Usage("Give either a PREDICTION_ID or --model NAME.")
+    if prediction_id:
+        reply = client.post(f"/api/v1/predictions/{prediction_id}/feedback", fields)
+    else:
+        path, version = model_path(model_ref, "/feedback")
+        reply = client.post(path, fields, version=version)
+    click.echo(f"Thanks: feedback {reply['id']} recorded for {reply['model']}.")
+
+
+@cli.command()
+@click.argument("ref")
+@READ
+@click.pass_obj
+def scorecard(client: HubClient, ref: str, as_json: bool) -> None:
+    """Requests, errors, latency, feedback accuracy and rating of NAME[@VERSION]."""
+    path, version = model_path(ref, "/scorecard")
+    data = client.get(path, version=version)
+    output.emit_json(data) if as_json else output.scorecard(data)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--home", type=click.Path(file_okay=False, path_type=Path), help="Default: AIDHUB_HOME or ~/.aidhub"
+)
+@click.option(
+    "--runner", type=click.Choice(["auto", "process", "container"]), help="Default: AIDHUB_RUNNER or auto"
+)
+@click.option("--threads", default=32, show_default=True, type=int)
+def serve(host: str, port: int, home: Path | None, runner: str | None, threads: int) -> None:
+    """Run the hub (web catalog, API, model supervision) in the foreground."""
+    from cli.serve import serve as run_server
+    from hub.config import Config
+
+    overrides = {k: v for k, v in {"home": home, "runner": runner}.items() if v}
+    config = Config.load(host=host, port=port, public_url=f"http://{host}:{port}", **overrides)
+    click.echo(f"aidhub on http://{host}:{port}  (home {config.home})")
+    run_server(config, threads)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except HubUnreachable as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(1)
+    except HubReplyError as e:
+        report(e)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+
+
+def report(e: HubReplyError) -> None:
+    click.echo(f"Error: {e}", err=True)
+    for line in e.errors:
+        click.echo(f"  - {line}", err=True)
+    sys.exit(2 if e.status == 400 else 1)

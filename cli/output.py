@@ -1,0 +1,68 @@
+"""Printing replies for people (tables, scorecards) or as JSON."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def table(rows: list[list], headers: list[str]) -> None:
+    cells = [[str("" if c is None else c) for c in row] for row in [headers, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for i, row in enumerate(cells):
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if i == 0:
+            click.echo("  ".join("-" * w for w in widths))
+
+
+def models(data: dict) -> None:
+    rows = [[m["name"], m["task"], m["latest"], m["production"] or "-", m["summary"]] for m in data["models"]]
+    if not rows:
+        click.echo("No models match. Publish one with 'aid publish DIR'.")
+        return
+    table(rows, ["NAME", "TASK", "LATEST", "PRODUCTION", "SUMMARY"])
+
+
+def model(data: dict) -> None:
+    click.echo(f"{data['name']}  ({data['task']})  {data['summary']}")
+    if data["tags"]:
+        click.echo(f"tags: {', '.join(data['tags'])}")
+    aliases = ", ".join(f"{a} -> {v}" for a, v in data["aliases"].items())
+    click.echo(f"aliases: {aliases or 'none'}\n")
+    rows = [
+        [
+            v["version"],
+            v["digest"][:12],
+            v["framework"],
+            v["deployment"]["status"],
+            v["deployment"].get("url") or "",
+        ]
+        for v in data["versions"]
+    ]
+    table(rows, ["VERSION", "DIGEST", "FRAMEWORK", "DEPLOYMENT", "ENDPOINT"])
+
+
+def _fmt(value, pattern: str = "{}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def scorecard(card: dict) -> None:
+    lat, fb = card["latency_ms"], card["feedback"]
+    interval = (
+        f" (95% CI {fb['accuracy_low']:.3f}-{fb['accuracy_high']:.3f})" if fb["accuracy"] is not None else ""
+    )
+    lines = [
+        f"{card['model']}@{card['version']}",
+        f"  requests      {card['requests']}",
+        f"  errors        {card['errors']} ({_fmt(card['error_rate'], '{:.2%}')})",
+        f"  latency ms    p50 {_fmt(lat['p50'])}  p95 {_fmt(lat['p95'])}  p99 {_fmt(lat['p99'])}",
+        f"  feedback      {fb['count']} ({fb['correct']} correct, {fb['incorrect']} wrong)",
+        f"  accuracy      {_fmt(fb['accuracy'], '{:.3f}')}{interval}",
+        f"  mean rating   {_fmt(fb['mean_rating'], '{:.2f}')}",
+    ]
+    click.echo("\n".join(lines))

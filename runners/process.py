@@ -1,0 +1,239 @@
+"""The process backend: a virtualenv per environment key and `bentoml serve` as a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections import deque
+from pathlib import Path
+
+import httpx
+
+from .base import Instance, LogFn, RunnerError, ServeSpec
+from .environment import combined_requirements, ensure_environment, environment_key
+from .environment import fill_wheelhouse
+from .service import FLAVORS_PACKAGE, SERVICE_CLASS, SERVICE_MODULE, device_for, render_service
+
+log = logging.getLogger(__name__)
+
+FLAVORS_DIR = Path(__file__).resolve().parent / "flavors"
+STOP_GRACE_S = 10.0
+TAIL_LINES = 40
+_DROPPED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "BENTOML_HOME", "BENTOML_CONFIG")
+
+
+class ProcessRunner:
+    """Runs each version as `ENV/bin/bentoml serve` on `host`, one process group per version."""
+
+    kind = "process"
+
+    def __init__(
+        self,
+        envs_dir: Path,
+        wheelhouse: Path,
+        deployments_dir: Path,
+        uv_cache: Path | None = None,
+        host: str = "127.0.0.1",
+        ready_timeout: float = 120.0,
+        workers: int = 1,
+        threads: int = 4,
+    ):
+        self.envs_dir = Path(envs_dir)
+        self.wheelhouse = Path(wheelhouse)
+        self.deployments_dir = Path(deployments_dir)
+        self.uv_cache = Path(uv_cache) if uv_cache is not None else None
+        self.host = host
+        self.ready_timeout = ready_timeout
+        self.workers = workers
+        self.threads = threads
+        self._children: dict[int, subprocess.Popen] = {}
+
+    def requirements(self, spec: ServeSpec) -> list[str]:
+        return combined_requirements(spec.framework, spec.requirements, _wants_gpu(spec))
+
+    def env_key(self, spec: ServeSpec) -> str:
+        return environment_key(spec.python, spec.framework, self.requirements(spec), spec.gpu)
+
+    def build(self, spec: ServeSpec, log: LogFn) -> str:
+        """Fill the wheelhouse (unless done) and create the environment; return its key."""
+        key, reqs = self.env_key(spec), self.requirements(spec)
+        if not (self.envs_dir / key / ".ready").exists():
+            fill_wheelhouse(self.wheelhouse, reqs, log, spec.python)
+        ensure_environment(self.envs_dir, key, self.wheelhouse, reqs, spec.python, log, self.uv_cache)
+        return key
+
+    def start(self, spec: ServeSpec, log: LogFn) -> Instance:
+        """Build if needed, write the service, launch it, wait for /readyz; RunnerError if not."""
+        env_key = self.build(spec, log)
+        service_dir = self._write_service(spec)
+        port = _free_port(self.host)
+        instance = self._launch(spec, env_key, service_dir, port)
+        log(f"Started {spec.name} {spec.version} as pid {instance.pid} on {instance.url}")
+        self._wait_ready(spec, instance, log)
+        log(f"{spec.name} {spec.version} is ready at {instance.url}")
+        return instance
+
+    def stop(self, instance: Instance) -> None:
+        """SIGTERM the process group, SIGKILL after STOP_GRACE_S; a no-op when already gone."""
+        pid = instance.pid
+        if pid is None or not self._owns(pid):
+            return
+        _signal_group(pid, signal.SIGTERM)
+        if not self._wait_gone(pid, STOP_GRACE_S):
+            log.warning("%s (pid %s) ignored SIGTERM; killing it", instance.key, pid)
+            _signal_group(pid, signal.SIGKILL)
+            self._wait_gone(pid, STOP_GRACE_S)
+        self._children.pop(pid, None)
+
+    def alive(self, instance: Instance) -> bool:
+        return instance.pid is not None and self._pid_alive(instance.pid)
+
+    def deployment_dir(self, spec_key: str) -> Path:
+        return self.deployments_dir / spec_key
+
+    def _write_service(self, spec: ServeSpec) -> Path:
+        service_dir = self.deployment_dir(spec.key) / "service"
+        if service_dir.exists():
+            shutil.rmtree(service_dir)
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(FLAVORS_DIR, service_dir / FLAVORS_PACKAGE, ignore=ignore)
+        text = render_service(spec, workers=self.workers, threads=self.threads)
+        (service_dir / f"{SERVICE_MODULE}.py").write_text(text, encoding="utf-8")
+        return service_dir
+
+    def _launch(self, spec: ServeSpec, env_key: str, service_dir: Path, port: int) -> Instance:
+        deployment = self.deployment_dir(spec.key)
+        log_path = deployment / "server.log"
+        bentoml = self.envs_dir / env_key / "bin" / "bentoml"
+        command = [str(bentoml), "serve", f"{SERVICE_MODULE}:{SERVICE_CLASS}"]
+        command += ["--host", self.host, "--port", str(port)]
+        with open(log_path, "wb") as out:
+            proc = subprocess.Popen(
+                command,
+                cwd=service_dir,
+                env=self._child_env(spec, deployment),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._children[proc.pid] = proc
+        url = f"http://{_url_host(self.host)}:{port}"
+        return Instance(spec.key, url, env_key, proc.pid, port, log_path, self.kind)
+
+    def _child_env(self, spec: ServeSpec, deployment: Path) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+        env.update({str(k): str(v) for k, v in spec.env.items()})
+        env["BENTOML_HOME"] = str(deployment / "bentoml")
+        env["BENTOML_DO_NOT_TRACK"] = "true"
+        if device_for(spec.gpu) == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        return env
+
+    def _wait_ready(self, spec: ServeSpec, instance: Instance, log: LogFn) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            while time.monotonic() < deadline:
+                if not self.alive(instance):
+                    self._fail(spec, instance, "the server exited before it was ready")
+                if _answers_ready(client, instance.url):
+                    return
+                time.sleep(0.1)
+        self._fail(spec, instance, f"the server was not ready after {self.ready_timeout:.0f} s")
+
+    def _fail(self, spec: ServeSpec, instance: Instance, what: str) -> None:
+        self.stop(instance)
+        tail = log_tail(instance.log_path)
+        raise RunnerError(
+            f"Model {spec.name!r} version {spec.version!r} did not start: {what}. "
+            f"Read the server log ({instance.log_path}), fix the package, publish a new "
+            "version and deploy it.",
+            log_tail=tail,
+        )
+
+    def _owns(self, pid: int) -> bool:
+        """Ours, or (after a hub restart) a live `bentoml serve` process: never a reused pid."""
+        if pid in self._children:
+            return True
+        return _cmdline(pid).find(b"bentoml") >= 0
+
+    def _pid_alive(self, pid: int) -> bool:
+        proc = self._children.get(pid)
+        if proc is not None:
+            return proc.poll() is None
+        return _process_running(pid) and b"bentoml" in _cmdline(pid)
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._pid_alive(pid)  # reaps our child once it exits
+            if not _group_exists(pid):
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def _wants_gpu(spec: ServeSpec) -> bool:
+    return device_for(spec.gpu) == "cuda"
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _answers_ready(client: httpx.Client, url: str) -> bool:
+    try:
+        return client.get(f"{url}/readyz").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _process_running(pid: int) -> bool:
+    """True for a live, non-zombie process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def log_tail(path: Path | None, lines: int = TAIL_LINES) -> str:
+    """The last `lines` lines of a log file ('' when it does not exist)."""
+    if path is None or not Path(path).exists():
+        return ""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return "\n".join(line.rstrip("\n") for line in deque(handle, maxlen=lines))
