@@ -18,6 +18,8 @@ class Config:
     port: int = 8000
     public_url: str = "http://127.0.0.1:8000"
     wheelhouse: Path | None = None
+    envs: Path | None = None
+    uv_cache: Path | None = None
     max_upload_bytes: int = 512 * 1024 * 1024
     log_payload_bytes: int = 16 * 1024
     log_flush_seconds: float = 0.5
@@ -36,7 +38,11 @@ class Config:
 
     @property
     def envs_dir(self) -> Path:
-        return self.home / "envs"
+        return self.envs or self.home / "envs"
+
+    @property
+    def uv_cache_dir(self) -> Path:
+        return self.uv_cache or self.home / "uv-cache"
 
     @property
     def deployments_dir(self) -> Path:
@@ -58,8 +64,13 @@ class Config:
             "docker_host": env.get("DOCKER_HOST"),
             "base_image": env.get("AIDHUB_BASE_IMAGE", cls.base_image),
         }
-        if env.get("AIDHUB_WHEELHOUSE"):
-            values["wheelhouse"] = Path(env["AIDHUB_WHEELHOUSE"]).expanduser().resolve()
+        for key, name in [
+            ("wheelhouse", "AIDHUB_WHEELHOUSE"),
+            ("envs", "AIDHUB_ENVS"),
+            ("uv_cache", "AIDHUB_UV_CACHE"),
+        ]:
+            if env.get(name):  # caches that several hubs on one machine may share
+                values[key] = Path(env[name]).expanduser().resolve()
         config = cls(home=home, **values)
         config = replace(config, **overrides)
         if config.runner not in RUNNERS:

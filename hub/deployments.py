@@ -55,6 +55,7 @@ class Deployments:
         self.spec_of = spec_of  # VersionRow -> ServeSpec
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deploy")
         self.futures: dict[int, object] = {}
+        self.on_change = lambda: None  # called after a deployment's state changed
 
     def deploy(self, version: VersionRow) -> BuildRow:
         """Start (or keep) the version's server; the build runs in the background."""
@@ -99,6 +100,7 @@ class Deployments:
                 runner=self.runner.kind, error="", updated_at=utcnow(),
             ).where(DeploymentRow.version == build.version).execute()  # fmt: skip
             self._finish(build, "succeeded", seconds)
+        self.on_change()
 
     def _failed(self, build: BuildRow, out: BuildLog, error: Exception, seconds: float) -> None:
         tail = getattr(error, "log_tail", "") or out.tail()
@@ -110,6 +112,7 @@ class Deployments:
                 status="failed", error=f"{error}\n{tail}".strip(), updated_at=utcnow()
             ).where(DeploymentRow.version == build.version).execute()
             self._finish(build, "failed", seconds)
+        self.on_change()
 
     def _finish(self, build: BuildRow, status: str, seconds: float) -> None:
         BuildRow.update(status=status, finished_at=utcnow(), seconds=round(seconds, 2)).where(
@@ -125,6 +128,7 @@ class Deployments:
         DeploymentRow.update(status="stopped", pid=None, updated_at=utcnow()).where(
             DeploymentRow.id == row.id
         ).execute()
+        self.on_change()
         return DeploymentRow.get_by_id(row.id)
 
     def endpoint(self, version: VersionRow) -> str:

@@ -11,12 +11,14 @@ from hub.catalog import Catalog
 from hub.config import Config
 from hub.deployments import Deployments, spec_for
 from hub.errors import Invalid, NotFound
+from hub.routes import Route, Routes
 from hub.runner_choice import choose_runner
 from hub.serving import ModelClient, predict
 from monitor import feedback as feedback_store
-from monitor import metrics, scorecard
 from monitor import migrations as monitor_migrations
+from monitor import scorecard
 from monitor import tables as monitor_tables
+from monitor.metrics import Metrics
 from monitor.predlog import PredictionLog
 from registry import db as registry_db
 from registry import migrations as registry_migrations
@@ -41,6 +43,11 @@ class Hub:
             self.db, flush_interval=config.log_flush_seconds, payload_cap=config.log_payload_bytes
         )
         self.client = ModelClient()
+        self.routes = Routes()
+        self.deployments.on_change = self.routes.clear
+        self.metrics = Metrics()
+        self.metrics.watch_log(lambda: self.predlog.queued, lambda: self.predlog.dropped)
+        self.deployments.reconcile()
 
     def _spec(self, version: VersionRow):
         return spec_for(version, self.catalog.unpack(version.digest))
@@ -53,6 +60,7 @@ class Hub:
 
     def publish(self, stream: BinaryIO) -> dict:
         version, created = self.catalog.publish(stream)
+        self.routes.clear()
         return {**present.version(version), "created": created}
 
     def models(self, q: str = "", task: str = "", tag: str = "") -> list[dict]:
@@ -65,7 +73,9 @@ class Hub:
         return present.version(self.catalog.resolve(name, ref), detail=True)
 
     def set_alias(self, name: str, alias: str, ref: str) -> dict:
-        return present.version(self.catalog.set_alias(name, alias, ref))
+        version = self.catalog.set_alias(name, alias, ref)
+        self.routes.clear()
+        return present.version(version)
 
     # --- deployments --------------------------------------------------------------------
 
@@ -104,12 +114,17 @@ class Hub:
             return present.newest_ready(version.model) or version
         return version
 
+    def route(self, name: str, ref: str | None = None) -> Route:
+        def load():
+            version = self.target(name, ref)
+            return version, self.deployments.endpoint(version)
+
+        return self.routes.get((name, ref), load)
+
     def predict(self, name: str, ref: str | None, inputs, source: str = "hub") -> dict:
-        version = self.target(name, ref)
-        url = self.deployments.endpoint(version)
-        reply = predict(self.client, self.predlog, version, url, inputs, source)
-        metrics.observe_prediction(version.model.name, version.version, "ok", reply["latency_ms"] / 1000)
-        return reply
+        route = self.route(name, ref)
+        version, url = route.version, route.url
+        return predict(self.client, self.predlog, self.metrics, version, url, inputs, source)
 
     def feedback(self, prediction_id: str, fields: dict) -> dict:
         row = self._find_prediction(prediction_id)

@@ -13,7 +13,7 @@ def process_runner(config: Config) -> ProcessRunner:
         envs_dir=config.envs_dir,
         wheelhouse=config.wheelhouse_dir,
         deployments_dir=config.deployments_dir,
-        uv_cache=config.home / "uv-cache",
+        uv_cache=config.uv_cache_dir,
         ready_timeout=config.ready_timeout_seconds,
     )
 

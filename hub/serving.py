@@ -8,6 +8,7 @@ import time
 import urllib3
 
 from hub.errors import BadInput, ModelFailed
+from monitor.metrics import Metrics
 from monitor.predlog import PredictionLog, PredictionRecord, new_prediction_id
 from registry.models import VersionRow
 from registry.tensors import check_inputs
@@ -49,6 +50,7 @@ def check_request(version: VersionRow, inputs) -> None:
 def predict(
     client: ModelClient,
     predlog: PredictionLog,
+    metrics: Metrics,
     version: VersionRow,
     url: str,
     inputs: dict,
@@ -64,6 +66,7 @@ def predict(
         error = e
     latency_ms = (time.perf_counter() - started) * 1000
     predlog.record(_record(pid, version, latency_ms, inputs, outputs, error, source))
+    metrics.observe_prediction(version.model.name, version.version, "error" if error else "ok", latency_ms)
     if error:
         raise error
     reply = {"id": pid, "model": version.model.name, "version": version.version, "outputs": outputs}

@@ -32,7 +32,7 @@ def log_predictions(db, latencies, statuses=None, start=T0, version_id=7):
         for i, (latency, status) in enumerate(zip(latencies, statuses, strict=True)):
             plog.record(PredictionRecord(version_id=version_id, model="iris", version="1.0.0",
                                          latency_ms=latency, status=status,
-                                         created_at=start + timedelta(seconds=i))))  # fmt: skip
+                                         created_at=start + timedelta(seconds=i)))  # fmt: skip
 
 
 def rounded(pair):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from hub.errors import Invalid, TooLarge
-from monitor import metrics
 from web.app import get_hub
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -118,5 +117,5 @@ def status():
 
 
 def prometheus_metrics():
-    body, content_type = metrics.render()
+    body, content_type = get_hub().metrics.render()
     return Response(body, content_type=content_type)

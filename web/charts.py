@@ -28,8 +28,8 @@ def _bar(slot: int, point: dict, at: datetime, scale: float) -> dict:
 
 
 def requests_chart(series: list[dict]) -> dict | None:
-    """Bars for the last hour that has traffic, ending at the newest minute; None when empty."""
-    if not series:
+    """Bars for the hour ending at the newest minute in the series; None without any request."""
+    if not any(p.get("requests") for p in series):
         return None
     points = {_minute(p["minute"]): p for p in series}
     end = max(points)

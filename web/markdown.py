@@ -46,7 +46,6 @@ def sanitise(html: str) -> str:
     )
 
 
-
 def render_card(text: str) -> Markup:
     """A model card's Markdown as sanitised HTML, ready for the template."""
     return Markup(sanitise(markdown_to_html(text)))

@@ -148,3 +148,9 @@ def milliseconds(value) -> str:
 def when(value) -> str:
     """'2024-05-01T12:03:09Z' -> '2024-05-01 12:03 UTC'."""
     return "—" if not value else f"{value[:10]} {value[11:16]} UTC"
+
+
+@blueprint.app_template_filter("shape")
+def shape(dims) -> str:
+    """[-1, 4] -> 'shape n × 4'; [] -> 'scalar'."""
+    return "shape " + " × ".join("n" if d in (-1, None) else str(d) for d in dims) if dims else "scalar"

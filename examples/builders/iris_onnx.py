@@ -31,9 +31,13 @@ def to_onnx(model: Pipeline) -> bytes:
     """features float32 [-1, 4] -> label int64 [-1], probabilities float32 [-1, 3] (no ZipMap)."""
     onx = convert_sklearn(
         model,
+        name="iris_onnx",  # the default is a random uuid
         initial_types=[("features", FloatTensorType([None, 4]))],
         final_types=[("label", Int64TensorType([None])), ("probabilities", FloatTensorType([None, 3]))],
         options={id(model[-1]): {"zipmap": False}},
         target_opset=OPSET,
     )
+    opsets = sorted(onx.opset_import, key=lambda opset: opset.domain)  # the order is not stable
+    del onx.opset_import[:]
+    onx.opset_import.extend(opsets)
     return onx.SerializeToString()

@@ -1,0 +1,41 @@
+"""A short-lived cache of where calls go ((name, ref) -> version and endpoint), off the database."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from registry.models import VersionRow
+
+
+@dataclass(frozen=True)
+class Route:
+    version: VersionRow
+    url: str
+    expires: float
+
+
+class Routes:
+    """Entries live `ttl` seconds; this process's changes (deploy, alias, publish) clear them at once."""
+
+    def __init__(self, ttl: float = 2.0, clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self.clock = clock
+        self.entries: dict[tuple[str, str | None], Route] = {}
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, str | None], load: Callable[[], tuple[VersionRow, str]]) -> Route:
+        route = self.entries.get(key)
+        if route is None or route.expires < self.clock():
+            version, url = load()
+            version.model  # noqa: B018 - load the foreign key now, not on the request path later
+            route = Route(version, url, self.clock() + self.ttl)
+            with self.lock:
+                self.entries[key] = route
+        return route
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()

@@ -1,0 +1,74 @@
+"""A real hub (`aid serve`) in a subprocess on a free port, with the test caches shared."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.postgres import _free_port
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = REPO / ".cache"
+AID = str(Path(sys.executable).parent / "aid")
+
+
+def cache_env() -> dict:
+    """Environment caches every test hub shares, so each environment is built once per machine."""
+    return {
+        "AIDHUB_WHEELHOUSE": str(CACHE / "wheelhouse"),
+        "AIDHUB_ENVS": str(CACHE / "envs"),
+        "AIDHUB_UV_CACHE": str(CACHE / "uv"),
+    }
+
+
+class HubProcess:
+    def __init__(self, home: Path, runner: str = "process", extra_env: dict | None = None):
+        self.home = home
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **cache_env(), "AIDHUB_HOME": str(home), "AIDHUB_RUNNER": runner}
+        self.env.update(extra_env or {})
+        self.env.pop("AIDHUB_URL", None)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> HubProcess:
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = open(self.home / "hub.log", "ab")
+        self.proc = subprocess.Popen(
+            [AID, "serve", "--port", str(self.port)], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"aid serve exited: {(self.home / 'hub.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise TimeoutError(f"the hub did not answer within {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+
+    def undeploy_all(self) -> None:
+        for model in httpx.get(f"{self.url}/api/v1/models").json()["models"]:
+            detail = httpx.get(f"{self.url}/api/v1/models/{model['name']}").json()
+            for v in detail["versions"]:
+                if v["deployment"]["status"] in ("ready", "starting"):
+                    httpx.post(
+                        f"{self.url}/api/v1/models/{model['name']}@{v['version']}/undeploy", timeout=60
+                    )
+
+    def aid(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [AID, "--hub", self.url, *args], capture_output=True, text=True, timeout=timeout, env=self.env
+        )

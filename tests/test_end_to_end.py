@@ -1,0 +1,184 @@
+"""The spine, driven through the CLI against a running hub: publish, deploy, predict, feedback, scorecard."""
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+
+from tests.hubserver import REPO, HubProcess
+from tests.packages import onnx_package
+
+EXAMPLES = ["iris-onnx", "digits-torch", "wine-python"]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    server = HubProcess(tmp_path_factory.mktemp("hub")).start()
+    yield server
+    server.undeploy_all()
+    server.stop()
+
+
+def examples_of(name: str) -> list[dict]:
+    return json.loads((REPO / "examples" / name / "examples.json").read_text())
+
+
+def wait_for(check, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_publish_and_deploy_each_example(hub, name):
+    result = hub.aid("publish", str(REPO / "examples" / name), "--deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Published {name}@1.0.0 sha256:" in result.stdout
+    assert "Ready in" in result.stdout
+    again = hub.aid("publish", str(REPO / "examples" / name))
+    assert f"Already published (same digest) {name}@1.0.0" in again.stdout
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_native_predict_through_the_cli_matches_the_examples(hub, name):
+    for example in examples_of(name):
+        result = hub.aid("predict", name, "--inputs", json.dumps(example["inputs"]), "--json")
+        assert result.returncode == 0, result.stderr
+        reply = json.loads(result.stdout)
+        assert (reply["model"], reply["version"]) == (name, "1.0.0")
+        for output, expected in example["outputs"].items():
+            assert reply["outputs"][output] == expected
+
+
+def test_v2_infer_with_a_stock_triton_client(hub):
+    client = triton.InferenceServerClient(hub.url.removeprefix("http://"))
+    assert client.is_server_live() and client.is_model_ready("iris-onnx")
+    meta = client.get_model_metadata("iris-onnx")
+    assert meta["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}]
+    features = np.array([[5.1, 3.8, 1.6, 0.2], [7.2, 3.6, 6.1, 2.5]], dtype=np.float32)
+    for binary in (True, False):
+        tensor = triton.InferInput("features", list(features.shape), "FP32")
+        tensor.set_data_from_numpy(features, binary_data=binary)
+        outputs = [triton.InferRequestedOutput("label", binary_data=binary)]
+        result = client.infer("iris-onnx", [tensor], outputs=outputs)
+        assert result.as_numpy("label").tolist() == [0, 2]
+        assert result.get_response()["model_version"] == "1.0.0"
+
+
+def test_v2_infer_as_plain_json(hub):
+    body = {
+        "inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [5.5, 2.4, 3.7, 1.0]}]
+    }
+    reply = httpx.post(f"{hub.url}/v2/models/iris-onnx/versions/1.0.0/infer", json=body)
+    assert reply.status_code == 200
+    outputs = {o["name"]: o for o in reply.json()["outputs"]}
+    assert outputs["label"] == {"name": "label", "datatype": "INT64", "shape": [1], "data": [1]}
+    assert outputs["probabilities"]["shape"] == [1, 3]
+    assert reply.headers["X-Prediction-Id"]
+
+
+def test_input_that_does_not_fit_is_422_and_the_model_is_not_called(hub):
+    before = scorecard(hub, "wine-python")["requests"]
+    reply = httpx.post(
+        f"{hub.url}/api/v1/models/wine-python/predict", json={"inputs": {"features": [[1.0, 2.0]]}}
+    )
+    assert reply.status_code == 422
+    assert reply.json() == {
+        "ok": False,
+        "error": "The inputs do not fit wine-python@1.0.0's schema; the model was not called.",
+        "errors": ["inputs.features: expected float64 with shape [-1, 13], got shape [1, 2]"],
+        "status": 422,
+    }
+    time.sleep(1.2)
+    assert scorecard(hub, "wine-python")["requests"] == before
+
+
+def scorecard(hub, name: str) -> dict:
+    result = hub.aid("scorecard", name, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_feedback_rolls_into_the_scorecard_exactly(hub):
+    name = "digits-torch"
+    before = scorecard(hub, name)
+    example = examples_of(name)[0]
+    ids = []
+    for _ in range(10):
+        reply = json.loads(
+            hub.aid("predict", name, "--inputs", json.dumps(example["inputs"]), "--json").stdout
+        )
+        ids.append(reply["id"])
+    verdicts = ["--correct"] * 8 + ["--wrong"] * 2
+    for pid, verdict, rating in zip(ids, verdicts, [5, 4, 5, 4, 5, 4, 5, 4, 1, 2], strict=True):
+        result = hub.aid("feedback", pid, verdict, "--rating", str(rating))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("Thanks: feedback ")
+    card = wait_for(lambda: (c := scorecard(hub, name))["requests"] == before["requests"] + 10 and c)
+    assert card["errors"] == 0 and card["error_rate"] == 0.0
+    fb = card["feedback"]
+    assert (fb["count"], fb["correct"], fb["incorrect"]) == (10, 8, 2)
+    assert (round(fb["accuracy_low"], 4), fb["accuracy"], round(fb["accuracy_high"], 4)) == (
+        0.4902,
+        0.8,
+        0.9433,
+    )
+    assert fb["mean_rating"] == 3.9
+    lat = card["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
+    human = hub.aid("scorecard", name).stdout
+    assert "accuracy      0.800 (95% CI 0.490-0.943)" in human
+    assert "mean rating   3.90" in human
+
+
+def test_feedback_on_an_unknown_prediction_is_404(hub):
+    result = hub.aid("feedback", "nope", "--correct")
+    assert result.returncode == 1
+    assert "Prediction 'nope' does not exist" in result.stderr
+
+
+def test_unknown_model_lists_what_exists(hub):
+    result = hub.aid("predict", "iris", "-i", "features=[[1,2,3,4]]")
+    assert result.returncode == 1
+    assert "Model 'iris' does not exist. Models: digits-torch, iris-onnx, wine-python." in result.stderr
+
+
+def test_invalid_package_exits_2_listing_each_problem(hub, tmp_path):
+    root = onnx_package(tmp_path / "bad", name="Bad Name", examples="missing.json")
+    result = hub.aid("publish", str(root))
+    assert result.returncode == 2
+    assert "is not a valid package (2 problems):" in result.stderr
+    assert (
+        "  - examples: 'missing.json' does not exist in the package; add it or fix the path" in result.stderr
+    )
+
+
+def test_no_hub_answering_is_a_clear_failure():
+    result = HubProcess(Path("/nonexistent")).aid("list")
+    assert result.returncode == 1
+    assert "No hub answers at http://127.0.0.1:" in result.stderr
+    assert "Start one with 'aid serve'" in result.stderr
+
+
+def test_a_failed_build_is_marked_failed_and_the_serving_version_keeps_serving(hub, tmp_path):
+    good = onnx_package(tmp_path / "good", name="fragile", version="1.0.0")
+    assert hub.aid("publish", str(good), "--deploy").returncode == 0
+    bad = onnx_package(
+        tmp_path / "bad", name="fragile", version="1.1.0", requirements=["aidhub-no-such-package-x"]
+    )
+    result = hub.aid("publish", str(bad), "--deploy")
+    assert result.returncode == 1
+    assert "Build" in result.stderr and "failed" in result.stderr
+    detail = json.loads(hub.aid("show", "fragile@1.1.0", "--json").stdout)
+    assert detail["deployment"]["status"] == "failed"
+    assert "aidhub-no-such-package-x" in detail["deployment"]["error"]
+    reply = json.loads(hub.aid("predict", "fragile", "-i", "x=[[1.0, 2.0]]", "--json").stdout)
+    assert (reply["version"], reply["outputs"]) == ("1.0.0", {"y": [[2.0, 4.0]]})
