@@ -27,7 +27,7 @@ test: system-deps examples
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-bench: examples
+bench: system-deps examples
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -1,0 +1,1 @@
+"""Measured targets, run by `make bench` and printed as one table."""

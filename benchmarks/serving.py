@@ -1,0 +1,68 @@
+"""Hub-proxied predict vs the same version's BentoML endpoint called directly, and redeploy time."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks.load import post_load
+from tests.hubserver import REPO, HubProcess
+
+MODEL = "iris-onnx"
+SECONDS = 30
+
+
+def _example() -> dict:
+    return json.loads((REPO / "examples" / MODEL / "examples.json").read_text())[0]["inputs"]
+
+
+def _endpoint(hub: HubProcess) -> str:
+    version = httpx.get(f"{hub.url}/api/v1/models/{MODEL}/versions/1.0.0").json()
+    return version["deployment"]["url"]
+
+
+def _proxy_rows(hub: HubProcess) -> list[dict]:
+    body = {"inputs": _example()}
+    post_load(f"{hub.url}/api/v1/models/{MODEL}/predict", body, 5)  # warm both paths
+    direct = post_load(f"{_endpoint(hub)}/predict", body, SECONDS)
+    proxied = post_load(f"{hub.url}/api/v1/models/{MODEL}/predict", body, SECONDS)
+    ratio = proxied["rps"] / direct["rps"]
+    added = proxied["p50_ms"] - direct["p50_ms"]
+    return [
+        row("direct BentoML predict, c=16", direct["rps"], "req/s"),
+        row("hub-proxied predict, c=16", proxied["rps"], "req/s"),
+        row("throughput ratio hub/direct", ratio, "", ">= 0.8"),
+        row("direct p50 / p99", f"{direct['p50_ms']:.1f} / {direct['p99_ms']:.1f}", "ms"),
+        row("hub p50 / p99", f"{proxied['p50_ms']:.1f} / {proxied['p99_ms']:.1f}", "ms"),
+        row("added median latency", added, "ms", "<= 2"),
+        row("errors (direct + hub)", direct["errors"] + proxied["errors"], "", "0"),
+    ]
+
+
+def row(name: str, value, unit: str, target: str = "") -> dict:
+    return {"name": name, "value": value, "unit": unit, "target": target}
+
+
+def _redeploy_seconds(hub: HubProcess) -> float:
+    assert hub.aid("undeploy", f"{MODEL}@1.0.0").returncode == 0
+    started = time.monotonic()
+    result = hub.aid("deploy", f"{MODEL}@1.0.0")
+    assert result.returncode == 0, result.stderr
+    return time.monotonic() - started
+
+
+def run() -> list[dict]:
+    hub = HubProcess(Path(tempfile.mkdtemp(prefix="aidhub-bench-"))).start()
+    try:
+        result = hub.aid("publish", str(REPO / "examples" / MODEL), "--deploy")
+        assert result.returncode == 0, result.stderr
+        redeploy = _redeploy_seconds(hub)
+        rows = _proxy_rows(hub)
+    finally:
+        hub.undeploy_all()
+        hub.stop()
+    return [row("redeploy, environment built", redeploy, "s", "<= 10"), *rows]
