@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import BinaryIO
 
 from hub import present
@@ -27,7 +26,6 @@ from registry.models import VersionRow
 from runners.base import Runner
 
 log = logging.getLogger(__name__)
-FEEDBACK_WAIT_SECONDS = 3.0
 
 
 class Hub:
@@ -136,14 +134,13 @@ class Hub:
         return _record_feedback(None, version.id if version else None, model.name, fields)
 
     def _find_prediction(self, prediction_id: str):
-        deadline = time.monotonic() + FEEDBACK_WAIT_SECONDS
-        while (row := feedback_store.find_prediction(prediction_id)) is None:
-            if time.monotonic() > deadline:
-                raise NotFound(
-                    f"Prediction {prediction_id!r} does not exist. Use the id a predict call returned."
-                )
-            self.predlog.flush()
-            time.sleep(0.05)
+        if self.predlog.find_pending(prediction_id):
+            self.predlog.flush()  # it was served moments ago and is still queued
+        row = feedback_store.find_prediction(prediction_id)
+        if row is None:
+            raise NotFound(
+                f"Prediction {prediction_id!r} does not exist. Use the id a predict call returned."
+            )
         return row
 
     def scorecard(self, name: str, ref: str | None = None) -> dict:
