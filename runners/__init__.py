@@ -1,1 +1,24 @@
 """Runners turn a version spec into a running BentoML server: process and container backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Instance, LogFn, Runner, RunnerError, ServeSpec
+
+__all__ = ["Instance", "LogFn", "Runner", "RunnerError", "ServeSpec", "make_runner"]
+RUNNER_KINDS = ("process",)
+
+
+def make_runner(kind: str, **options) -> Runner:
+    """A runner backend by name; `options` are its constructor's paths and settings.
+
+    process: envs_dir, wheelhouse, deployments_dir, uv_cache=None, host, ready_timeout, workers.
+    """
+    if kind == "process":
+        from .process import ProcessRunner
+
+        paths = ("envs_dir", "wheelhouse", "deployments_dir", "uv_cache")
+        options = {k: Path(v) if k in paths and v is not None else v for k, v in options.items()}
+        return ProcessRunner(**options)
+    raise RunnerError(f"Runner kind {kind!r} is not available; use one of {', '.join(RUNNER_KINDS)}.")

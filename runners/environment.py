@@ -20,6 +20,8 @@ from .base import LogFn, RunnerError
 log = logging.getLogger(__name__)
 
 BENTOML_REQUIREMENT = "bentoml>=1.4.30,<1.5"
+# uvicorn picks these up on its own: C HTTP parser and event loop, ~20% less CPU per request.
+SERVER_REQUIREMENTS = ("uvloop>=0.19", "httptools>=0.6")
 FRAMEWORK_REQUIREMENTS = {
     "onnx": ("onnxruntime>=1.20,<2",),
     "torch": ("torch==2.13.0",),
@@ -37,7 +39,7 @@ def runtime_requirements(framework: str, gpu: bool = False) -> list[str]:
         known = ", ".join(FRAMEWORK_REQUIREMENTS)
         raise RunnerError(f"Framework {framework!r} has no runtime; use one of {known}.")
     extra = [GPU_REPLACEMENTS.get(r, r) if gpu else r for r in FRAMEWORK_REQUIREMENTS[framework]]
-    return [BENTOML_REQUIREMENT, "numpy>=1.26,<3", *extra]
+    return [BENTOML_REQUIREMENT, *SERVER_REQUIREMENTS, "numpy>=1.26,<3", *extra]
 
 
 def combined_requirements(framework: str, requirements, gpu: bool = False) -> list[str]:

@@ -16,9 +16,15 @@ from pathlib import Path
 import httpx
 
 from .base import Instance, LogFn, RunnerError, ServeSpec
-from .environment import combined_requirements, ensure_environment, environment_key
-from .environment import fill_wheelhouse
-from .service import FLAVORS_PACKAGE, SERVICE_CLASS, SERVICE_MODULE, device_for, render_service
+from .environment import combined_requirements, ensure_environment, environment_key, fill_wheelhouse
+from .service import (
+    FLAVORS_PACKAGE,
+    SERVICE_CLASS,
+    SERVICE_MODULE,
+    SETUP_FAILED_FILE,
+    device_for,
+    render_service,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,25 +86,45 @@ class ProcessRunner:
         return instance
 
     def stop(self, instance: Instance) -> None:
-        """SIGTERM the process group, SIGKILL after STOP_GRACE_S; a no-op when already gone."""
-        pid = instance.pid
-        if pid is None or not self._owns(pid):
-            return
-        _signal_group(pid, signal.SIGTERM)
-        if not self._wait_gone(pid, STOP_GRACE_S):
-            log.warning("%s (pid %s) ignored SIGTERM; killing it", instance.key, pid)
-            _signal_group(pid, signal.SIGKILL)
-            self._wait_gone(pid, STOP_GRACE_S)
-        self._children.pop(pid, None)
+        """SIGTERM the server, SIGKILL what is left after STOP_GRACE_S; a no-op when gone.
+
+        Works from the Instance alone (pid, log path), e.g. after a hub restart: BentoML's
+        workers run in their own sessions, so they are found by their working directory.
+        """
+        service_dir = self._service_dir(instance)
+        if self.alive(instance):
+            _signal_group(instance.pid, signal.SIGTERM)
+        else:
+            for pid in _pids_in(service_dir):
+                _signal_group(pid, signal.SIGTERM)
+        if not self._wait_gone(instance, service_dir, STOP_GRACE_S):
+            log.warning("%s ignored SIGTERM for %.0f s; killing it", instance.key, STOP_GRACE_S)
+            for pid in {*_pids_in(service_dir), *self._own_pid(instance)}:
+                _signal_group(pid, signal.SIGKILL)
+            self._wait_gone(instance, service_dir, STOP_GRACE_S)
+        self._children.pop(instance.pid, None)
 
     def alive(self, instance: Instance) -> bool:
-        return instance.pid is not None and self._pid_alive(instance.pid)
+        """Whether the server's main process (`bentoml serve`) still runs."""
+        pid = instance.pid
+        if pid is None:
+            return False
+        proc = self._children.get(pid)
+        if proc is not None:
+            return proc.poll() is None
+        return _process_running(pid) and b"bentoml" in _cmdline(pid)
 
     def deployment_dir(self, spec_key: str) -> Path:
         return self.deployments_dir / spec_key
 
     def _write_service(self, spec: ServeSpec) -> Path:
         service_dir = self.deployment_dir(spec.key) / "service"
+        running = _pids_in(service_dir)
+        if running:
+            raise RunnerError(
+                f"Model {spec.name!r} version {spec.version!r} already runs here (pids "
+                f"{running}); stop that instance before starting it again."
+            )
         if service_dir.exists():
             shutil.rmtree(service_dir)
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -138,8 +164,11 @@ class ProcessRunner:
 
     def _wait_ready(self, spec: ServeSpec, instance: Instance, log: LogFn) -> None:
         deadline = time.monotonic() + self.ready_timeout
+        setup_failed = self._service_dir(instance) / SETUP_FAILED_FILE
         with httpx.Client(timeout=2.0, trust_env=False) as client:
             while time.monotonic() < deadline:
+                if setup_failed.exists():
+                    self._fail(spec, instance, "loading the model raised an exception")
                 if not self.alive(instance):
                     self._fail(spec, instance, "the server exited before it was ready")
                 if _answers_ready(client, instance.url):
@@ -149,7 +178,8 @@ class ProcessRunner:
 
     def _fail(self, spec: ServeSpec, instance: Instance, what: str) -> None:
         self.stop(instance)
-        tail = log_tail(instance.log_path)
+        setup_error = log_tail(self._service_dir(instance) / SETUP_FAILED_FILE)
+        tail = "\n".join(t for t in (log_tail(instance.log_path), setup_error) if t)
         raise RunnerError(
             f"Model {spec.name!r} version {spec.version!r} did not start: {what}. "
             f"Read the server log ({instance.log_path}), fix the package, publish a new "
@@ -157,23 +187,18 @@ class ProcessRunner:
             log_tail=tail,
         )
 
-    def _owns(self, pid: int) -> bool:
-        """Ours, or (after a hub restart) a live `bentoml serve` process: never a reused pid."""
-        if pid in self._children:
-            return True
-        return _cmdline(pid).find(b"bentoml") >= 0
+    def _service_dir(self, instance: Instance) -> Path:
+        if instance.log_path is not None:
+            return Path(instance.log_path).parent / "service"
+        return self.deployment_dir(instance.key) / "service"
 
-    def _pid_alive(self, pid: int) -> bool:
-        proc = self._children.get(pid)
-        if proc is not None:
-            return proc.poll() is None
-        return _process_running(pid) and b"bentoml" in _cmdline(pid)
+    def _own_pid(self, instance: Instance) -> list[int]:
+        return [instance.pid] if self.alive(instance) else []
 
-    def _wait_gone(self, pid: int, timeout: float) -> bool:
+    def _wait_gone(self, instance: Instance, service_dir: Path, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._pid_alive(pid)  # reaps our child once it exits
-            if not _group_exists(pid):
+            if not self.alive(instance) and not _pids_in(service_dir):
                 return True
             time.sleep(0.05)
         return False
@@ -205,14 +230,22 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-def _group_exists(pgid: int) -> bool:
+def _pids_in(service_dir: Path) -> list[int]:
+    """Live BentoML processes whose working directory is `service_dir`."""
+    target = os.path.realpath(service_dir)
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _cwd(int(entry)) == target and _process_running(int(entry)):
+            if b"bentoml" in _cmdline(int(entry)):
+                pids.append(int(entry))
+    return pids
+
+
+def _cwd(pid: int) -> str:
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
 
 
 def _process_running(pid: int) -> bool:

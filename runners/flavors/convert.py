@@ -49,9 +49,7 @@ def check_shape(name: str, actual: tuple, expected: list | None) -> None:
         )
     for size, want in zip(actual, expected, strict=True):
         if isinstance(want, int) and want >= 0 and size != want:
-            raise InputError(
-                f"Input {name!r} must have shape {_shape_text(expected)}, got {list(actual)}."
-            )
+            raise InputError(f"Input {name!r} must have shape {_shape_text(expected)}, got {list(actual)}.")
 
 
 def _shape_text(shape: list) -> str:

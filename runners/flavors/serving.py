@@ -1,0 +1,132 @@
+"""Serving glue for the generated BentoML service: request dispatch, JSON replies, server fixes.
+
+Imports only the standard library at module level (BentoML lazily, in `install_fixes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+INLINE_BELOW_S = 0.002  # predictions faster than this run on the event loop
+EWMA_WEIGHT = 0.2
+SETUP_FAILED_FILE = "setup-failed.txt"  # in the service's working directory
+
+
+def load_or_report(load: Callable[[], object], marker: str = SETUP_FAILED_FILE):
+    """Run `load`; when it raises, write the traceback to `marker` and re-raise.
+
+    BentoML restarts a worker whose setup fails, forever; the runner watches for this file to
+    report the failure at once instead of waiting for its ready timeout.
+    """
+    try:
+        return load()
+    except BaseException:
+        try:
+            Path(marker).write_text(traceback.format_exc(), encoding="utf-8")
+        except OSError:
+            pass
+        raise
+
+
+class Dispatcher:
+    """Runs fast predictions on the event loop and slow ones in a small thread pool.
+
+    Handing every request to a thread costs about 1 ms of CPU in BentoML (more than a small
+    model's whole inference); a slow model on the loop would stall /readyz and other requests.
+    The choice follows a moving average of the measured prediction time.
+    """
+
+    def __init__(self, predict: Callable[[dict], dict], threads: int = 4):
+        self.predict = predict
+        self.threads = threads
+        self.average_s = 0.0
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def __call__(self, inputs: dict) -> dict:
+        if self.average_s < INLINE_BELOW_S:
+            return self._timed(inputs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor(), self._timed, inputs)
+
+    def _timed(self, inputs: dict) -> dict:
+        started = time.perf_counter()
+        try:
+            return self.predict(inputs)
+        finally:
+            elapsed = time.perf_counter() - started
+            self.average_s += EWMA_WEIGHT * (elapsed - self.average_s)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="aid-predict")
+        return self._pool
+
+
+def json_body(value) -> bytes:
+    """Compact JSON bytes: the service replies with a ready Response, which skips BentoML's
+    per-request output schema work (about 1 ms)."""
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+class CancellingTimeoutMiddleware:
+    """BentoML's TimeoutMiddleware, but its per-request timer is cancelled.
+
+    BentoML 1.4.39's `TimeoutMiddleware` starts a `loop.call_later` timer per request and never
+    cancels it: timers pile up on the event loop's heap for `traffic.timeout` seconds (60 s),
+    memory grows and the p99 latency climbs with uptime. Its config schema rejects turning the
+    timeout off (null or 0), so we swap in this one: same behaviour (504 when no response has
+    started in time), timer cancelled once the response starts or the request ends.
+    """
+
+    def __init__(self, app, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        started = loop.create_future()
+        timer = loop.call_later(self.timeout, _resolve, started, False)
+
+        async def _send(message) -> None:
+            _resolve(started, True)
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, _send))
+        task.add_done_callback(lambda _: _resolve(started, True))
+        try:
+            in_time = await started
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            timer.cancel()
+        if in_time or not task.cancel():
+            return await task
+        await _send_timeout(send, self.timeout)
+
+
+def _resolve(future: asyncio.Future, value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+async def _send_timeout(send, timeout: float) -> None:
+    body = json.dumps({"error": f"Not able to process the request in {timeout} seconds"}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 504, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def install_fixes() -> None:
+    """Make BentoML build its apps with CancellingTimeoutMiddleware (call before serving)."""
+    from bentoml._internal.server.http import traffic
+
+    traffic.TimeoutMiddleware = CancellingTimeoutMiddleware
