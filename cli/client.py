@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
+import json
+from urllib.parse import urlencode
+
+import urllib3
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -21,38 +24,40 @@ class HubReplyError(Exception):
 class HubClient:
     def __init__(self, url: str = DEFAULT_URL, timeout: float = 120.0):
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        self.http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5.0, read=timeout))
 
-    def request(self, method: str, path: str, **kwargs) -> dict:
+    def request(self, method: str, path: str, body: bytes | None = None, params: dict | None = None,
+                content_type: str = "application/json") -> dict:  # fmt: skip
+        query = {k: v for k, v in (params or {}).items() if v}
+        url = f"{self.url}{path}" + (f"?{urlencode(query)}" if query else "")
         try:
-            reply = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as e:
+            reply = self.http.request(method, url, body=body, headers={"Content-Type": content_type})
+        except urllib3.exceptions.HTTPError as e:
             raise HubUnreachable(
                 f"No hub answers at {self.url} ({e.__class__.__name__}). Start one with 'aid serve' "
                 "(or 'make run'), or point --hub / AIDHUB_URL at a running hub."
             ) from e
-        body = _json(reply)
-        if reply.status_code >= 400:
-            raise HubReplyError(reply.status_code, body)
-        return body
+        data = _json(reply)
+        if reply.status >= 400:
+            raise HubReplyError(reply.status, data)
+        return data
 
     def get(self, path: str, **params) -> dict:
-        return self.request("GET", path, params={k: v for k, v in params.items() if v})
+        return self.request("GET", path, params=params)
 
     def post(self, path: str, body: dict | None = None, **params) -> dict:
-        return self.request("POST", path, json=body or {}, params={k: v for k, v in params.items() if v})
+        return self.request("POST", path, json.dumps(body or {}).encode(), params)
 
     def put(self, path: str, body: dict) -> dict:
-        return self.request("PUT", path, json=body)
+        return self.request("PUT", path, json.dumps(body).encode())
 
     def upload(self, archive: bytes) -> dict:
-        headers = {"Content-Type": "application/gzip"}
-        return self.request("POST", "/api/v1/models", content=archive, headers=headers)
+        return self.request("POST", "/api/v1/models", archive, content_type="application/gzip")
 
 
-def _json(reply: httpx.Response) -> dict:
+def _json(reply: urllib3.BaseHTTPResponse) -> dict:
     try:
-        body = reply.json()
+        body = json.loads(reply.data)
     except ValueError:
-        return {"error": f"HTTP {reply.status_code}: {reply.text[:300]}"}
+        return {"error": f"HTTP {reply.status}: {reply.data[:300].decode(errors='replace')}"}
     return body if isinstance(body, dict) else {"data": body}

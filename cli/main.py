@@ -11,9 +11,7 @@ import click
 
 from cli import output
 from cli.client import DEFAULT_URL, HubClient, HubReplyError, HubUnreachable
-from cli.init import init_package
 from registry.manifest import FRAMEWORKS, PackageInvalid
-from registry.package import pack, validate_package
 
 READ = click.option("--json", "as_json", is_flag=True, help="Print the reply as JSON.")
 
@@ -50,6 +48,8 @@ def cli(ctx: click.Context, hub: str) -> None:
 @click.option("--name", help="Model name (default: the folder's name).")
 def init(directory: Path, framework: str, name: str | None) -> None:
     """Write a small, valid, runnable model package into DIRECTORY."""
+    from cli.init import init_package
+
     try:
         written = init_package(directory, framework, name or directory.resolve().name.lower())
     except (FileExistsError, RuntimeError) as e:
@@ -59,6 +59,8 @@ def init(directory: Path, framework: str, name: str | None) -> None:
 
 
 def load_package(directory: Path):
+    from registry.package import validate_package
+
     try:
         return validate_package(directory)
     except PackageInvalid as e:
@@ -72,6 +74,8 @@ def load_package(directory: Path):
 @click.pass_obj
 def publish(client: HubClient, directory: Path, deploy: bool) -> None:
     """Validate, pack and upload the package in DIRECTORY."""
+    from registry.package import pack
+
     package = load_package(directory)
     try:
         archive = pack(directory)
@@ -235,9 +239,7 @@ def predict(client: HubClient, ref: str, pairs, inputs_json, file, as_json: bool
     if not inputs:
         raise Usage("Give the inputs: -i NAME=JSON, --inputs JSON or --file FILE.")
     path, version = model_path(ref, "/predict")
-    reply = client.request(
-        "POST", path, json={"inputs": inputs}, params={"version": version} if version else {}
-    )
+    reply = client.post(path, {"inputs": inputs}, version=version)
     if as_json:
         output.emit_json(reply)
         return

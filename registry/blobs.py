@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from registry.db import RegistryError
+from registry.errors import RegistryError
 
 CHUNK = 1024 * 1024
 

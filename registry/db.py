@@ -7,6 +7,8 @@ from pathlib import Path
 from peewee import Database, DatabaseProxy, Model
 from playhouse.db_url import connect as connect_url
 
+from registry.errors import RegistryError
+
 database = DatabaseProxy()
 
 SQLITE_PRAGMAS = {
@@ -16,10 +18,6 @@ SQLITE_PRAGMAS = {
     "busy_timeout": 10000,
     "cache_size": -32000,
 }
-
-
-class RegistryError(Exception):
-    """Base of the registry's own exceptions."""
 
 
 class BaseModel(Model):

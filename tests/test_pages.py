@@ -365,23 +365,17 @@ def test_requests_chart_scales_bars_to_the_busiest_minute():
 
 
 def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail(
-            "Chromium is not installed, and the page tests need a real browser: "
-            "run 'make test' as root, or 'apt-get install chromium'."
-        )
+    if not (path := shutil.which("chromium")):
+        pytest.fail("Chromium is not installed: run 'make test' as root, or 'apt-get install chromium'.")
     return path
 
 
 @pytest.fixture
 def live_url(hub):
     server = make_server("127.0.0.1", 0, create_app(hub=hub), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
-    thread.join(timeout=5)
 
 
 def run_chromium(tmp_path: Path, *args: str) -> str:
@@ -399,6 +393,7 @@ def test_model_page_in_a_real_browser_shows_the_card_and_the_try_it_form(live_ur
     publish()
     dom = run_chromium(tmp_path, "--virtual-time-budget=3000", "--dump-dom", f"{live_url}/models/demo-adder")
     elements = Elements(dom)
+    assert elements.find("html", **{"data-js": "ready"}), "hub.js did not run (blocked or failed)"
     assert "Adds one to every value. Trained on nothing at all." in text_of(dom)
     assert elements.find("form", id="try-it") and elements.find("textarea", name="x")
     assert elements.find("link", rel="stylesheet", href="/static/hub.css")

@@ -140,4 +140,5 @@ document.addEventListener("DOMContentLoaded", () => {
   setupVersionPicker();
   const main = document.querySelector("main[data-build-poll]");
   if (main) followBuild(main.dataset.buildPoll);
+  document.documentElement.dataset.js = "ready";  // the page's scripts ran (tests read this)
 });
