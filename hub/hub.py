@@ -90,6 +90,9 @@ class Hub:
     def build(self, build_id: int) -> dict:
         return present.build(present.get_build(build_id), with_log=True)
 
+    def latest_build(self, name: str, ref: str | None = None) -> dict | None:
+        return present.build(self.deployments.latest_build(self.catalog.resolve(name, ref)))
+
     def logs(self, name: str, ref: str | None = None) -> dict:
         version = self.catalog.resolve(name, ref)
         return present.logs(version, self.deployments.latest_build(version))

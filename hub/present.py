@@ -47,10 +47,14 @@ def version(row: VersionRow, detail: bool = False) -> dict:
 
 
 def model_summary(model: ModelRow) -> dict:
+    """The model's catalog card; `shown` is the version calls go to by default (production, else latest)."""
     aliases = _aliases(model)
+    shown = aliases.get("production") or aliases.get("latest")
+    row = VersionRow.get_or_none(model=model, version=shown) if shown else None
     return {
         "name": model.name, "task": model.task, "summary": model.summary, "tags": model.tags,
-        "latest": aliases.get("latest"), "production": aliases.get("production"),
+        "latest": aliases.get("latest"), "production": aliases.get("production"), "shown": shown,
+        "deployment": deployment(row) if row else {"status": "not deployed"},
         "updated_at": _time(model.updated_at),
     }  # fmt: skip
 

@@ -14,6 +14,10 @@ from hub.hub import Hub
 
 log = logging.getLogger(__name__)
 JSON_PREFIXES = ("/api/", "/v2")
+CSP = (
+    "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
@@ -31,7 +35,16 @@ def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
     app.add_url_rule("/metrics", view_func=api.prometheus_metrics)
     app.register_error_handler(HubError, _hub_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.after_request(_security_headers)
     return app
+
+
+def _security_headers(response):
+    if not wants_json():
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
 
 
 def get_hub() -> Hub:

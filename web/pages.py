@@ -14,19 +14,7 @@ from web.app import get_hub
 from web.markdown import render_card
 
 blueprint = Blueprint("pages", __name__)
-CSP = (
-    "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
 RUNNING_BUILDS = ("queued", "running")
-
-
-@blueprint.after_request
-def security_headers(response):
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    return response
 
 
 # --- catalog ------------------------------------------------------------------------------
@@ -36,17 +24,9 @@ def security_headers(response):
 def catalog():
     hub = get_hub()
     q, task, tag = (request.args.get(k, "").strip() for k in ("q", "task", "tag"))
-    models = [_with_state(hub, m) for m in hub.models(q, task, tag)]
+    models = hub.models(q, task, tag)
     tasks = sorted({m["task"] for m in hub.models()})
     return render_template("catalog.html", models=models, tasks=tasks, q=q, task=task, tag=tag)
-
-
-def _with_state(hub, summary: dict) -> dict:
-    """The catalog card's model plus the deployment of the version predictions go to."""
-    shown = summary["production"] or summary["latest"]
-    versions = {v["version"]: v for v in hub.model(summary["name"])["versions"]}
-    deployment = versions[shown]["deployment"] if shown in versions else {"status": "not deployed"}
-    return {**summary, "shown": shown, "deployment": deployment}
 
 
 # --- model page ---------------------------------------------------------------------------
@@ -99,7 +79,7 @@ def model_page(name: str, ref: str | None, feedback_error: str = "", form=None) 
         "model": model, "version": version, "ref": ref, "card": render_card(version["card"]),
         "scorecard": (card := hub.scorecard(name, number)),
         "chart": charts.requests_chart(card["series"]),
-        "build": hub.logs(name, number)["build"],
+        "build": hub.latest_build(name, number),
         "api": api_snippets(name, ref and number, version),
         "feedback_id": request.args.get("feedback", type=int),
         "feedback_error": feedback_error, "form": form or {},
