@@ -1,4 +1,4 @@
-"""The import direction of DESIGN.md section 8, checked on the source: cli/web -> hub -> registry/runners/monitor."""
+"""The import direction of DESIGN.md section 8: cli/web -> hub -> registry/runners/monitor."""
 
 import ast
 from pathlib import Path

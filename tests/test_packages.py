@@ -1,4 +1,4 @@
-"""The package format: the bundled examples and every `aid init` starter are valid; packing is reproducible."""
+"""The package format: bundled examples and `aid init` starters are valid; packing is reproducible."""
 
 import subprocess
 import sys
