@@ -41,7 +41,11 @@ class HubProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.home / "hub.log", "ab")
         self.proc = subprocess.Popen(
-            [AID, "serve", "--port", str(self.port)], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [AID, "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -58,6 +62,11 @@ class HubProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        """Crash the hub: SIGKILL to its whole process group (gunicorn's master and worker)."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
 
     def undeploy_all(self) -> None:
         for model in httpx.get(f"{self.url}/api/v1/models").json()["models"]:
