@@ -281,6 +281,16 @@ def scorecard(client: HubClient, ref: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("task")
+@READ
+@click.pass_obj
+def leaderboard(client: HubClient, task: str, as_json: bool) -> None:
+    """Rank every version of the models that solve TASK by feedback accuracy."""
+    data = client.get(f"/api/v1/tasks/{task}/leaderboard")
+    output.emit_json(data) if as_json else output.leaderboard(data)
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option(

@@ -66,3 +66,26 @@ def scorecard(card: dict) -> None:
         f"  mean rating   {_fmt(fb['mean_rating'], '{:.2f}')}",
     ]
     click.echo("\n".join(lines))
+
+
+def leaderboard(data: dict) -> None:
+    if not data["versions"]:
+        click.echo(f"No model solves {data['task']!r} yet.")
+        return
+    rows = [
+        [
+            r["rank"],
+            f"{r['model']}@{r['version']}",
+            _fmt(r["accuracy"], "{:.3f}"),
+            "-" if r["accuracy_low"] is None else f"{r['accuracy_low']:.3f}-{r['accuracy_high']:.3f}",
+            r["feedback"],
+            r["requests"],
+            _fmt(r["error_rate"], "{:.2%}"),
+            _fmt(r["p95_ms"]),
+            r["deployment"],
+        ]  # fmt: skip
+        for r in data["versions"]
+    ]
+    table(
+        rows, ["#", "VERSION", "ACCURACY", "95% CI", "FEEDBACK", "REQUESTS", "ERRORS", "P95 MS", "DEPLOYMENT"]
+    )

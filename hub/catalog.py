@@ -166,6 +166,10 @@ class Catalog:
         rows = list(query)
         return [m for m in rows if tag in m.tags] if tag else rows
 
+    def versions_for_task(self, task: str) -> list[VersionRow]:
+        query = VersionRow.select(VersionRow, ModelRow).join(ModelRow).where(ModelRow.task == task)
+        return list(query)
+
     def _discard(self, digest: str) -> None:
         """Forget a rejected upload, unless a published version holds the same bytes."""
         if not VersionRow.select().where(VersionRow.digest == digest).exists():

@@ -22,6 +22,7 @@ from monitor.predlog import PredictionLog
 from registry import db as registry_db
 from registry import migrations as registry_migrations
 from registry.blobs import BlobStore
+from registry.manifest import normalise_task
 from registry.models import VersionRow
 from runners.base import Runner
 
@@ -145,6 +146,15 @@ class Hub:
                 f"Prediction {prediction_id!r} does not exist. Use the id a predict call returned."
             )
         return row
+
+    def leaderboard(self, task: str) -> dict:
+        """Every version of every model for `task`, best first by the Wilson lower bound of accuracy."""
+        rows = [
+            present.leaderboard_row(version, scorecard.scorecard(version.id))
+            for version in self.catalog.versions_for_task(normalise_task(task))
+        ]
+        rows.sort(key=present.leaderboard_key)
+        return {"task": normalise_task(task), "versions": [{"rank": i, **r} for i, r in enumerate(rows, 1)]}
 
     def scorecard(self, name: str, ref: str | None = None) -> dict:
         version = self.catalog.resolve(name, ref)

@@ -117,3 +117,20 @@ def feedback(row) -> dict:
         "id": row.id, "prediction_id": row.prediction_id, "model": row.model, "correct": row.correct,
         "label": row.label, "rating": row.rating, "comment": row.comment, "created_at": _time(row.created_at),
     }  # fmt: skip
+
+
+def leaderboard_row(row: VersionRow, card: dict) -> dict:
+    fb, lat = card["feedback"], card["latency_ms"]
+    return {
+        "model": row.model.name, "version": row.version, "requests": card["requests"],
+        "error_rate": card["error_rate"], "p95_ms": lat["p95"], "feedback": fb["count"],
+        "accuracy": fb["accuracy"], "accuracy_low": fb["accuracy_low"], "accuracy_high": fb["accuracy_high"],
+        "mean_rating": fb["mean_rating"], "deployment": deployment(row)["status"],
+    }  # fmt: skip
+
+
+def leaderboard_key(row: dict) -> tuple:
+    """Ranked by accuracy's lower bound (more evidence ranks higher), then lower p95 latency."""
+    low = row["accuracy_low"]
+    p95 = row["p95_ms"]
+    return (low is None, -(low or 0.0), p95 is None, p95 or 0.0, row["model"], row["version"])

@@ -24,8 +24,10 @@ from werkzeug.serving import make_server
 
 from hub.config import Config
 from hub.hub import Hub
+from monitor.feedback import record_feedback
 from registry.models import BuildRow, VersionRow
 from registry.package import pack
+from tests.packages import archive, onnx_package
 from web import charts
 from web.app import create_app
 from web.markdown import render_card, sanitise
@@ -398,3 +400,23 @@ def test_model_page_in_a_real_browser_shows_the_card_and_the_try_it_form(live_ur
     assert elements.find("form", id="try-it") and elements.find("textarea", name="x")
     assert elements.find("link", rel="stylesheet", href="/static/hub.css")
     assert [a.get("src") for a in elements.find("script")] == ["/static/hub.js"]
+
+
+def test_leaderboard_ranks_versions_by_the_wilson_lower_bound(tmp_path):
+    hub = Hub(Config.load(env={}, home=tmp_path / "home"))
+    for name in ("alpha", "beta"):
+        hub.publish(archive(onnx_package(tmp_path / name, name=name)))
+    versions = {v.model.name: v for v in hub.catalog.versions_for_task("regression")}
+    for correct in [True] * 3:  # alpha: 3/3, little evidence
+        record_feedback(None, versions["alpha"].id, "alpha", correct=correct)
+    for correct in [True] * 18 + [False] * 2:  # beta: 18/20, more evidence, higher lower bound
+        record_feedback(None, versions["beta"].id, "beta", correct=correct)
+    board = hub.leaderboard("Regression")
+    assert [(r["rank"], r["model"], r["accuracy"]) for r in board["versions"]] == [
+        (1, "beta", 0.9),
+        (2, "alpha", 1.0),
+    ]
+    page = create_app(hub=hub).test_client().get("/tasks/regression").get_data(as_text=True)
+    assert page.index("beta@1.0.0") < page.index("alpha@1.0.0")
+    assert "<td>90.0%</td>" in page and "<td>69.9% – 97.2%</td>" in page
+    hub.close()

@@ -111,6 +111,11 @@ def scorecard(name):
     return jsonify(get_hub().scorecard(*split_ref(name)))
 
 
+@blueprint.get("/tasks/<task>/leaderboard")
+def leaderboard(task):
+    return jsonify(get_hub().leaderboard(task))
+
+
 @blueprint.get("/status")
 def status():
     return jsonify(get_hub().status())

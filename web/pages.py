@@ -102,6 +102,14 @@ def api_snippets(name: str, pinned: str | None, version: dict) -> dict:
     }
 
 
+# --- leaderboards -------------------------------------------------------------------------
+
+
+@blueprint.get("/tasks/<task>")
+def leaderboard(task):
+    return render_template("leaderboard.html", board=get_hub().leaderboard(task))
+
+
 # --- builds -------------------------------------------------------------------------------
 
 
