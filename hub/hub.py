@@ -119,14 +119,13 @@ class Hub:
     def route(self, name: str, ref: str | None = None) -> Route:
         def load():
             version = self.target(name, ref)
-            return version, self.deployments.endpoint(version)
+            return version, lambda: self.deployments.endpoint(version)
 
         return self.routes.get((name, ref), load)
 
     def predict(self, name: str, ref: str | None, inputs, source: str = "hub") -> dict:
-        route = self.route(name, ref)
-        version, url = route.version, route.url
-        return predict(self.client, self.predlog, self.metrics, version, url, inputs, source)
+        """Inputs are checked first (422), then whether the version serves (503)."""
+        return predict(self.client, self.predlog, self.metrics, self.route(name, ref), inputs, source)
 
     def feedback(self, prediction_id: str, fields: dict) -> dict:
         row = self._find_prediction(prediction_id)

@@ -7,13 +7,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hub.errors import HubError
 from registry.models import VersionRow
 
 
 @dataclass(frozen=True)
 class Route:
     version: VersionRow
-    url: str
+    url: str | None  # None when the version does not serve; `error` says why
+    error: HubError | None
     expires: float
 
 
@@ -26,12 +28,19 @@ class Routes:
         self.entries: dict[tuple[str, str | None], Route] = {}
         self.lock = threading.Lock()
 
-    def get(self, key: tuple[str, str | None], load: Callable[[], tuple[VersionRow, str]]) -> Route:
+    def get(
+        self, key: tuple[str, str | None], load: Callable[[], tuple[VersionRow, Callable[[], str]]]
+    ) -> Route:
+        """`load` returns the version and a function giving its endpoint or raising why there is none."""
         route = self.entries.get(key)
         if route is None or route.expires < self.clock():
-            version, url = load()
+            version, endpoint = load()
             version.model  # noqa: B018 - load the foreign key now, not on the request path later
-            route = Route(version, url, self.clock() + self.ttl)
+            try:
+                url, error = endpoint(), None
+            except HubError as e:
+                url, error = None, e
+            route = Route(version, url, error, self.clock() + self.ttl)
             with self.lock:
                 self.entries[key] = route
         return route

@@ -8,6 +8,7 @@ import time
 import urllib3
 
 from hub.errors import BadInput, ModelFailed
+from hub.routes import Route
 from monitor.metrics import Metrics
 from monitor.predlog import PredictionLog, PredictionRecord, new_prediction_id
 from registry.models import VersionRow
@@ -51,17 +52,19 @@ def predict(
     client: ModelClient,
     predlog: PredictionLog,
     metrics: Metrics,
-    version: VersionRow,
-    url: str,
+    route: Route,
     inputs: dict,
     source: str = "hub",
 ) -> dict:
     """Call the model, log the prediction (ok or failed), and return the native reply."""
+    version = route.version
     check_request(version, inputs)
+    if route.error:
+        raise route.error
     pid, started = new_prediction_id(), time.perf_counter()
     outputs, error = None, None
     try:
-        outputs = client.predict(url, inputs)
+        outputs = client.predict(route.url, inputs)
     except ModelFailed as e:
         error = e
     latency_ms = (time.perf_counter() - started) * 1000

@@ -16,7 +16,13 @@ from pathlib import Path
 import httpx
 
 from .base import Instance, LogFn, RunnerError, ServeSpec
-from .environment import combined_requirements, ensure_environment, environment_key, fill_wheelhouse
+from .environment import (
+    READY_MARKER,
+    combined_requirements,
+    ensure_environment,
+    environment_key,
+    fill_wheelhouse,
+)
 from .service import (
     FLAVORS_PACKAGE,
     SERVICE_CLASS,
@@ -69,7 +75,7 @@ class ProcessRunner:
     def build(self, spec: ServeSpec, log: LogFn) -> str:
         """Fill the wheelhouse (unless done) and create the environment; return its key."""
         key, reqs = self.env_key(spec), self.requirements(spec)
-        if not (self.envs_dir / key / ".ready").exists():
+        if not (self.envs_dir / key / READY_MARKER).exists():
             fill_wheelhouse(self.wheelhouse, reqs, log, spec.python)
         ensure_environment(self.envs_dir, key, self.wheelhouse, reqs, spec.python, log, self.uv_cache)
         return key

@@ -19,8 +19,9 @@ for _ in $(seq 1 100); do
   sleep 0.3
 done
 
-for pkg in examples/*/; do
-  ref=$("$BIN/python" -c "import yaml,sys; m=yaml.safe_load(open(sys.argv[1])); print(f\"{m['name']}@{m['version']}\")" "$pkg/aid.yaml")
+for manifest in examples/*/aid.yaml; do
+  pkg=$(dirname "$manifest")
+  ref=$("$BIN/python" -c "import yaml,sys; m=yaml.safe_load(open(sys.argv[1])); print(f\"{m['name']}@{m['version']}\")" "$manifest")
   if ! "$BIN/aid" show "$ref" >/dev/null 2>&1; then
     "$BIN/aid" publish "$pkg"
   fi

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from runners.flavors import InputError, load_model
-from runners.flavors.serving import Dispatcher, json_body
+from runners.flavors.serving import CancellingTimeoutMiddleware, Dispatcher, json_body
 from tests.fixtures.runner_onnx import EXPECTED, INPUTS, build_multi_io_model, reference_outputs
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -128,3 +128,43 @@ def test_dispatcher_moves_slow_predictions_to_threads():
     assert asyncio.run(dispatch({"a": 1})) == {"ok": True}
     assert dispatch._pool is not None and calls == [{"a": 1}]
     assert dispatch.average_s < 1.0
+
+
+def _call(middleware, sent: list) -> None:
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        sent.append(message)
+
+    return middleware({"type": "http", "path": "/predict"}, receive, send)
+
+
+def test_timeout_middleware_cancels_its_timer_after_the_response():
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def scenario():
+        sent = []
+        await _call(CancellingTimeoutMiddleware(app, timeout=60.0), sent)
+        loop = asyncio.get_running_loop()
+        pending = [h for h in loop._scheduled if not h.cancelled()]
+        return sent[0]["status"], pending
+
+    assert asyncio.run(scenario()) == (200, [])
+
+
+def test_timeout_middleware_answers_504_when_nothing_started_in_time():
+    async def slow_app(scope, receive, send):
+        await asyncio.sleep(5)
+
+    async def scenario():
+        sent = []
+        await _call(CancellingTimeoutMiddleware(slow_app, timeout=0.05), sent)
+        return sent[0]["status"], json.loads(sent[1]["body"])
+
+    assert asyncio.run(scenario()) == (
+        504,
+        {"error": "Not able to process the request in 0.05 seconds"},
+    )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from hub.errors import Invalid, TooLarge
 from web.app import get_hub
+from web.openapi import document
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -119,6 +120,11 @@ def leaderboard(task):
 @blueprint.get("/status")
 def status():
     return jsonify(get_hub().status())
+
+
+@blueprint.get("/openapi.json")
+def openapi():
+    return jsonify(document(current_app))
 
 
 def prometheus_metrics():

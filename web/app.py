@@ -62,6 +62,6 @@ def _hub_error(error: HubError):
 
 
 def _http_error(error: HTTPException):
-    as_hub = HubError(error.description or error.name)
+    as_hub = HubError(f"{request.method} {request.path}: {error.description or error.name}")
     as_hub.status = error.code or 500
     return _hub_error(as_hub)

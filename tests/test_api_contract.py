@@ -1,0 +1,283 @@
+"""The HTTP contract: the OpenAPI document covers every route, and every error has one JSON shape.
+
+One real Hub on a SQLite file for the module, with two real packages: `doubler` (deployed through the
+process runner by the cases that need a running model) and `idle` (published, never deployed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from hub.config import Config
+from hub.hub import Hub
+from tests.hubserver import cache_env
+from tests.packages import archive, onnx_package
+from web.app import create_app
+from web.openapi import PREFIXES, openapi_path, operations
+
+UPLOAD_LIMIT = 4096  # the tiny packages are under 1 KiB
+ERROR_KEYS = ["ok", "error", "errors", "status"]
+V2_BODY = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}]}
+# The Open Inference Protocol answers "model not ready" with a 4xx and its own {"name", "ready"} body.
+PROTOCOL_REPLIES = {("/v2/models/{name}/ready", "400"), ("/v2/models/{name}/versions/{version}/ready", "400")}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    root = tmp_path_factory.mktemp("contract")
+    env = {**cache_env(), "AIDHUB_RUNNER": "process"}
+    config = Config.load(
+        env=env, home=root / "home", database_url=f"sqlite:///{root}/hub.db", max_upload_bytes=UPLOAD_LIMIT
+    )
+    hub = Hub(config)
+    hub.publish(archive(onnx_package(root / "doubler")))
+    hub.publish(archive(onnx_package(root / "idle", name="idle")))
+    yield hub
+    hub.undeploy("doubler")
+    hub.close()
+
+
+@pytest.fixture(scope="module")
+def app(hub):
+    return create_app(hub=hub)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def deployed(hub):
+    """`doubler` served by a real model server (the process runner, with the shared test caches)."""
+    build = hub.deploy("doubler")["build"]
+    hub.deployments.wait(build["id"], timeout=300)
+    deployment = hub.version("doubler")["deployment"]
+    assert deployment["status"] == "ready", deployment["error"]
+    return hub
+
+
+@pytest.fixture(scope="module")
+def document(app):
+    reply = app.test_client().get("/api/v1/openapi.json")
+    assert (reply.status_code, reply.content_type) == (200, "application/json")
+    return json.loads(reply.data)
+
+
+# --- the OpenAPI document ------------------------------------------------------------------------
+
+
+def routed(app) -> set[tuple[str, str]]:
+    rules = [r for r in app.url_map.iter_rules() if r.rule == "/v2" or r.rule.startswith(PREFIXES)]
+    return {(openapi_path(r.rule), m.lower()) for r in rules for m in r.methods - {"HEAD", "OPTIONS"}}
+
+
+def test_openapi_document_describes_every_api_and_v2_route(app, document):
+    documented = {(path, method) for path, methods in document["paths"].items() for method in methods}
+    undocumented = sorted(
+        (path, method) for path, methods in document["paths"].items()
+        for method, operation in methods.items() if operation.get("x-undocumented")
+    )  # fmt: skip
+    assert document["openapi"] == "3.1.0"
+    assert routed(app) == documented
+    assert undocumented == [], "describe these routes in web/openapi.py"
+    assert {(p, m.lower()) for p, m in operations()} == documented, "web/openapi.py describes a gone route"
+
+
+def test_openapi_path_turns_flask_arguments_into_templates():
+    assert openapi_path("/api/v1/models/<path:name>/versions/<ref>") == "/api/v1/models/{name}/versions/{ref}"
+    assert openapi_path("/api/v1/builds/<int:build_id>") == "/api/v1/builds/{build_id}"
+
+
+def test_every_path_argument_is_a_documented_parameter(document):
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            names = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
+            assert names == set(arguments(path)), (path, method)
+
+
+def arguments(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+def test_every_error_response_is_the_error_schema(document):
+    error = {"$ref": "#/components/schemas/Error"}
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            for status, response in operation["responses"].items():
+                if status[0] in "45" and (path, status) not in PROTOCOL_REPLIES:
+                    assert response["content"]["application/json"]["schema"] == error, (path, method, status)
+    assert document["components"]["schemas"]["Error"]["required"] == ERROR_KEYS
+
+
+def test_every_schema_reference_resolves(document):
+    schemas = document["components"]["schemas"]
+    refs = set(references(document))
+    assert refs, "the document references no schema"
+    assert {r.removeprefix("#/components/schemas/") for r in refs} <= set(schemas)
+
+
+def references(node):
+    if isinstance(node, dict):
+        yield from [node["$ref"]] if "$ref" in node else []
+        for value in node.values():
+            yield from references(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from references(value)
+
+
+def test_predict_reply_has_the_documented_fields_and_header(deployed, client, document):
+    reply = client.post("/api/v1/models/doubler/predict", json={"inputs": {"x": [[1.0, 2.0]]}})
+    body = reply.get_json()
+    assert reply.status_code == 200, body
+    assert list(body) == document["components"]["schemas"]["Prediction"]["required"]
+    assert (body["model"], body["version"], body["outputs"]) == ("doubler", "1.0.0", {"y": [[2.0, 4.0]]})
+    assert reply.headers["X-Prediction-Id"] == body["id"]
+
+
+# --- every endpoint into an error ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    url: str
+    status: int
+    says: str  # a distinctive part of `error`
+    body: Callable = lambda tmp: {}  # tmp folder -> keyword arguments of client.open
+    errors: list[str] = field(default_factory=list)
+    deployed: bool = False
+
+
+def package(**fields) -> Callable:
+    return lambda tmp: {"data": archive(onnx_package(tmp / "upload", **fields)).getvalue()}
+
+
+def as_json(value) -> Callable:
+    return lambda tmp: {"json": value}
+
+
+def raw(data: bytes | str, content_type: str = "application/json") -> Callable:
+    return lambda tmp: {"data": data, "content_type": content_type}
+
+
+PREDICT = "/api/v1/models/doubler/predict"
+CASES = {
+    "unknown-model": Case(
+        "GET", "/api/v1/models/iris", 404, "Model 'iris' does not exist. Models: doubler, idle."
+    ),
+    "unknown-version": Case(
+        "GET", "/api/v1/models/doubler/versions/9.0.0", 404,
+        "Model 'doubler' has no version or alias '9.0.0'. Versions: 1.0.0. Aliases: latest.",
+    ),
+    "upload-too-large": Case(
+        "POST", "/api/v1/models", 413, f"upload of {UPLOAD_LIMIT + 1} bytes is larger than the limit of "
+        f"{UPLOAD_LIMIT} bytes", raw(b"\0" * (UPLOAD_LIMIT + 1), "application/gzip"),
+    ),
+    "invalid-package": Case(
+        "POST", "/api/v1/models", 400, "The package is invalid.", package(name="Bad Name"),
+        ["name: 'Bad Name' is not valid: use lower-case letters, digits and '-', e.g. iris-classifier"],
+    ),
+    "republish-other-content": Case(
+        "POST", "/api/v1/models", 409, "doubler@1.0.0 is already published", package(card="# other\n")
+    ),
+    "alias-bad-name": Case(
+        "PUT", "/api/v1/models/doubler/aliases/Prod!", 400, "Alias 'Prod!' is not valid",
+        as_json({"version": "1.0.0"}),
+    ),
+    "alias-latest": Case(
+        "PUT", "/api/v1/models/doubler/aliases/latest", 400, "Alias 'latest' is kept by the hub",
+        as_json({"version": "1.0.0"}),
+    ),
+    "alias-without-version": Case(
+        "PUT", "/api/v1/models/doubler/aliases/production", 400, 'Say which version the alias points to',
+        as_json({}),
+    ),
+    "alias-unknown-version": Case(
+        "PUT", "/api/v1/models/doubler/aliases/production", 404, "no version or alias '7.7.7'",
+        as_json({"version": "7.7.7"}),
+    ),
+    "deploy-unknown-model": Case("POST", "/api/v1/models/iris/deploy", 404, "Model 'iris' does not exist"),
+    "undeploy-unknown-version": Case(
+        "POST", "/api/v1/models/doubler/undeploy?version=9.0.0", 404, "no version or alias '9.0.0'"
+    ),
+    "unknown-build": Case("GET", "/api/v1/builds/999", 404, "Build 999 does not exist."),
+    "logs-unknown-model": Case("GET", "/api/v1/models/iris/logs", 404, "Model 'iris' does not exist"),
+    "predict-bad-json": Case(
+        "POST", PREDICT, 400, "The request body must be a JSON object", raw("{not json")
+    ),
+    "predict-not-deployed": Case(
+        "POST", "/api/v1/models/idle/predict", 503,
+        "idle@1.0.0 is not deployed. Run 'aid deploy idle@1.0.0' first.",
+        as_json({"inputs": {"x": [[1.0, 2.0]]}}),
+    ),
+    "predict-unknown-version": Case(
+        "POST", "/api/v1/models/doubler@9.0.0/predict", 404, "no version or alias '9.0.0'",
+        as_json({"inputs": {"x": [[1.0, 2.0]]}}),
+    ),
+    "predict-inputs-off-schema": Case(
+        "POST", PREDICT, 422, "The inputs do not fit doubler@1.0.0's schema; the model was not called.",
+        as_json({"inputs": {"z": [[1.0, 2.0]]}}),
+        ["inputs.x: missing (float32 with shape [-1, 2])", "inputs.z: unknown input; expected x"],
+        deployed=True,
+    ),
+    "feedback-unknown-prediction": Case(
+        "POST", "/api/v1/predictions/01NOSUCHID/feedback", 404, "Prediction '01NOSUCHID' does not exist",
+        as_json({"rating": 5}),
+    ),
+    "feedback-bad-rating": Case(
+        "POST", "/api/v1/models/doubler/feedback", 400, "rating: must be a whole number from 1 to 5, not 9.",
+        as_json({"rating": 9}),
+    ),
+    "feedback-unknown-field": Case(
+        "POST", "/api/v1/models/doubler/feedback", 400, "Unknown feedback field(s) stars",
+        as_json({"stars": 5}),
+    ),
+    "feedback-unknown-model": Case(
+        "POST", "/api/v1/models/iris/feedback", 404, "Model 'iris' does not exist", as_json({"rating": 5})
+    ),
+    "scorecard-unknown-version": Case(
+        "GET", "/api/v1/models/doubler/scorecard?version=2.0.0", 404, "no version or alias '2.0.0'"
+    ),
+    "v2-metadata-unknown-version": Case(
+        "GET", "/v2/models/doubler/versions/9.0.0", 404, "no version or alias '9.0.0'"
+    ),
+    "v2-ready-unknown-model": Case("GET", "/v2/models/iris/ready", 404, "Model 'iris' does not exist"),
+    "v2-infer-unknown-model": Case(
+        "POST", "/v2/models/iris/infer", 404, "Model 'iris' does not exist", as_json(V2_BODY)
+    ),
+    "v2-infer-malformed": Case(
+        "POST", "/v2/models/doubler/infer", 400, "The inference request is not valid JSON", raw("{oops")
+    ),
+    "v2-infer-inputs-not-a-list": Case(
+        "POST", "/v2/models/doubler/infer", 400, '"inputs" must be a list', as_json({"inputs": {}})
+    ),
+    "v2-infer-not-deployed": Case(
+        "POST", "/v2/models/idle/infer", 503, "idle@1.0.0 is not deployed", as_json(V2_BODY)
+    ),
+    "unknown-url": Case("GET", "/api/v1/nope", 404, "GET /api/v1/nope: The requested URL was not found"),
+    "wrong-method": Case("DELETE", "/api/v1/models/doubler", 405, "DELETE /api/v1/models/doubler: The"),
+}  # fmt: skip
+
+
+def case_params() -> list:
+    return [pytest.param(case, id=name) for name, case in CASES.items()]
+
+
+@pytest.mark.parametrize("case", case_params())
+def test_every_error_is_one_json_shape_that_names_the_value(case, request, client, tmp_path):
+    if case.deployed:
+        request.getfixturevalue("deployed")
+    reply = client.open(case.url, method=case.method, **case.body(tmp_path))
+    body = reply.get_json()
+    assert (reply.status_code, reply.content_type) == (case.status, "application/json"), reply.data
+    assert list(body) == ERROR_KEYS
+    assert (body["ok"], body["status"]) == (False, case.status)
+    assert isinstance(body["error"], str) and all(isinstance(e, str) for e in body["errors"])
+    assert case.says in body["error"]
+    assert body["errors"] == case.errors
