@@ -19,7 +19,7 @@ def main() -> None:
     print(f"{'benchmark'.ljust(width)}  {'value':>14}  {'unit':<6} target")
     print(f"{'-' * width}  {'-' * 14}  {'-' * 6} ------")
     for r in rows:
-        print(f"{r['name'].ljust(width)}  {_fmt(r['value']):>14}  {r['unit']:<6} {r['target']}")
+        print(f"{r['name'].ljust(width)}  {_fmt(r['value']):>14}  {r['unit']:<6} {r['target'] or ''}")
 
 
 if __name__ == "__main__":

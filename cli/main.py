@@ -299,8 +299,8 @@ def leaderboard(client: HubClient, task: str, as_json: bool) -> None:
 @click.option(
     "--runner", type=click.Choice(["auto", "process", "container"]), help="Default: AIDHUB_RUNNER or auto"
 )
-@click.option("--threads", default=32, show_default=True, type=int)
-def serve(host: str, port: int, home: Path | None, runner: str | None, threads: int) -> None:
+@click.option("--connections", default=1000, show_default=True, type=int, help="Concurrent connections.")
+def serve(host: str, port: int, home: Path | None, runner: str | None, connections: int) -> None:
     """Run the hub (web catalog, API, model supervision) in the foreground."""
     from cli.serve import serve as run_server
     from hub.config import Config
@@ -308,7 +308,7 @@ def serve(host: str, port: int, home: Path | None, runner: str | None, threads: 
     overrides = {k: v for k, v in {"home": home, "runner": runner}.items() if v}
     config = Config.load(host=host, port=port, public_url=f"http://{host}:{port}", **overrides)
     click.echo(f"aidhub on http://{host}:{port}  (home {config.home})")
-    run_server(config, threads)
+    run_server(config, connections)
 
 
 def main() -> None:

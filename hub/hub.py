@@ -51,6 +51,11 @@ class Hub:
     def _spec(self, version: VersionRow):
         return spec_for(version, self.catalog.unpack(version.digest))
 
+    def release_connection(self) -> None:
+        """Close this thread's (or greenlet's) database connection, if a request opened one."""
+        if not self.db.is_closed():
+            self.db.close()
+
     def close(self) -> None:
         self.predlog.close()
         self.deployments.close()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from http.client import HTTPException
 
-import urllib3
+from gevent import monkey
+from geventhttpclient import HTTPClient
 
 from hub.errors import BadInput, ModelFailed
 from hub.routes import Route
@@ -14,31 +17,40 @@ from monitor.predlog import PredictionLog, PredictionRecord, new_prediction_id
 from registry.models import VersionRow
 from registry.tensors import check_inputs
 
-TIMEOUT = urllib3.Timeout(connect=2.0, read=60.0)
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class ModelClient:
-    """One pooled HTTP client for every model server the hub talks to."""
+    """Pooled keep-alive HTTP clients for the model servers (geventhttpclient: a C parser on gevent).
 
-    def __init__(self, maxsize: int = 64):
-        self.pool = urllib3.PoolManager(maxsize=maxsize, block=False, retries=False)
+    Under `aid serve` the process is gevent-patched and one pool per server is shared by every request;
+    in a threaded process (tests, scripts) each thread keeps its own pools, since gevent objects belong
+    to the thread that made them."""
+
+    def __init__(self, concurrency: int = 64):
+        self.concurrency = concurrency
+        self.shared: dict | None = {} if monkey.is_module_patched("socket") else None
+        self.local = threading.local()
+
+    def _pool(self, url: str) -> HTTPClient:
+        pools = self.shared if self.shared is not None else self.local.__dict__.setdefault("pools", {})
+        pool = pools.get(url)
+        if pool is None:
+            pool = pools[url] = HTTPClient.from_url(
+                url, concurrency=self.concurrency, connection_timeout=2.0, network_timeout=60.0
+            )
+        return pool
 
     def predict(self, url: str, inputs: dict) -> dict:
-        body = json.dumps({"inputs": inputs}).encode()
         try:
-            reply = self.pool.request(
-                "POST",
-                f"{url}/predict",
-                body=body,
-                headers={"Content-Type": "application/json"},
-                timeout=TIMEOUT,
-            )
-        except urllib3.exceptions.HTTPError as e:
+            reply = self._pool(url).post("/predict", json.dumps({"inputs": inputs}).encode(), JSON_HEADERS)
+            data = reply.read()
+        except (OSError, HTTPException) as e:
             raise ModelFailed(f"The model server at {url} did not answer: {e}. See 'aid logs'.") from e
-        if reply.status != 200:
-            detail = reply.data.decode(errors="replace")[:500]
-            raise ModelFailed(f"The model failed (HTTP {reply.status} from its server): {detail}")
-        return json.loads(reply.data)
+        if reply.status_code != 200:
+            detail = data.decode(errors="replace")[:500]
+            raise ModelFailed(f"The model failed (HTTP {reply.status_code} from its server): {detail}")
+        return json.loads(data)
 
 
 def check_request(version: VersionRow, inputs) -> None:

@@ -160,7 +160,7 @@ def test_model_page_shows_name_task_versions_and_not_deployed(client, publish):
     publish(version="1.1.0")
     page = get(client, "/models/demo-adder")
     text = text_of(page)
-    assert "regression demo-adder Adds one to each value onnx tiny" in text
+    assert "regression · leaderboard demo-adder Adds one to each value onnx tiny" in text
     assert "onnx · not deployed" in text
     assert "Version 1.1.0 is not deployed: predictions fail until it is deployed" in text
     rows = re.findall(r"(1\.[01]\.0) ([0-9a-f]{12}) (\S+ \S+ UTC) (latest|—) not deployed", text)

@@ -36,6 +36,7 @@ def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
     app.register_error_handler(HubError, _hub_error)
     app.register_error_handler(HTTPException, _http_error)
     app.after_request(_security_headers)
+    app.teardown_request(lambda _exc: hub.release_connection())
     return app
 
 
