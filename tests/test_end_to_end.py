@@ -1,6 +1,7 @@
 """The spine, driven through the CLI against a running hub: publish, deploy, predict, feedback, scorecard."""
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -22,6 +23,15 @@ def hub(tmp_path_factory):
     yield server
     server.undeploy_all()
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def examples(hub):
+    """The bundled examples published and serving (a no-op after test_publish_and_deploy_each_example)."""
+    for name in EXAMPLES:
+        result = hub.aid("publish", str(REPO / "examples" / name), "--deploy")
+        assert result.returncode == 0, result.stderr
+    return hub
 
 
 def examples_of(name: str) -> list[dict]:
@@ -47,6 +57,7 @@ def test_publish_and_deploy_each_example(hub, name):
     assert f"Already published (same digest) {name}@1.0.0" in again.stdout
 
 
+@pytest.mark.usefixtures("examples")
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_native_predict_through_the_cli_matches_the_examples(hub, name):
     for example in examples_of(name):
@@ -58,6 +69,7 @@ def test_native_predict_through_the_cli_matches_the_examples(hub, name):
             assert reply["outputs"][output] == expected
 
 
+@pytest.mark.usefixtures("examples")
 def test_v2_infer_with_a_stock_triton_client(hub):
     client = triton.InferenceServerClient(hub.url.removeprefix("http://"))
     assert client.is_server_live() and client.is_model_ready("iris-onnx")
@@ -73,6 +85,7 @@ def test_v2_infer_with_a_stock_triton_client(hub):
         assert result.get_response()["model_version"] == "1.0.0"
 
 
+@pytest.mark.usefixtures("examples")
 def test_v2_infer_as_plain_json(hub):
     body = {
         "inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [5.5, 2.4, 3.7, 1.0]}]
@@ -85,6 +98,7 @@ def test_v2_infer_as_plain_json(hub):
     assert reply.headers["X-Prediction-Id"]
 
 
+@pytest.mark.usefixtures("examples")
 def test_input_that_does_not_fit_is_422_and_the_model_is_not_called(hub):
     before = scorecard(hub, "wine-python")["requests"]
     reply = httpx.post(
@@ -107,6 +121,7 @@ def scorecard(hub, name: str) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.usefixtures("examples")
 def test_feedback_rolls_into_the_scorecard_exactly(hub):
     name = "digits-torch"
     before = scorecard(hub, name)
@@ -145,6 +160,7 @@ def test_feedback_on_an_unknown_prediction_is_404(hub):
     assert "Prediction 'nope' does not exist" in result.stderr
 
 
+@pytest.mark.usefixtures("examples")
 def test_unknown_model_lists_what_exists(hub):
     result = hub.aid("predict", "iris", "-i", "features=[[1,2,3,4]]")
     assert result.returncode == 1
@@ -182,3 +198,20 @@ def test_a_failed_build_is_marked_failed_and_the_serving_version_keeps_serving(h
     assert "aidhub-no-such-package-x" in detail["deployment"]["error"]
     reply = json.loads(hub.aid("predict", "fragile", "-i", "x=[[1.0, 2.0]]", "--json").stdout)
     assert (reply["version"], reply["outputs"]) == ("1.0.0", {"y": [[2.0, 4.0]]})
+
+
+@pytest.mark.usefixtures("examples")
+def test_list_show_alias_status_and_logs_through_the_cli(hub):
+    listing = hub.aid("list", "--task", "tabular-classification").stdout
+    assert listing.splitlines()[0].split() == ["NAME", "TASK", "LATEST", "PRODUCTION", "SUMMARY"]
+    assert [line.split()[0] for line in listing.splitlines()[2:]] == ["iris-onnx", "wine-python"]
+    alias = hub.aid("alias", "iris-onnx", "production", "1.0.0")
+    assert alias.stdout == "iris-onnx@production -> 1.0.0\n"
+    shown = hub.aid("show", "iris-onnx").stdout
+    assert "aliases: latest -> 1.0.0, production -> 1.0.0" in shown
+    assert re.search(r"^1\.0\.0 +[0-9a-f]{12} +onnx +ready +http://127\.0\.0\.1:\d+$", shown, re.M)
+    status = hub.aid("status").stdout
+    assert "runner   process: AIDHUB_RUNNER=process" in status
+    logs = hub.aid("logs", "iris-onnx").stdout
+    assert logs.startswith("== build ") and "(succeeded, " in logs
+    assert "== server log" in logs

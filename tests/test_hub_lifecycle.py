@@ -72,3 +72,24 @@ def test_a_restarted_hub_adopts_running_models_and_kept_every_prediction(tmp_pat
     finally:
         second.undeploy_all()
         second.stop()
+
+
+def test_a_hub_on_postgresql_serves_the_whole_spine(tmp_path, postgres):
+    url = postgres.create_database("spine")
+    hub = HubProcess(tmp_path / "home", extra_env={"AIDHUB_DATABASE_URL": url}).start()
+    try:
+        assert hub.aid("status").stdout.splitlines()[2].startswith("database postgresql")
+        assert hub.aid("publish", str(onnx_package(tmp_path / "pkg")), "--deploy").returncode == 0
+        ids = [
+            httpx.post(
+                f"{hub.url}/api/v1/models/doubler/predict", json={"inputs": {"x": [[1.0, 2.0]]}}
+            ).json()["id"]
+            for _ in range(4)
+        ]
+        for pid, verdict in zip(ids, ["--correct", "--correct", "--correct", "--wrong"], strict=True):
+            assert hub.aid("feedback", pid, verdict).returncode == 0
+        card = json.loads(hub.aid("scorecard", "doubler", "--json").stdout)
+        assert (card["requests"], card["feedback"]["count"], card["feedback"]["accuracy"]) == (4, 4, 0.75)
+    finally:
+        hub.undeploy_all()
+        hub.stop()
