@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from functools import cached_property
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-import urllib3
+if TYPE_CHECKING:
+    import urllib3
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -24,7 +27,13 @@ class HubReplyError(Exception):
 class HubClient:
     def __init__(self, url: str = DEFAULT_URL, timeout: float = 120.0):
         self.url = url.rstrip("/")
-        self.http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5.0, read=timeout))
+        self.timeout = timeout
+
+    @cached_property
+    def http(self) -> urllib3.PoolManager:
+        import urllib3  # not before it is needed: `aid serve` must let gevent patch the stdlib first
+
+        return urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5.0, read=self.timeout))
 
     def request(self, method: str, path: str, body: bytes | None = None, params: dict | None = None,
                 content_type: str = "application/json") -> dict:  # fmt: skip
@@ -32,7 +41,7 @@ class HubClient:
         url = f"{self.url}{path}" + (f"?{urlencode(query)}" if query else "")
         try:
             reply = self.http.request(method, url, body=body, headers={"Content-Type": content_type})
-        except urllib3.exceptions.HTTPError as e:
+        except _http_errors() as e:
             raise HubUnreachable(
                 f"No hub answers at {self.url} ({e.__class__.__name__}). Start one with 'aid serve' "
                 "(or 'make run'), or point --hub / AIDHUB_URL at a running hub."
@@ -53,6 +62,12 @@ class HubClient:
 
     def upload(self, archive: bytes) -> dict:
         return self.request("POST", "/api/v1/models", archive, content_type="application/gzip")
+
+
+def _http_errors() -> type[Exception]:
+    import urllib3
+
+    return urllib3.exceptions.HTTPError
 
 
 def _json(reply: urllib3.BaseHTTPResponse) -> dict:

@@ -93,7 +93,10 @@ def publish(client: HubClient, directory: Path, deploy: bool) -> None:
 def start_deploy(client: HubClient, ref: str, wait: bool) -> None:
     path, version = model_path(ref, "/deploy")
     reply = client.post(path, version=version)
-    build = reply["build"]
+    build, deployment = reply["build"], reply["deployment"]
+    if deployment["status"] == "ready":
+        click.echo(f"{reply['model']}@{reply['version']} is already serving at {deployment['url']}")
+        return
     if not wait or build is None:
         click.echo(f"Deploying {reply['model']}@{reply['version']}: {reply['deployment']['status']}")
         return

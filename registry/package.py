@@ -9,7 +9,7 @@ import json
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from registry.manifest import Manifest, PackageInvalid, Problem, check_manifest, read_manifest
@@ -35,6 +35,7 @@ def validate_package(root: Path) -> Package:
     """Check the manifest and the files it names; raise PackageInvalid listing every problem."""
     root = Path(root)
     manifest, problems = check_manifest(read_manifest(root))
+    manifest = _with_requirements_file(root, manifest, problems)
     _check_files(root, manifest, problems)
     inputs, outputs = _schema(root, manifest, problems)
     examples = _examples(root, manifest, inputs, problems)
@@ -43,6 +44,22 @@ def validate_package(root: Path) -> Package:
     if problems:
         raise PackageInvalid(problems)
     return Package(root, manifest, inputs, outputs, card, examples)
+
+
+def _with_requirements_file(root: Path, m: Manifest, problems: list[Problem]) -> Manifest:
+    """`requirements.txt` stands in for the manifest's `requirements` list when that is absent."""
+    path = root / "requirements.txt"
+    if not path.is_file():
+        return m
+    if m.requirements:
+        problems.append(Problem("requirements", "given in aid.yaml and in requirements.txt; keep one"))
+        return m
+    lines = [line.split("#")[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    parsed, file_problems = check_manifest({**m.to_dict(), "requirements": [r for r in lines if r]})
+    for p in file_problems:
+        if p.path.startswith("requirements["):
+            problems.append(Problem(p.path.replace("requirements", "requirements.txt"), p.message))
+    return replace(m, requirements=parsed.requirements)
 
 
 def _check_files(root: Path, m: Manifest, problems: list[Problem]) -> None:
