@@ -50,9 +50,10 @@ def instance_of(row: DeploymentRow) -> Instance:
 
 
 class Deployments:
-    def __init__(self, runner: Runner, spec_of, workers: int = 2):
+    def __init__(self, runner: Runner, spec_of, smoke_test, workers: int = 2):
         self.runner = runner
         self.spec_of = spec_of  # VersionRow -> ServeSpec
+        self.smoke_test = smoke_test  # (VersionRow, url, log) -> None; raises when an example fails
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deploy")
         self.futures: dict[int, object] = {}
         self.on_change = lambda: None  # called after a deployment's state changed
@@ -83,9 +84,13 @@ class Deployments:
         started = time.monotonic()
         BuildRow.update(status="running", started_at=utcnow()).where(BuildRow.id == build_id).execute()
         out = BuildLog(build_id)
+        instance = None
         try:
             instance = self.runner.start(self.spec_of(build.version), out)
+            self.smoke_test(build.version, instance.url, out)
         except Exception as e:  # a failed build is recorded, never raised into the pool
+            if instance is not None:
+                self.runner.stop(instance)
             self._failed(build, out, e, time.monotonic() - started)
             return
         self._ready(build, out, instance, time.monotonic() - started)

@@ -12,7 +12,7 @@ from hub.deployments import Deployments, spec_for
 from hub.errors import Invalid, NotFound
 from hub.routes import Route, Routes
 from hub.runner_choice import choose_runner
-from hub.serving import ModelClient, predict
+from hub.serving import ModelClient, predict, smoke_test
 from monitor import feedback as feedback_store
 from monitor import migrations as monitor_migrations
 from monitor import scorecard
@@ -37,11 +37,13 @@ class Hub:
         blobs.remove_stale_uploads()
         self.catalog = Catalog(blobs, config.packages_dir, config.max_upload_bytes)
         self.runner, self.runner_reason = (runner, "given") if runner else choose_runner(config)
-        self.deployments = Deployments(self.runner, self._spec)
+        self.client = ModelClient()
+        self.deployments = Deployments(
+            self.runner, self._spec, lambda version, url, log: smoke_test(self.client, version, url, log)
+        )
         self.predlog = PredictionLog(
             self.db, flush_interval=config.log_flush_seconds, payload_cap=config.log_payload_bytes
         )
-        self.client = ModelClient()
         self.routes = Routes()
         self.deployments.on_change = self.routes.clear
         self.metrics = Metrics()

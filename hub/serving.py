@@ -15,6 +15,7 @@ from hub.routes import Route
 from monitor.metrics import Metrics
 from monitor.predlog import PredictionLog, PredictionRecord, new_prediction_id
 from registry.models import VersionRow
+from registry.package import check_example_outputs
 from registry.tensors import check_inputs
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -51,6 +52,15 @@ class ModelClient:
             detail = data.decode(errors="replace")[:500]
             raise ModelFailed(f"The model failed (HTTP {reply.status_code} from its server): {detail}")
         return json.loads(data)
+
+
+def smoke_test(client: ModelClient, version: VersionRow, url: str, log) -> None:
+    """Run the package's examples against a fresh server; raise ModelFailed on a wrong answer."""
+    for i, example in enumerate(version.examples or []):
+        problems = check_example_outputs(example, client.predict(url, example["inputs"]))
+        if problems:
+            raise ModelFailed(f"Smoke test: examples[{i}] gave a different answer: {'; '.join(problems)}")
+        log(f"smoke test: examples[{i}] ok")
 
 
 def check_request(version: VersionRow, inputs) -> None:

@@ -215,3 +215,16 @@ def test_list_show_alias_status_and_logs_through_the_cli(hub):
     logs = hub.aid("logs", "iris-onnx").stdout
     assert logs.startswith("== build ") and "(succeeded, " in logs
     assert "== server log" in logs
+
+
+def test_a_build_whose_examples_give_other_answers_fails_its_smoke_test(hub, tmp_path):
+    root = onnx_package(tmp_path / "liar", name="liar")
+    (root / "examples.json").write_text('[{"inputs": {"x": [[1.0, 2.0]]}, "outputs": {"y": [[9.0, 9.0]]}}]')
+    result = hub.aid("publish", str(root), "--deploy")
+    assert result.returncode == 1
+    assert (
+        "Smoke test: examples[0] gave a different answer: outputs.y: expected [[9.0, 9.0]], got [[2.0, 4.0]]"
+        in (result.stderr)
+    )
+    detail = json.loads(hub.aid("show", "liar@1.0.0", "--json").stdout)
+    assert detail["deployment"]["status"] == "failed"
