@@ -47,7 +47,8 @@ def _manifest(name: str, framework: str, artifact: str | None) -> dict:
     return manifest
 
 
-def _onnx_artifact(path: Path) -> None:
+def write_doubler_onnx(path: Path) -> None:
+    """A real ONNX graph, y = x * 2 for x float32 [batch, 2]."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -85,7 +86,7 @@ def _sklearn_artifact(path: Path) -> None:
     joblib.dump(model, path)
 
 
-ARTIFACTS = {"onnx": ("model.onnx", _onnx_artifact), "torch": ("model.pt", _torch_artifact),
+ARTIFACTS = {"onnx": ("model.onnx", write_doubler_onnx), "torch": ("model.pt", _torch_artifact),
              "sklearn": ("model.joblib", _sklearn_artifact)}  # fmt: skip
 
 

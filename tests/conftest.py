@@ -3,7 +3,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from playhouse.db_url import connect
 
+from monitor import tables
+from monitor.migrations import migrate
 from tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,3 +29,14 @@ def database_url(request, tmp_path):
         return f"sqlite:///{tmp_path}/hub.db"
     server = request.getfixturevalue("postgres")
     return server.create_database(f"test_{next(_db_names)}_{tmp_path.name[-12:].lower()}")
+
+
+@pytest.fixture
+def db(database_url):
+    """A migrated database with the monitor's tables bound to it."""
+    pragmas = {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000}
+    database = connect(database_url, **({"pragmas": pragmas} if "sqlite" in database_url else {}))
+    tables.database.initialize(database)
+    migrate(database)
+    yield database
+    database.close()

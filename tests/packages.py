@@ -6,29 +6,15 @@ import io
 import json
 from pathlib import Path
 
-import onnx
 import yaml
-from onnx import TensorProto, helper
 
+from cli.init import write_doubler_onnx
 from registry.package import pack
-
-
-def double_graph(path: Path) -> None:
-    """y = x * 2 for x float32 [batch, 2]."""
-    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
-    graph = helper.make_graph(
-        [helper.make_node("Mul", ["x", "two"], ["y"])], "double",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])], [two],
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
 
 
 def onnx_package(root: Path, name: str = "doubler", version: str = "1.0.0", card: str = "", **fields) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    double_graph(root / "model.onnx")
+    write_doubler_onnx(root / "model.onnx")
     manifest = {
         "name": name, "version": version, "task": "regression", "summary": "Doubles two numbers",
         "tags": ["onnx", "demo"], "framework": "onnx", "artifact": "model.onnx",

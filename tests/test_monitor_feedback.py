@@ -3,9 +3,7 @@
 from datetime import UTC, datetime
 
 import pytest
-from playhouse.db_url import connect
 
-from monitor import tables
 from monitor.feedback import (
     FeedbackInvalid,
     PredictionNotFound,
@@ -13,21 +11,10 @@ from monitor.feedback import (
     record_feedback,
     validate,
 )
-from monitor.migrations import migrate
 from monitor.predlog import PredictionLog, PredictionRecord
 from monitor.tables import Feedback, Rollup
 
 NOW = datetime(2025, 3, 1, 12, 30, 45)
-
-
-@pytest.fixture
-def db(database_url):
-    pragmas = {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000}
-    database = connect(database_url, **({"pragmas": pragmas} if "sqlite" in database_url else {}))
-    tables.database.initialize(database)
-    migrate(database)
-    yield database
-    database.close()
 
 
 def logged(db, outputs) -> str:

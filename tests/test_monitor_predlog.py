@@ -8,23 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playhouse.db_url import connect
 
-from monitor import tables
-from monitor.migrations import migrate
 from monitor.predlog import PredictionLog, PredictionRecord, encode_payload, new_prediction_id
 from monitor.rollups import bucket_of
 from monitor.tables import LatencyBucket, Prediction, Rollup
 
 T0 = datetime(2025, 3, 1, 12, 0, 0)
-
-
-@pytest.fixture
-def db(database_url):
-    pragmas = {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000}
-    database = connect(database_url, **({"pragmas": pragmas} if "sqlite" in database_url else {}))
-    tables.database.initialize(database)
-    migrate(database)
-    yield database
-    database.close()
 
 
 def rec(i: int = 0, **changes) -> PredictionRecord:

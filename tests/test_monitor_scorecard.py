@@ -3,27 +3,12 @@
 import random
 from datetime import datetime, timedelta
 
-import pytest
-from playhouse.db_url import connect
-
-from monitor import tables
 from monitor.feedback import record_feedback
-from monitor.migrations import migrate
 from monitor.predlog import PredictionLog, PredictionRecord
 from monitor.rollups import BOUNDS_MS, OVERFLOW, bucket_of, bucket_range
 from monitor.scorecard import percentile, scorecard, wilson_interval
 
 T0 = datetime(2025, 3, 1, 12, 0, 0)
-
-
-@pytest.fixture
-def db(database_url):
-    pragmas = {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000}
-    database = connect(database_url, **({"pragmas": pragmas} if "sqlite" in database_url else {}))
-    tables.database.initialize(database)
-    migrate(database)
-    yield database
-    database.close()
 
 
 def log_predictions(db, latencies, statuses=None, start=T0, version_id=7):
