@@ -136,12 +136,16 @@ class Hub:
 
     def feedback(self, prediction_id: str, fields: dict) -> dict:
         row = self._find_prediction(prediction_id)
-        return _record_feedback(prediction_id, row.version_id, row.model, fields)
+        reply = _record_feedback(prediction_id, row.version_id, row.model, fields)
+        self.metrics.observe_feedback(row.model, row.version, reply["correct"])
+        return reply
 
     def model_feedback(self, name: str, fields: dict, ref: str | None = None) -> dict:
         version = self.catalog.resolve(name, ref) if ref else None
         model = self.catalog.model(name)
-        return _record_feedback(None, version.id if version else None, model.name, fields)
+        reply = _record_feedback(None, version.id if version else None, model.name, fields)
+        self.metrics.observe_feedback(model.name, version.version if version else None, reply["correct"])
+        return reply
 
     def _find_prediction(self, prediction_id: str):
         if self.predlog.find_pending(prediction_id):
