@@ -12,6 +12,7 @@ import tritonclient.http as triton
 
 from tests.hubserver import REPO, HubProcess
 from tests.packages import onnx_package
+from tests.prometheus import PrometheusServer
 
 EXAMPLES = ["iris-onnx", "digits-torch", "wine-python"]
 pytestmark = pytest.mark.slow
@@ -231,3 +232,27 @@ def test_a_build_whose_examples_give_other_answers_fails_its_smoke_test(hub, tmp
     )
     detail = json.loads(hub.aid("show", "liar@1.0.0", "--json").stdout)
     assert detail["deployment"]["status"] == "failed"
+
+
+@pytest.mark.usefixtures("examples")
+def test_a_real_prometheus_scrapes_the_hub_and_sees_every_prediction(hub, tmp_path):
+    server = PrometheusServer(tmp_path / "prometheus", target=f"127.0.0.1:{hub.port}").start()
+    try:
+        for _ in range(7):
+            httpx.post(
+                f"{hub.url}/api/v1/models/wine-python/predict",
+                json={"inputs": examples_of("wine-python")[0]["inputs"]},
+            )
+        expected = _sample(
+            httpx.get(f"{hub.url}/metrics").text, 'aidhub_predictions_total{model="wine-python"'
+        )
+        query = 'sum(aidhub_predictions_total{model="wine-python",status="ok"})'
+        seen = wait_for(lambda: (r := server.query(query)) and float(r[0]["value"][1]) == expected and r, 20)
+        assert seen and float(seen[0]["value"][1]) == expected >= 7
+        assert server.query('up{job="aidhub"}')[0]["value"][1] == "1"
+    finally:
+        server.stop()
+
+
+def _sample(text: str, prefix: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
