@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import shutil
 import tarfile
 import tempfile
@@ -142,12 +143,20 @@ def _card(root: Path, problems: list[Problem]) -> str:
 
 
 def check_example_outputs(example: dict, outputs: dict) -> list[str]:
-    """Compare a served result with an example's expected outputs (exact for what it lists)."""
+    """Compare a served result with an example's expected outputs: exact, floats to 1e-5 relative."""
     return [
         f"outputs.{name}: expected {want!r}, got {outputs.get(name)!r}"
         for name, want in (example.get("outputs") or {}).items()
-        if outputs.get(name) != want
+        if not _same(want, outputs.get(name))
     ]
+
+
+def _same(want, got) -> bool:
+    if isinstance(want, list) and isinstance(got, list):
+        return len(want) == len(got) and all(_same(w, g) for w, g in zip(want, got, strict=True))
+    if isinstance(want, float) and isinstance(got, int | float) and not isinstance(got, bool):
+        return math.isclose(want, got, rel_tol=1e-5, abs_tol=1e-6)
+    return want == got and type(want) is type(got)
 
 
 # --- packing and unpacking -------------------------------------------------------------

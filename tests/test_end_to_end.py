@@ -256,3 +256,13 @@ def test_a_real_prometheus_scrapes_the_hub_and_sees_every_prediction(hub, tmp_pa
 
 def _sample(text: str, prefix: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+@pytest.mark.parametrize("framework", ["onnx", "torch", "sklearn", "python"])
+def test_every_aid_init_starter_deploys_and_answers(hub, tmp_path, framework):
+    root = tmp_path / f"starter-{framework}"
+    assert hub.aid("init", str(root), "--framework", framework).returncode == 0
+    result = hub.aid("publish", str(root), "--deploy")  # the smoke test runs the starter's examples.json
+    assert result.returncode == 0, result.stdout + result.stderr
+    reply = json.loads(hub.aid("predict", f"starter-{framework}", "-i", "x=[[1.5, 2.5]]", "--json").stdout)
+    assert [round(v, 4) for v in reply["outputs"]["y"][0]] == [3.0, 5.0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from registry.manifest import PackageInvalid, parse_manifest
-from registry.package import pack, validate_package
+from registry.package import check_example_outputs, pack, validate_package
 from tests.hubserver import REPO
 
 AID = str(Path(sys.executable).parent / "aid")
@@ -100,3 +100,20 @@ def test_hostile_manifest_values_are_refused(field, value, problem):
     with pytest.raises(PackageInvalid) as e:
         parse_manifest(data)
     assert any(problem in str(p) for p in e.value.problems), e.value.problems
+
+
+@pytest.mark.parametrize(
+    "want, got, same",
+    [
+        ([[2.0, 4.0]], [[2.0000000000000004, 4.000000000000001]], True),
+        ([[2.0, 4.0]], [[2.1, 4.0]], False),
+        ([0, 1], [0, 1], True),
+        ([0, 1], [0, 2], False),
+        ([0], [0.0], False),
+        (["setosa"], ["setosa"], True),
+        ([[1.0]], [[1.0, 2.0]], False),
+        ([True], [1], False),
+    ],
+)
+def test_example_outputs_compare_floats_with_tolerance_and_the_rest_exactly(want, got, same):
+    assert (check_example_outputs({"outputs": {"y": want}}, {"y": got}) == []) is same
