@@ -32,6 +32,8 @@ def _proxy_rows(hub: HubProcess) -> list[dict]:
     proxied = post_load(f"{hub.url}/api/v1/models/{MODEL}/predict", body, SECONDS)
     ratio = proxied["rps"] / direct["rps"]
     added = proxied["p50_ms"] - direct["p50_ms"]
+    direct_1 = post_load(f"{_endpoint(hub)}/predict", body, 10, concurrency=1)
+    proxied_1 = post_load(f"{hub.url}/api/v1/models/{MODEL}/predict", body, 10, concurrency=1)
     return [
         row("direct BentoML predict, c=16", direct["rps"], "req/s"),
         row("hub-proxied predict, c=16", proxied["rps"], "req/s"),
@@ -39,6 +41,7 @@ def _proxy_rows(hub: HubProcess) -> list[dict]:
         row("direct p50 / p99", f"{direct['p50_ms']:.1f} / {direct['p99_ms']:.1f}", "ms"),
         row("hub p50 / p99", f"{proxied['p50_ms']:.1f} / {proxied['p99_ms']:.1f}", "ms"),
         row("added median latency", added, "ms", "<= 2"),
+        row("added median latency, c=1", proxied_1["p50_ms"] - direct_1["p50_ms"], "ms"),
         row("errors (direct + hub)", direct["errors"] + proxied["errors"], "", "0"),
     ]
 
