@@ -34,7 +34,8 @@ def post_load(url: str, body: dict, seconds: int, concurrency: int = 16) -> dict
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(LUA.format(body=json.dumps(json.dumps(body))))
-        cmd = [wrk_binary(), f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url]
+        threads = min(2, concurrency)
+        cmd = [wrk_binary(), f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     match = re.search(r"RESULT (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", out)
     requests, errors, micros, p50, p99, mean = match.groups()

@@ -281,3 +281,23 @@ def test_every_error_is_one_json_shape_that_names_the_value(case, request, clien
     assert isinstance(body["error"], str) and all(isinstance(e, str) for e in body["errors"])
     assert case.says in body["error"]
     assert body["errors"] == case.errors
+
+
+@pytest.mark.parametrize("path", ["fast path", "flask view"])
+@pytest.mark.usefixtures("deployed")
+def test_predict_answers_the_same_through_the_fast_path_and_the_flask_view(hub, path):
+    app = create_app(hub=hub)
+    if path == "flask view":
+        app.wsgi_app = app.wsgi_app.app  # unwrap PredictFastPath
+    client = app.test_client()
+    ok = client.post("/api/v1/models/doubler/predict?version=1.0.0", json={"inputs": {"x": [[1.0, 2.0]]}})
+    assert ok.status_code == 200 and ok.headers["X-Prediction-Id"] == ok.json["id"]
+    assert (ok.json["version"], ok.json["outputs"]) == ("1.0.0", {"y": [[2.0, 4.0]]})
+    bad = client.post("/api/v1/models/doubler@9.9.9/predict", data=b"{}")
+    assert bad.status_code == 404 and bad.json["error"].startswith(
+        "Model 'doubler' has no version or alias '9.9.9'"
+    )
+    broken = client.post("/api/v1/models/doubler/predict", data=b"not json")
+    assert broken.status_code == 400 and broken.json["error"].startswith(
+        "The request body must be a JSON object"
+    )

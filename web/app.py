@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from hub.config import Config
 from hub.errors import HubError
 from hub.hub import Hub
+from web.fastpath import PredictFastPath
 
 log = logging.getLogger(__name__)
 JSON_PREFIXES = ("/api/", "/v2")
@@ -37,6 +38,7 @@ def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
     app.after_request(_security_headers)
     app.teardown_request(lambda _exc: hub.release_connection())
+    app.wsgi_app = PredictFastPath(app.wsgi_app, hub)
     return app
 
 

@@ -1,0 +1,60 @@
+"""The native predict call as plain WSGI, in front of Flask.
+
+Predict is the one route where the hub's own CPU is the product: it shares cores with the models it
+serves. Answering it before Flask builds a request context, matches URLs and runs hooks costs about a
+quarter less CPU per call (`make bench`). The Flask rule `api.predict` stays registered, for url_for
+and the OpenAPI document, and runs the same `predict_reply` if a request ever reaches it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from http import HTTPStatus
+from urllib.parse import parse_qs
+
+from hub.errors import HubError, Invalid
+from hub.hub import Hub
+
+PREDICT_PATH = re.compile(r"^/api/v1/models/(?P<name>.+)/predict$")
+
+
+def predict_reply(hub: Hub, name: str, version: str | None, raw: bytes) -> tuple[dict, dict]:
+    """(reply, headers) of a native predict call; raises HubError like every other use case."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise Invalid("The request body must be a JSON object, with Content-Type: application/json.")
+    name, _, ref = name.partition("@")
+    reply = hub.predict(name, version or ref or None, body.get("inputs"))
+    return reply, {"X-Prediction-Id": reply["id"]}
+
+
+class PredictFastPath:
+    """Answers `POST /api/v1/models/<name>/predict`; every other request goes on to `app`."""
+
+    def __init__(self, app, hub: Hub):
+        self.app = app
+        self.hub = hub
+
+    def __call__(self, environ, start_response):
+        match = PREDICT_PATH.match(environ.get("PATH_INFO", ""))
+        if match is None or environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        try:
+            status, (body, headers) = 200, self._reply(environ, match["name"])
+        except HubError as e:
+            status, body, headers = e.status, e.to_dict(), {}
+        finally:
+            self.hub.release_connection()
+        data = json.dumps(body).encode()
+        head = [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *headers.items()]
+        start_response(f"{status} {HTTPStatus(status).phrase}", head)
+        return [data]
+
+    def _reply(self, environ, name: str) -> tuple[dict, dict]:
+        version = parse_qs(environ.get("QUERY_STRING", "")).get("version", [None])[0]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        return predict_reply(self.hub, name, version, environ["wsgi.input"].read(length))
