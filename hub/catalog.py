@@ -147,7 +147,7 @@ class Catalog:
         )
 
     def set_alias(self, name: str, alias: str, ref: str) -> VersionRow:
-        if not ALIAS_RE.match(alias or ""):
+        if not ALIAS_RE.fullmatch(alias or ""):
             raise Invalid(
                 f"Alias {alias!r} is not valid: use lower-case letters, digits and '-', e.g. production."
             )

@@ -155,7 +155,7 @@ class _FieldChecks:
         value = self.text(key)
         if key not in self.data:
             return self.fail(key, f"required: {hint}") or ""
-        if value and not regex.match(value):
+        if value and not regex.fullmatch(value):
             self.fail(key, f"{value!r} is not valid: use {hint}")
         return value
 
@@ -163,7 +163,7 @@ class _FieldChecks:
         if self.data.get(key) is None:
             return None
         value = self.text(key)
-        if value and not regex.match(value):
+        if value and not regex.fullmatch(value):
             return self.fail(key, f"{value!r} is not valid: use {hint}")
         return value or None
 
@@ -193,14 +193,14 @@ class _FieldChecks:
     def tags(self) -> tuple[str, ...]:
         tags = tuple(t.lower() for t in self.string_list("tags"))
         for i, tag in enumerate(tags):
-            if not TAG_RE.match(tag):
+            if not TAG_RE.fullmatch(tag):
                 self.fail(f"tags[{i}]", f"{tag!r} is not valid: lower-case letters, digits, . _ -")
         return tags
 
     def requirements(self) -> tuple[str, ...]:
         reqs = self.string_list("requirements")
         for i, req in enumerate(reqs):
-            if not REQUIREMENT_RE.match(req.strip()):
+            if not REQUIREMENT_RE.fullmatch(req.strip()):
                 self.fail(
                     f"requirements[{i}]",
                     f"{req!r} is not a plain requirement: use 'package' or 'package>=1.2,<2'",
@@ -216,7 +216,7 @@ class _FieldChecks:
         return {str(n): self._tensor(f"{key}.{n}", n, s) for n, s in value.items()}
 
     def _tensor(self, path: str, name, spec) -> dict:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$", str(name)):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}", str(name)):
             self.fail(path, f"{name!r} is not a valid tensor name: letters, digits, _ . : -")
         if not isinstance(spec, dict):
             return self.fail(path, "must be {dtype: float32, shape: [-1, 4]}") or {}
@@ -242,6 +242,6 @@ class _FieldChecks:
         if not isinstance(cpu, int | float) or isinstance(cpu, bool) or not 0 < cpu <= 256:
             self.fail("resources.cpu", f"{cpu!r} must be a number of CPUs such as 1 or 0.5")
         memory = str(value.get("memory", "1Gi"))
-        if not re.match(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$", memory):
+        if not re.fullmatch(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?", memory):
             self.fail("resources.memory", f"{memory!r} must be a size such as 512Mi or 2Gi")
         return {"cpu": cpu, "memory": memory, "gpu": gpu}

@@ -24,17 +24,15 @@ from .environment import (
     fill_wheelhouse,
 )
 from .service import (
-    FLAVORS_PACKAGE,
     SERVICE_CLASS,
     SERVICE_MODULE,
     SETUP_FAILED_FILE,
     device_for,
-    render_service,
+    write_service_dir,
 )
 
 log = logging.getLogger(__name__)
 
-FLAVORS_DIR = Path(__file__).resolve().parent / "flavors"
 STOP_GRACE_S = 10.0
 TAIL_LINES = 40
 _DROPPED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "BENTOML_HOME", "BENTOML_CONFIG")
@@ -133,11 +131,7 @@ class ProcessRunner:
             )
         if service_dir.exists():
             shutil.rmtree(service_dir)
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-        shutil.copytree(FLAVORS_DIR, service_dir / FLAVORS_PACKAGE, ignore=ignore)
-        text = render_service(spec, workers=self.workers, threads=self.threads)
-        (service_dir / f"{SERVICE_MODULE}.py").write_text(text, encoding="utf-8")
-        return service_dir
+        return write_service_dir(spec, service_dir, workers=self.workers, threads=self.threads)
 
     def _launch(self, spec: ServeSpec, env_key: str, service_dir: Path, port: int) -> Instance:
         deployment = self.deployment_dir(spec.key)

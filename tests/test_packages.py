@@ -117,3 +117,13 @@ def test_hostile_manifest_values_are_refused(field, value, problem):
 )
 def test_example_outputs_compare_floats_with_tolerance_and_the_rest_exactly(want, got, same):
     assert (check_example_outputs({"outputs": {"y": want}}, {"y": got}) == []) is same
+
+
+@pytest.mark.parametrize("field", ["tags", "requirements"])
+def test_a_trailing_newline_cannot_slip_past_the_patterns(field):
+    data = {"name": "ok", "version": "1.0.0", "task": "t", "framework": "python", "entrypoint": "p.py:M",
+            "inputs": {"x\n": {"dtype": "float32", "shape": [-1]}}, field: ["numpy\n"]}  # fmt: skip
+    with pytest.raises(PackageInvalid) as e:
+        parse_manifest(data)
+    expected = {"inputs.x\n", "tags[0]"} if field == "tags" else {"inputs.x\n"}  # a requirement is stripped
+    assert {p.path for p in e.value.problems} == expected
