@@ -5,15 +5,29 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from peewee import Database
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as migrate_schema
 
-from registry.models import TABLES
+from registry.models import TABLES, DeploymentRow
 
 
 def _create_tables(db: Database) -> None:
     db.create_tables(TABLES, safe=True)
 
 
-MIGRATIONS = [(1, "create tables", _create_tables)]
+def _add_container_id(db: Database) -> None:
+    if "container_id" not in {c.name for c in db.get_columns("deployments")}:
+        migrate_schema(
+            SchemaMigrator.from_database(db).add_column(
+                "deployments", "container_id", DeploymentRow.container_id
+            )
+        )
+
+
+MIGRATIONS = [
+    (1, "create tables", _create_tables),
+    (2, "deployments.container_id", _add_container_id),
+]
 
 
 def migrate(db: Database) -> list[int]:

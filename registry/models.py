@@ -83,6 +83,7 @@ class DeploymentRow(BaseModel):
     env_key = CharField(max_length=64, default="")
     url = CharField(max_length=300, default="")
     pid = IntegerField(null=True)
+    container_id = CharField(max_length=80, default="")
     port = IntegerField(null=True)
     log_path = TextField(default="")
     error = TextField(default="")
