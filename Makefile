@@ -3,7 +3,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench examples system-deps clean
+.PHONY: run test lint bench examples system-deps engine clean
+# The container engine the tests drive (Podman's Docker-compatible service; scripts/container-engine.sh).
+ENGINE_SOCK ?= /run/aidhub/podman.sock
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +23,12 @@ run: examples
 system-deps:
 	scripts/system-deps.sh
 
-test: system-deps examples
-	$(BIN)/pytest $(PYTEST_ARGS)
+engine: $(STAMP)
+	AIDHUB_ENGINE_SOCK=$(ENGINE_SOCK) scripts/container-engine.sh
+	scripts/base-image.sh
+
+test: system-deps engine examples
+	DOCKER_HOST=unix://$(ENGINE_SOCK) $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -25,7 +25,7 @@ class Config:
     log_flush_seconds: float = 0.5
     ready_timeout_seconds: float = 120.0
     docker_host: str | None = None
-    base_image: str = "python:3.11-slim"
+    base_image: str = "aidhub/base:py3.11"  # built locally by scripts/base-image.sh
     extra: dict = field(default_factory=dict)
 
     @property

@@ -45,7 +45,7 @@ def instance_of(row: DeploymentRow) -> Instance:
     return Instance(
         key=row.version.model.name + "@" + row.version.version, url=row.url, env_key=row.env_key,
         pid=row.pid, port=row.port, log_path=Path(row.log_path) if row.log_path else None,
-        runner=row.runner,
+        runner=row.runner, container_id=row.container_id or None,
     )  # fmt: skip
 
 
@@ -101,6 +101,7 @@ class Deployments:
         with database.atomic():
             DeploymentRow.update(
                 status="ready", url=instance.url, pid=instance.pid, port=instance.port,
+                container_id=instance.container_id or "",
                 env_key=instance.env_key, log_path=str(instance.log_path or ""),
                 runner=self.runner.kind, error="", updated_at=utcnow(),
             ).where(DeploymentRow.version == build.version).execute()  # fmt: skip
@@ -130,7 +131,7 @@ class Deployments:
             return None
         if row.pid or row.url:
             self.runner.stop(instance_of(row))
-        DeploymentRow.update(status="stopped", pid=None, updated_at=utcnow()).where(
+        DeploymentRow.update(status="stopped", pid=None, container_id="", updated_at=utcnow()).where(
             DeploymentRow.id == row.id
         ).execute()
         self.on_change()
@@ -147,7 +148,7 @@ class Deployments:
         return row.url
 
     def _alive(self, row: DeploymentRow) -> bool:
-        return bool(row.pid) and self.runner.alive(instance_of(row))
+        return bool(row.pid or row.container_id) and self.runner.alive(instance_of(row))
 
     def reconcile(self) -> None:
         """On hub start: keep servers that still run, restart those that should but do not."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 from hub.config import Config
 from hub.errors import Unavailable
 from runners.base import Runner
+from runners.container import ContainerRunner
 from runners.process import ProcessRunner
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
 def process_runner(config: Config) -> ProcessRunner:
@@ -18,13 +21,44 @@ def process_runner(config: Config) -> ProcessRunner:
     )
 
 
+def container_runner(config: Config, docker_host: str) -> ContainerRunner:
+    return ContainerRunner(
+        docker_host=docker_host,
+        wheelhouse=config.wheelhouse_dir,
+        contexts_dir=config.home / "build-contexts",
+        base_image=config.base_image,
+        ready_timeout=config.ready_timeout_seconds,
+    )
+
+
+def engine_problem(docker_host: str) -> str | None:
+    """None when a Docker-Engine-API engine answers at `docker_host`, else why not."""
+    import docker  # the SDK; only the hub process that chooses a runner loads it
+
+    try:
+        client = docker.DockerClient(base_url=docker_host, timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as e:  # the SDK raises DockerException, requests and OS errors alike
+        return f"{e.__class__.__name__}: {str(e)[:200]}"
+    return None
+
+
 def choose_runner(config: Config) -> tuple[Runner, str]:
     """(runner, why): `auto` takes the container runner when an engine answers, else the process one."""
-    if config.runner == "container":
-        raise Unavailable(
-            "The container runner is not available in this version of aidhub; "
-            "set AIDHUB_RUNNER=process (or auto)."
-        )
     if config.runner == "process":
         return process_runner(config), "AIDHUB_RUNNER=process"
-    return process_runner(config), "auto: the container runner is not built yet, so models run as processes"
+    host = config.docker_host or DEFAULT_DOCKER_HOST
+    problem = engine_problem(host)
+    if config.runner == "container":
+        if problem:
+            raise Unavailable(
+                f"AIDHUB_RUNNER=container, but no container engine answers at {host} ({problem}). Start one "
+                "(scripts/container-engine.sh prints a DOCKER_HOST) or set AIDHUB_RUNNER=process."
+            )
+        return container_runner(config, host), f"AIDHUB_RUNNER=container: the engine at {host} answers"
+    if problem:
+        return process_runner(config), f"auto: no container engine answers at {host} ({problem})"
+    return container_runner(config, host), f"auto: a container engine answers at {host}"

@@ -7,13 +7,14 @@ from pathlib import Path
 from .base import Instance, LogFn, Runner, RunnerError, ServeSpec
 
 __all__ = ["Instance", "LogFn", "Runner", "RunnerError", "ServeSpec", "make_runner"]
-RUNNER_KINDS = ("process",)
+RUNNER_KINDS = ("process", "container")
 
 
 def make_runner(kind: str, **options) -> Runner:
     """A runner backend by name; `options` are its constructor's paths and settings.
 
     process: envs_dir, wheelhouse, deployments_dir, uv_cache=None, host, ready_timeout, workers.
+    container: docker_host, wheelhouse, contexts_dir, base_image, host, ready_timeout, memory, cpus.
     """
     if kind == "process":
         from .process import ProcessRunner
@@ -21,4 +22,10 @@ def make_runner(kind: str, **options) -> Runner:
         paths = ("envs_dir", "wheelhouse", "deployments_dir", "uv_cache")
         options = {k: Path(v) if k in paths and v is not None else v for k, v in options.items()}
         return ProcessRunner(**options)
+    if kind == "container":
+        from .container import ContainerRunner
+
+        paths = ("wheelhouse", "contexts_dir")
+        options = {k: Path(v) if k in paths and v is not None else v for k, v in options.items()}
+        return ContainerRunner(**options)
     raise RunnerError(f"Runner kind {kind!r} is not available; use one of {', '.join(RUNNER_KINDS)}.")

@@ -93,3 +93,19 @@ def test_a_hub_on_postgresql_serves_the_whole_spine(tmp_path, postgres):
     finally:
         hub.undeploy_all()
         hub.stop()
+
+
+def test_a_hub_on_the_container_runner_builds_an_image_and_serves_from_it(tmp_path, engine, docker_host):
+    hub = HubProcess(tmp_path / "home", runner="container", extra_env={"DOCKER_HOST": docker_host}).start()
+    try:
+        assert "runner   container: AIDHUB_RUNNER=container" in hub.aid("status").stdout
+        result = hub.aid("publish", str(onnx_package(tmp_path / "pkg", name="boxed")), "--deploy")
+        assert result.returncode == 0, result.stdout + result.stderr
+        reply = httpx.post(f"{hub.url}/api/v1/models/boxed/predict", json={"inputs": {"x": [[1.0, 2.0]]}})
+        assert reply.json()["outputs"] == {"y": [[2.0, 4.0]]}
+        running = engine.containers.list(filters={"label": "aidhub.model=boxed"})
+        assert [c.labels["aidhub.version"] for c in running] == ["1.0.0"]
+    finally:
+        hub.undeploy_all()
+        hub.stop()
+    assert engine.containers.list(all=True, filters={"label": "aidhub.model=boxed"}) == []

@@ -24,6 +24,7 @@ from runners.environment import (
     runtime_requirements,
 )
 from runners.service import SERVICE_CLASS, render_service
+from tests.conftest import BASE_IMAGE
 from tests.fixtures.runner_onnx import EXPECTED, INPUTS, build_multi_io_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,21 +54,24 @@ def envs_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("runner-envs")
 
 
-@pytest.fixture(params=["process"])
+def runner_options(kind: str, request, envs: Path, tmp_path: Path) -> dict:
+    """make_runner's options for one backend kind, with the shared caches."""
+    if kind == "process":
+        return dict(envs_dir=envs, wheelhouse=WHEELHOUSE, deployments_dir=tmp_path / "deployments",
+                    uv_cache=UV_CACHE, ready_timeout=90.0)  # fmt: skip
+    request.getfixturevalue("engine")  # fails the test when no engine answers
+    return dict(docker_host=request.getfixturevalue("docker_host"), wheelhouse=WHEELHOUSE,
+                contexts_dir=tmp_path / "contexts", base_image=BASE_IMAGE, ready_timeout=90.0)  # fmt: skip
+
+
+@pytest.fixture(params=["process", "container"])
 def new_runner(request, envs_dir, tmp_path):
     """Makes backends of one kind (every kind runs the same tests); each new one is like a hub
     restart. Instances still running at teardown are stopped."""
     made = []
 
     def new(envs: Path = envs_dir):
-        backend = make_runner(
-            request.param,
-            envs_dir=envs,
-            wheelhouse=WHEELHOUSE,
-            deployments_dir=tmp_path / "deployments",
-            uv_cache=UV_CACHE,
-            ready_timeout=90.0,
-        )
+        backend = make_runner(request.param, **runner_options(request.param, request, envs, tmp_path))
         made.append((backend, _track_starts(backend)))
         return backend
 
@@ -75,6 +79,8 @@ def new_runner(request, envs_dir, tmp_path):
     for backend, started in made:
         for instance in started:
             backend.stop(instance)
+        if hasattr(backend, "close"):
+            backend.close()
 
 
 def _track_starts(backend) -> list:
@@ -152,7 +158,7 @@ class TestRunnerContract:
         assert not runner.alive(instance)
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{instance.url}/livez", timeout=2)
-        assert _processes_in(instance.log_path.parent / "service") == []
+        assert _leftovers(runner, instance) == []
 
     def test_a_new_runner_stops_an_instance_from_its_pid(self, runner, new_runner):
         instance = runner.start(python_spec("runner_echo", version="1.3.0"), lambda line: None)
@@ -160,26 +166,38 @@ class TestRunnerContract:
         assert after_restart.alive(instance)
         after_restart.stop(instance)
         assert not after_restart.alive(instance)
-        assert _processes_in(instance.log_path.parent / "service") == []
+        assert _leftovers(after_restart, instance) == []
 
-    def test_same_requirements_reuse_the_environment(self, new_runner, tmp_path):
-        fresh_envs = tmp_path / "fresh-envs"  # a first build really happens here
-        runner = new_runner(fresh_envs)
-        began = time.monotonic()
-        first_key = runner.build(python_spec("runner_echo", version="2.0.0"), lambda line: None)
-        first_build_s = time.monotonic() - began
-        began = time.monotonic()
-        second = runner.start(python_spec("runner_echo", version="2.1.0"), lambda line: None)
-        second_start_s = time.monotonic() - began
+
+def test_process_versions_with_the_same_requirements_share_one_environment(request, tmp_path):
+    """The container runner's counterpart (image layer reuse) is in test_runner_container.py."""
+    fresh_envs = tmp_path / "fresh-envs"  # a first build really happens here
+    runner = make_runner("process", **runner_options("process", request, fresh_envs, tmp_path))
+    began = time.monotonic()
+    first_key = runner.build(python_spec("runner_echo", version="2.0.0"), lambda line: None)
+    first_build_s = time.monotonic() - began
+    began = time.monotonic()
+    second = runner.start(python_spec("runner_echo", version="2.1.0"), lambda line: None)
+    second_start_s = time.monotonic() - began
+    try:
         assert second.env_key == first_key
         assert sorted(p.name for p in runner.envs_dir.iterdir() if not p.name.startswith(".")) == [first_key]
         assert second_start_s < first_build_s, (second_start_s, first_build_s)
+    finally:
+        runner.stop(second)
 
 
 def _processes_in(service_dir: Path) -> list[int]:
     from runners.process import _pids_in
 
     return _pids_in(service_dir)
+
+
+def _leftovers(runner, instance) -> list:
+    """What still exists of a stopped instance: server processes, or containers (by label)."""
+    if runner.kind == "process":
+        return _processes_in(instance.log_path.parent / "service")
+    return runner._containers_by_key(instance.key)
 
 
 HOSTILE = 'x"""\'\'\'\nimport os; os.system("echo pwned")  # \\ \x00 {inputs}'
@@ -291,7 +309,9 @@ def test_requirement_that_looks_like_an_option_is_refused():
 
 
 def test_make_runner_unknown_kind():
-    with pytest.raises(RunnerError, match="Runner kind 'k8s' is not available; use one of process"):
+    with pytest.raises(
+        RunnerError, match="Runner kind 'k8s' is not available; use one of process, container"
+    ):
         make_runner("k8s")
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -16,6 +18,11 @@ from pathlib import Path
 INLINE_BELOW_S = 0.002  # predictions faster than this run on the event loop
 EWMA_WEIGHT = 0.2
 SETUP_FAILED_FILE = "setup-failed.txt"  # in the service's working directory
+# Where the working directory is read-only (a container), the runner sets this and reads the
+# traceback from the server's output between these two lines instead of from the file.
+SETUP_FAILED_LOG_ENV = "AID_SETUP_FAILED_LOG"
+SETUP_FAILED_BEGIN = "---- aidhub: loading the model raised an exception ----"
+SETUP_FAILED_END = "---- aidhub: end of setup failure ----"
 
 
 def load_or_report(load: Callable[[], object], marker: str = SETUP_FAILED_FILE):
@@ -27,8 +34,11 @@ def load_or_report(load: Callable[[], object], marker: str = SETUP_FAILED_FILE):
     try:
         return load()
     except BaseException:
+        text = traceback.format_exc()
+        if os.environ.get(SETUP_FAILED_LOG_ENV):
+            print(f"{SETUP_FAILED_BEGIN}\n{text.rstrip()}\n{SETUP_FAILED_END}", file=sys.stderr, flush=True)
         try:
-            Path(marker).write_text(traceback.format_exc(), encoding="utf-8")
+            Path(marker).write_text(text, encoding="utf-8")
         except OSError:
             pass
         raise

@@ -1,0 +1,183 @@
+"""The container runner beyond the shared contract (test_runner_process.py runs that contract
+against both backends): real images and containers through the engine at DOCKER_HOST (Podman's
+Docker-compatible service here). A missing engine FAILS these tests (fixture `engine`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from runners import RunnerError, make_runner
+from runners.container import image_tag
+from tests.conftest import BASE_IMAGE
+from tests.test_runner_process import WHEELHOUSE, predict, python_spec
+
+
+@pytest.fixture
+def runner(engine, docker_host, tmp_path):
+    backend = make_runner(
+        "container",
+        docker_host=docker_host,
+        wheelhouse=WHEELHOUSE,
+        contexts_dir=tmp_path / "contexts",
+        base_image=BASE_IMAGE,
+        ready_timeout=90.0,
+        memory="1g",
+        cpus=1.5,
+    )
+    started = []
+    start = backend.start
+    backend.start = lambda spec, log: started.append(start(spec, log)) or started[-1]
+    yield backend
+    for instance in started:
+        backend.stop(instance)
+    backend.close()
+
+
+def _images_of(engine, spec) -> list:
+    found = engine.images.list(filters={"label": f"aidhub.model={spec.name}"})
+    return [i for i in found if i.labels.get("aidhub.version") == spec.version]
+
+
+def test_no_engine_is_a_runner_error_naming_docker_host(tmp_path):
+    backend = make_runner(
+        "container",
+        docker_host="unix:///nonexistent/aidhub.sock",
+        wheelhouse=WHEELHOUSE,
+        contexts_dir=tmp_path,
+        base_image=BASE_IMAGE,
+    )
+    with pytest.raises(RunnerError, match="No container engine answers at DOCKER_HOST=unix:///nonexistent"):
+        backend.build(python_spec("runner_echo"), lambda line: None)
+
+
+def test_image_tag_is_valid_for_any_semver():
+    spec = dataclasses.replace(python_spec("runner_echo", version="1.0.0-rc.1+build.7"), digest="ab" * 32)
+    assert image_tag(spec) == "aidhub/runner-echo:1.0.0-rc.1_build.7-abababababab"
+
+
+def test_gpu_required_on_an_engine_without_gpu_runtime_is_refused_before_building(runner, engine):
+    spec = dataclasses.replace(python_spec("runner_echo", version="3.0.0", name="runner-gpu"), gpu="1")
+    lines = []
+    with pytest.raises(RunnerError) as caught:
+        runner.start(spec, lines.append)
+    assert str(caught.value).startswith(
+        "Model 'runner-gpu' version '3.0.0' requires 1 GPU(s) but the container engine at "
+        f"DOCKER_HOST={runner.docker_host} has no GPU runtime;"
+    )
+    assert lines == []  # nothing was downloaded or built
+    assert _images_of(engine, spec) == []
+    assert engine.containers.list(all=True, filters={"label": "aidhub.model=runner-gpu"}) == []
+
+
+@pytest.mark.slow
+def test_gpu_optional_runs_on_cpu_with_a_warning(runner):
+    spec = dataclasses.replace(python_spec("runner_echo", version="3.1.0"), gpu="optional")
+    lines = []
+    instance = runner.start(spec, lines.append)
+    assert any(line.startswith("WARNING: runner-echo 3.1.0 asks for an optional GPU") for line in lines)
+    assert predict(instance, {"text": "cpu", "values": [1]}).json()["upper"] == "CPU"
+
+
+@pytest.mark.slow
+def test_container_runs_confined_and_labelled(runner, engine):
+    spec = python_spec("runner_echo", version="4.0.0")
+    instance = runner.start(spec, lambda line: None)
+    container = engine.containers.get(instance.container_id)
+    host_config = container.attrs["HostConfig"]
+    assert container.attrs["Config"]["User"] == "10001:10001"
+    assert host_config["ReadonlyRootfs"] is True
+    assert not host_config["Privileged"]
+    assert host_config["NetworkMode"] != "host"
+    assert any("no-new-privileges" in opt for opt in host_config["SecurityOpt"])
+    assert host_config["Memory"] == 1024**3
+    assert host_config["NanoCpus"] == 1_500_000_000
+    binding = container.attrs["NetworkSettings"]["Ports"]["3000/tcp"][0]
+    assert (binding["HostIp"], int(binding["HostPort"])) == ("127.0.0.1", instance.port)
+    labels = container.labels
+    assert (labels["aidhub.model"], labels["aidhub.version"], labels["aidhub.digest"]) == (
+        "runner-echo", "4.0.0", "0" * 64,
+    )  # fmt: skip
+    assert labels["aidhub.env"] == instance.env_key
+    assert (instance.pid, instance.runner) == (None, "container")
+    script = (
+        "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/1/status; touch /x 2>&1; touch /tmp/y && echo tmp-ok"
+    )
+    output = container.exec_run(["sh", "-c", script]).output.decode()
+    assert output.splitlines()[0] == "10001"
+    assert "CapEff:\t0000000000000000" in output and "NoNewPrivs:\t1" in output
+    assert "Read-only file system" in output and "tmp-ok" in output
+
+
+@pytest.mark.slow
+def test_killed_from_outside_is_not_alive_and_starts_again(runner, engine):
+    spec = python_spec("runner_echo", version="5.0.0")
+    instance = runner.start(spec, lambda line: None)
+    engine.containers.get(instance.container_id).kill()
+    deadline = time.monotonic() + 10
+    while runner.alive(instance) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not runner.alive(instance)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{instance.url}/livez", timeout=2)
+    again = runner.start(spec, lambda line: None)  # the dead container is cleared, not refused
+    assert runner.alive(again) and again.container_id != instance.container_id
+    assert predict(again, {"text": "back", "values": []}).json()["upper"] == "BACK"
+    runner.stop(instance)  # stopping the killed one is a no-op and leaves the new one running
+    assert runner.alive(again)
+
+
+@pytest.mark.slow
+def test_starting_a_running_version_again_is_refused(runner):
+    spec = python_spec("runner_echo", version="5.1.0")
+    runner.start(spec, lambda line: None)
+    with pytest.raises(RunnerError, match="already runs here"):
+        runner.start(spec, lambda line: None)
+
+
+@pytest.mark.slow
+def test_same_requirements_reuse_the_image_and_the_dependency_layer(runner, engine):
+    # fresh digests: images persist in the engine between runs, and these must really be built
+    first = dataclasses.replace(python_spec("runner_echo", version="6.0.0"), digest=secrets.token_hex(32))
+    second = dataclasses.replace(python_spec("runner_echo", version="6.1.0"), digest=secrets.token_hex(32))
+    try:
+        runner.build(first, lambda line: None)
+        lines = []
+        assert runner.build(first, lines.append) == runner.env_key(first)
+        assert lines == []  # found by its labels: nothing built again
+        began = time.monotonic()
+        instance = runner.start(second, lines.append)
+        warm_start_s = time.monotonic() - began
+        assert instance.env_key == runner.env_key(first)
+        install = next(i for i, line in enumerate(lines) if "uv" in line and "--no-index" in line)
+        assert "Using cache" in lines[install + 1], lines[install : install + 3]
+        print(f"warm build + start to ready: {warm_start_s:.1f} s")
+        assert warm_start_s < 30, warm_start_s
+        runner.stop(instance)
+    finally:
+        for spec in (first, second):
+            for image in engine.images.list(filters={"label": f"aidhub.digest={spec.digest}"}):
+                engine.images.remove(image.id, force=True)
+
+
+@pytest.mark.slow
+def test_stop_finds_the_container_by_labels_without_its_id(runner):
+    spec = python_spec("runner_echo", version="7.0.0")
+    instance = runner.start(spec, lambda line: None)
+    bare = dataclasses.replace(instance, container_id=None)
+    assert runner.alive(bare)
+    runner.stop(bare)
+    assert not runner.alive(instance)
+
+
+def test_refused_gpu_version_leaves_no_build_context(runner):
+    spec = dataclasses.replace(python_spec("runner_echo", version="3.0.1", name="runner-gpu"), gpu="2")
+    with pytest.raises(RunnerError, match="requires 2 GPU"):
+        runner.build(spec, lambda line: None)
+    contexts = Path(runner.contexts_dir)
+    assert not contexts.exists() or [p for p in contexts.iterdir() if not p.name.startswith(".")] == []
