@@ -33,8 +33,8 @@ test: system-deps engine examples
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-bench: system-deps examples
-	$(BIN)/python -m benchmarks
+bench: system-deps engine examples
+	DOCKER_HOST=unix://$(ENGINE_SOCK) $(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) .cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 
-from benchmarks import predlog, serving
+from benchmarks import containers, predlog, serving
 
 
 def _fmt(value) -> str:
@@ -13,7 +13,7 @@ def _fmt(value) -> str:
 
 
 def main() -> None:
-    rows = [*predlog.run(), *serving.run()]
+    rows = [*predlog.run(), *serving.run(), *containers.run()]
     width = max(len(r["name"]) for r in rows)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{'benchmark'.ljust(width)}  {'value':>14}  {'unit':<6} target")
