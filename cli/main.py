@@ -309,7 +309,7 @@ def serve(host: str, port: int, home: Path | None, runner: str | None, connectio
     from hub.config import Config
 
     overrides = {k: v for k, v in {"home": home, "runner": runner}.items() if v}
-    config = Config.load(host=host, port=port, public_url=f"http://{host}:{port}", **overrides)
+    config = Config.load(host=host, port=port, **overrides)
     click.echo(f"aidhub on http://{host}:{port}  (home {config.home})")
     run_server(config, connections)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 RUNNERS = ("auto", "process", "container")
@@ -16,7 +16,6 @@ class Config:
     runner: str = "auto"
     host: str = "127.0.0.1"
     port: int = 8000
-    public_url: str = "http://127.0.0.1:8000"
     wheelhouse: Path | None = None
     envs: Path | None = None
     uv_cache: Path | None = None
@@ -26,7 +25,6 @@ class Config:
     ready_timeout_seconds: float = 120.0
     docker_host: str | None = None
     base_image: str = "aidhub/base:py3.11"  # built locally by scripts/base-image.sh
-    extra: dict = field(default_factory=dict)
 
     @property
     def blobs_dir(self) -> Path:

@@ -27,9 +27,6 @@ class BlobStore:
     def path(self, digest: str) -> Path:
         return self.root / "sha256" / digest[:2] / digest
 
-    def exists(self, digest: str) -> bool:
-        return self.path(digest).is_file()
-
     def put_stream(self, stream: BinaryIO, max_bytes: int | None = None) -> tuple[str, int]:
         """Store everything `stream` yields; return (sha256 hex, size). Dedups by content."""
         self.tmp.mkdir(parents=True, exist_ok=True)

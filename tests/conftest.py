@@ -9,8 +9,6 @@ from monitor import tables
 from monitor.migrations import migrate
 from tests.postgres import PostgresServer
 
-REPO = Path(__file__).resolve().parent.parent
-CACHE = REPO / ".cache"
 _db_names = itertools.count()
 
 
