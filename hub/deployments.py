@@ -11,7 +11,7 @@ from pathlib import Path
 from hub.errors import Unavailable
 from registry.db import database
 from registry.models import BuildRow, DeploymentRow, VersionRow, utcnow
-from runners.base import Instance, Runner, ServeSpec
+from runners.base import Instance, Runner
 
 log = logging.getLogger(__name__)
 LIVE = ("starting", "ready")
@@ -166,14 +166,3 @@ class Deployments:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def spec_for(version: VersionRow, package_dir: Path) -> ServeSpec:
-    m = version.manifest
-    return ServeSpec(
-        name=version.model.name, version=version.version, digest=version.digest, package_dir=package_dir,
-        framework=m["framework"], artifact=m.get("artifact"), entrypoint=m.get("entrypoint"),
-        inputs=version.inputs, outputs=version.outputs, requirements=tuple(m.get("requirements") or ()),
-        python=m.get("python") or "3.11", gpu=str((m.get("resources") or {}).get("gpu", "0")),
-        labels=tuple(m.get("labels") or ()),
-    )  # fmt: skip

@@ -8,11 +8,12 @@ from typing import BinaryIO
 from hub import present
 from hub.catalog import Catalog
 from hub.config import Config
-from hub.deployments import Deployments, spec_for
+from hub.deployments import Deployments
 from hub.errors import Invalid, NotFound
 from hub.routes import Route, Routes
 from hub.runner_choice import choose_runner
 from hub.serving import ModelClient, predict, smoke_test
+from hub.specs import spec_for
 from monitor import feedback as feedback_store
 from monitor import migrations as monitor_migrations
 from monitor import scorecard

@@ -55,7 +55,6 @@ class Instance:
     log_path: Path | None = None
     runner: str = ""
     container_id: str | None = None  # the engine's container id (container runner only)
-    container_id: str | None = None  # the container runner's handle
 
 
 class Runner(Protocol):

@@ -1,0 +1,19 @@
+"""What a runner is told about a version: the ServeSpec made from its registry row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from registry.models import VersionRow
+from runners.base import ServeSpec
+
+
+def spec_for(version: VersionRow, package_dir: Path) -> ServeSpec:
+    m = version.manifest
+    return ServeSpec(
+        name=version.model.name, version=version.version, digest=version.digest, package_dir=package_dir,
+        framework=m["framework"], artifact=m.get("artifact"), entrypoint=m.get("entrypoint"),
+        inputs=version.inputs, outputs=version.outputs, requirements=tuple(m.get("requirements") or ()),
+        python=m.get("python") or "3.11", gpu=str((m.get("resources") or {}).get("gpu", "0")),
+        labels=tuple(m.get("labels") or ()),
+    )  # fmt: skip
