@@ -105,7 +105,8 @@ def start_deploy(client: HubClient, ref: str, wait: bool) -> None:
 
 
 def follow_build(client: HubClient, build_id: int, echo_log: bool = False) -> dict:
-    shown = 0
+    """Poll the build until it ends, printing each finished step (and the log with `echo_log`)."""
+    shown, steps_shown = 0, 0
     while True:
         build = client.get(f"/api/v1/builds/{build_id}")
         lines = build["log"].splitlines()
@@ -113,15 +114,31 @@ def follow_build(client: HubClient, build_id: int, echo_log: bool = False) -> di
             for line in lines[shown:]:
                 click.echo(line)
         shown = len(lines)
-        if build["status"] in ("succeeded", "failed"):
+        finished = [s for s in build["steps"] if s["status"] != "running"]
+        if not echo_log:
+            for step in finished[steps_shown:]:
+                click.echo(f"  {step['name']:<12} {step['status']:<9} {step['seconds']:.1f} s")
+        steps_shown = len(finished)
+        if build["status"] not in ("queued", "running", "cancelling"):
             break
         time.sleep(0.5)
+    if build["status"] == "cancelled":
+        raise Failure(f"Build {build_id} was cancelled.")
     if build["status"] == "failed":
         tail = "\n".join(lines[-20:])
         raise Failure(f"Build {build_id} failed after {build['seconds']}s:\n{tail}")
     version = client.get(f"/api/v1/models/{build['model']}/versions/{build['version']}")
     click.echo(f"Ready in {build['seconds']}s at {version['deployment']['url']}")
     return build
+
+
+@cli.command()
+@click.argument("build_id", type=int)
+@click.pass_obj
+def cancel(client: HubClient, build_id: int) -> None:
+    """Cancel build BUILD_ID (queued: at once; running: at its next step or log line)."""
+    build = client.post(f"/api/v1/builds/{build_id}/cancel")
+    click.echo(f"Build {build_id} of {build['model']}@{build['version']}: {build['status']}")
 
 
 @cli.command(name="list")
@@ -157,8 +174,17 @@ def show(client: HubClient, ref: str, as_json: bool) -> None:
 @click.argument("version")
 @click.pass_obj
 def alias(client: HubClient, name: str, alias: str, version: str) -> None:
-    """Point ALIAS (e.g. production) of model NAME at VERSION."""
+    """Point ALIAS (e.g. production) of model NAME at VERSION.
+
+    When the alias's version serves and VERSION does not, VERSION is deployed first and the alias
+    moves once it is ready; this waits for that."""
     reply = client.put(f"/api/v1/models/{name}/aliases/{alias}", {"version": version})
+    if reply["moved"]:
+        click.echo(f"{name}@{alias} -> {reply['version']}")
+        return
+    build = reply["build"]
+    click.echo(f"{name}@{alias} moves to {reply['version']} when it is ready (build {build['id']}) ...")
+    follow_build(client, build["id"])
     click.echo(f"{name}@{alias} -> {reply['version']}")
 
 
@@ -312,6 +338,35 @@ def serve(host: str, port: int, home: Path | None, runner: str | None, connectio
     config = Config.load(host=host, port=port, **overrides)
     click.echo(f"aidhub on http://{host}:{port}  (home {config.home})")
     run_server(config, connections)
+
+
+@cli.command()
+@click.option("--workers", default=2, show_default=True, type=int, help="Builds run at once.")
+@click.option(
+    "--home", type=click.Path(file_okay=False, path_type=Path), help="Default: AIDHUB_HOME or ~/.aidhub"
+)
+def worker(workers: int, home: Path | None) -> None:
+    """Run builds from the hub's queue (AIDHUB_QUEUE_URL=redis://...) until interrupted."""
+    import signal
+
+    from hub.config import Config
+    from hub.hub import Hub
+
+    config = Config.load(**({"home": home} if home else {}))
+    if not config.queue_url:
+        raise Usage("Set AIDHUB_QUEUE_URL=redis://HOST:6379/0 (the hub's queue); the embedded queue "
+                    "belongs to the hub process, which runs its own builds.")  # fmt: skip
+    hub = Hub(config, background=False)
+    signal.signal(signal.SIGTERM, lambda *_: hub.deployments.queue.stop())
+    click.echo(f"aid worker: {workers} build worker(s) on {config.queue_url} (runner {hub.runner.kind})")
+    hub.deployments.queue.start(workers)
+    try:
+        while not hub.deployments.queue.stopping.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hub.close()
 
 
 def main() -> None:

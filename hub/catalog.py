@@ -100,9 +100,9 @@ class Catalog:
     def _update_latest(self, model: ModelRow) -> None:
         versions = list(VersionRow.select().where(VersionRow.model == model))
         newest = max(versions, key=lambda v: semver_key(v.version))
-        self._point(model, "latest", newest)
+        self.point(model, "latest", newest)
 
-    def _point(self, model: ModelRow, alias: str, version: VersionRow) -> None:
+    def point(self, model: ModelRow, alias: str, version: VersionRow) -> None:
         AliasRow.insert(model=model, name=alias, version=version, updated_at=utcnow()).on_conflict(
             conflict_target=[AliasRow.model, AliasRow.name],
             update={AliasRow.version: version.id, AliasRow.updated_at: utcnow()},
@@ -146,7 +146,8 @@ class Catalog:
             f"Versions: {versions or 'none'}. Aliases: {aliases or 'none'}."
         )
 
-    def set_alias(self, name: str, alias: str, ref: str) -> VersionRow:
+    def alias_change(self, name: str, alias: str, ref: str) -> tuple[VersionRow, VersionRow | None]:
+        """(the version `ref` names, the one `alias` points at now) after checking the alias name."""
         if not ALIAS_RE.fullmatch(alias or ""):
             raise Invalid(
                 f"Alias {alias!r} is not valid: use lower-case letters, digits and '-', e.g. production."
@@ -154,8 +155,8 @@ class Catalog:
         if alias in HUB_ALIASES:
             raise Invalid(f"Alias {alias!r} is kept by the hub; choose another name, e.g. production.")
         version = self.resolve(name, ref)
-        self._point(version.model, alias, version)
-        return version
+        current = self._alias(version.model, alias)
+        return version, current.version if current else None
 
     def search(self, q: str = "", task: str = "", tag: str = "") -> list[ModelRow]:
         query = ModelRow.select().order_by(ModelRow.name)

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from registry.manifest import parse_memory
+from runners.buildcontext import (
+    BASE_IMAGE_KEYS,
+    BuildContextError,
+    check_base_image,
+    check_base_image_overrides,
+)
 
 RUNNERS = ("auto", "process", "container")
 
@@ -24,7 +32,13 @@ class Config:
     log_flush_seconds: float = 0.5
     ready_timeout_seconds: float = 120.0
     docker_host: str | None = None
-    base_image: str = "aidhub/base:py3.11"  # built locally by scripts/base-image.sh
+    queue_url: str = ""  # "" is the embedded SQLite queue in home; redis://... for `aid worker`s
+    build_workers: int = 2  # build threads inside the hub; 0 when only `aid worker`s build
+    watch_seconds: float = 2.0  # how often the watcher checks that deployed servers run; 0: never
+    base_image: str = "aidhub/base:py3.11"  # the CPU base; built locally by scripts/base-image.sh
+    base_images: dict = field(default_factory=dict)  # AIDHUB_BASE_IMAGES: gpu, torch-gpu, onnx-cpu, ...
+    max_memory_bytes: int | None = None  # AIDHUB_MAX_MEMORY: versions asking more are refused
+    max_cpus: float | None = None  # AIDHUB_MAX_CPUS: likewise
 
     @property
     def blobs_dir(self) -> Path:
@@ -60,7 +74,13 @@ class Config:
             "database_url": env.get("AIDHUB_DATABASE_URL") or f"sqlite:///{home}/hub.db",
             "runner": env.get("AIDHUB_RUNNER", "auto"),
             "docker_host": env.get("DOCKER_HOST"),
-            "base_image": env.get("AIDHUB_BASE_IMAGE", cls.base_image),
+            "queue_url": env.get("AIDHUB_QUEUE_URL", ""),
+            "build_workers": _number(env, "AIDHUB_BUILD_WORKERS", cls.build_workers, int),
+            "watch_seconds": _number(env, "AIDHUB_WATCH_SECONDS", cls.watch_seconds, float),
+            "base_image": _base_image(env.get("AIDHUB_BASE_IMAGE") or cls.base_image),
+            "base_images": _base_images(env.get("AIDHUB_BASE_IMAGES", "")),
+            "max_memory_bytes": _max_memory(env.get("AIDHUB_MAX_MEMORY", "")),
+            "max_cpus": _max_cpus(env.get("AIDHUB_MAX_CPUS", "")),
         }
         for key, name in [
             ("wheelhouse", "AIDHUB_WHEELHOUSE"),
@@ -76,3 +96,61 @@ class Config:
                 f"AIDHUB_RUNNER={config.runner!r} is not a runner; use one of {', '.join(RUNNERS)}."
             )
         return config
+
+
+def _number(env, name: str, default, kind):
+    value = env.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise ValueError(f"{name}={value!r} is not a valid setting; use a number >= 0 such as {default}.")
+    return number
+
+
+def _base_image(image: str) -> str:
+    try:
+        return check_base_image(image)
+    except BuildContextError as e:
+        raise ValueError(f"AIDHUB_BASE_IMAGE: {e}") from e
+
+
+def _base_images(text: str) -> dict[str, str]:
+    """'torch-gpu=my/cuda-torch:1,gpu=my/cuda:1' -> {"torch-gpu": ..., "gpu": ...}."""
+    keys = [k for k in BASE_IMAGE_KEYS if k != "cpu"]
+    hint = f"write KEY=IMAGE[,KEY=IMAGE...], e.g. torch-gpu=my/cuda-torch:1 (keys: {', '.join(keys)})"
+    pairs = [item.strip().partition("=") for item in text.split(",") if item.strip()]
+    for key, equals, image in pairs:
+        if not equals or not key.strip() or not image.strip():
+            raise ValueError(f"AIDHUB_BASE_IMAGES entry {key + equals + image!r} is not KEY=IMAGE; {hint}.")
+        if key.strip() == "cpu":
+            raise ValueError("AIDHUB_BASE_IMAGES names cpu; set the CPU base with AIDHUB_BASE_IMAGE instead.")
+    images = {key.strip(): image.strip() for key, _, image in pairs}
+    try:
+        return check_base_image_overrides(images)
+    except BuildContextError as e:
+        raise ValueError(f"AIDHUB_BASE_IMAGES: {e}") from e
+
+
+def _max_memory(text: str) -> int | None:
+    if not text.strip():
+        return None
+    try:
+        return parse_memory(text)
+    except ValueError as e:
+        raise ValueError(f"AIDHUB_MAX_MEMORY={text!r} is not a size; use e.g. 2Gi or 512Mi.") from e
+
+
+def _max_cpus(text: str) -> float | None:
+    if not text.strip():
+        return None
+    try:
+        cpus = float(text)
+    except ValueError:
+        cpus = 0.0
+    if not 0 < cpus < float("inf"):
+        raise ValueError(f"AIDHUB_MAX_CPUS={text!r} is not a number of CPUs; use e.g. 2 or 0.5.")
+    return cpus

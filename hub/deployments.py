@@ -1,41 +1,87 @@
-"""Deploying versions onto a runner in the background, and keeping the table true to what runs."""
+"""Deploying versions onto a runner through the build queue, and keeping the table true to what runs.
+
+A build is a row (`builds`) and a queued task. Its steps (queued, environment, start, smoke test) are
+timed and saved as they go, with the log, so `aid logs --follow` and the build page show progress
+while it runs. Cancelling marks the row; the worker notices at the next log line or step.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hub.errors import Unavailable
+from hub.buildqueue import BuildQueue
+from hub.errors import Conflict, Unavailable
 from registry.db import database
 from registry.models import BuildRow, DeploymentRow, VersionRow, utcnow
-from runners.base import Instance, Runner
+from runners.base import Instance, Runner, server_key
 
 log = logging.getLogger(__name__)
-LIVE = ("starting", "ready")
+LIVE = ("starting", "ready", "unhealthy")
+IN_FLIGHT = ("queued", "running", "cancelling")
 TAIL_LINES = 40
+SAVE_EVERY_S = 0.5
+
+
+class BuildCancelled(Exception):
+    """Someone cancelled the build; raised inside the build's log calls and between its steps."""
 
 
 class BuildLog:
-    """Collects a build's lines and saves them to its row at most once a second."""
+    """A build's lines and timed steps, saved to its row at most every SAVE_EVERY_S."""
 
     def __init__(self, build_id: int):
         self.build_id = build_id
         self.lines: list[str] = []
+        self.steps: list[dict] = []
         self.saved_at = 0.0
         self.lock = threading.Lock()
 
     def __call__(self, line: str) -> None:
         with self.lock:
             self.lines.append(line.rstrip("\n"))
-            if time.monotonic() - self.saved_at > 1.0:
+            if time.monotonic() - self.saved_at > SAVE_EVERY_S:
                 self.save()
+                self.check_cancelled()
 
     def save(self) -> None:
         self.saved_at = time.monotonic()
-        BuildRow.update(log="\n".join(self.lines) + "\n").where(BuildRow.id == self.build_id).execute()
+        BuildRow.update(log="\n".join(self.lines) + "\n", steps=self.steps).where(
+            BuildRow.id == self.build_id
+        ).execute()
+
+    def check_cancelled(self) -> None:
+        status = BuildRow.select(BuildRow.status).where(BuildRow.id == self.build_id).scalar()
+        if status == "cancelling":
+            raise BuildCancelled(f"Build {self.build_id} was cancelled.")
+
+    def done(self, name: str, seconds: float) -> None:
+        self.steps.append({"name": name, "status": "done", "seconds": round(seconds, 2)})
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time one step; its status is running, then done, failed or cancelled."""
+        self.check_cancelled()
+        entry = {"name": name, "status": "running", "seconds": None}
+        self.steps.append(entry)
+        self.save()
+        began = time.monotonic()
+        try:
+            yield
+            entry["status"] = "done"
+        except BuildCancelled:
+            entry["status"] = "cancelled"
+            raise
+        except BaseException:
+            entry["status"] = "failed"
+            raise
+        finally:
+            entry["seconds"] = round(time.monotonic() - began, 2)
+            self.save()
 
     def tail(self, n: int = TAIL_LINES) -> str:
         return "\n".join(self.lines[-n:])
@@ -43,28 +89,35 @@ class BuildLog:
 
 def instance_of(row: DeploymentRow) -> Instance:
     return Instance(
-        key=row.version.model.name + "@" + row.version.version, url=row.url, env_key=row.env_key,
+        key=server_key(row.version.model.name, row.version.version), url=row.url, env_key=row.env_key,
         pid=row.pid, port=row.port, log_path=Path(row.log_path) if row.log_path else None,
         runner=row.runner, container_id=row.container_id or None,
     )  # fmt: skip
 
 
 class Deployments:
-    def __init__(self, runner: Runner, spec_of, smoke_test, workers: int = 2):
+    def __init__(self, runner: Runner, spec_of, smoke_test, huey):
         self.runner = runner
         self.spec_of = spec_of  # VersionRow -> ServeSpec
         self.smoke_test = smoke_test  # (VersionRow, url, log) -> None; raises when an example fails
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deploy")
-        self.futures: dict[int, object] = {}
+        self.queue = BuildQueue(huey, self.run)
         self.on_change = lambda: None  # called after a deployment's state changed
+        self.on_ready: Callable[[BuildRow], None] = lambda build: None  # inside the ready transaction
 
-    def deploy(self, version: VersionRow) -> BuildRow:
-        """Start (or keep) the version's server; the build runs in the background."""
+    def deploy(self, version: VersionRow, alias: str = "") -> BuildRow:
+        """Start (or keep) the version's server; the build runs on the queue.
+
+        With `alias`, the alias moves to the version when its build succeeds (and not before)."""
         current = DeploymentRow.get_or_none(version=version)
-        if current and current.status in LIVE and self._alive(current):
-            return self.latest_build(version)
+        in_flight = self.latest_build(version)
+        if in_flight and in_flight.status in IN_FLIGHT:
+            if alias and in_flight.alias != alias:
+                BuildRow.update(alias=alias).where(BuildRow.id == in_flight.id).execute()
+            return in_flight
+        if current and current.status in ("ready", "unhealthy") and self.alive(current):
+            return in_flight
         with database.atomic():
-            build = BuildRow.create(version=version, status="queued")
+            build = BuildRow.create(version=version, status="queued", alias=alias)
             DeploymentRow.insert(version=version, status="starting", runner=self.runner.kind).on_conflict(
                 conflict_target=[DeploymentRow.version],
                 update={
@@ -73,25 +126,38 @@ class Deployments:
                     DeploymentRow.updated_at: utcnow(),
                 },
             ).execute()
-        self.futures[build.id] = self.pool.submit(self._run, build.id)
+        self.queue.submit(build.id)
         return build
 
     def latest_build(self, version: VersionRow) -> BuildRow | None:
         return BuildRow.select().where(BuildRow.version == version).order_by(BuildRow.id.desc()).first()
 
-    def _run(self, build_id: int) -> None:
+    def run(self, build_id: int) -> None:
+        """The queue's task: build, start and smoke-test one version; the outcome goes to the rows."""
+        claimed = (
+            BuildRow.update(status="running", started_at=utcnow())
+            .where(BuildRow.id == build_id, BuildRow.status == "queued")
+            .execute()
+        )
+        if not claimed:  # cancelled while queued, or another worker has it
+            return
         build = BuildRow.get_by_id(build_id)
-        started = time.monotonic()
-        BuildRow.update(status="running", started_at=utcnow()).where(BuildRow.id == build_id).execute()
         out = BuildLog(build_id)
-        instance = None
+        out.done("queued", (build.started_at - build.created_at).total_seconds())
+        started, instance = time.monotonic(), None
         try:
-            instance = self.runner.start(self.spec_of(build.version), out)
-            self.smoke_test(build.version, instance.url, out)
-        except Exception as e:  # a failed build is recorded, never raised into the pool
+            spec = self.spec_of(build.version)
+            with out.step("environment"):
+                self.runner.build(spec, out)
+            with out.step("start"):
+                instance = self.runner.start(spec, out)
+            with out.step("smoke test"):
+                self.smoke_test(build.version, instance.url, out)
+        except Exception as e:  # a failed build is recorded, never raised into the queue
             if instance is not None:
                 self.runner.stop(instance)
-            self._failed(build, out, e, time.monotonic() - started)
+            outcome = "cancelled" if isinstance(e, BuildCancelled) else "failed"
+            self._ended(build, out, e, outcome, time.monotonic() - started)
             return
         self._ready(build, out, instance, time.monotonic() - started)
 
@@ -106,18 +172,21 @@ class Deployments:
                 runner=self.runner.kind, error="", updated_at=utcnow(),
             ).where(DeploymentRow.version == build.version).execute()  # fmt: skip
             self._finish(build, "succeeded", seconds)
+            self.on_ready(BuildRow.get_by_id(build.id))
         self.on_change()
 
-    def _failed(self, build: BuildRow, out: BuildLog, error: Exception, seconds: float) -> None:
+    def _ended(self, build: BuildRow, out: BuildLog, error: Exception, outcome: str, seconds: float) -> None:
         tail = getattr(error, "log_tail", "") or out.tail()
-        out(f"failed: {error}")
+        out(f"{outcome}: {error}")
         out.save()
-        log.warning("deploy of %s@%s failed: %s", build.version.model.name, build.version.version, error)
+        name = f"{build.version.model.name}@{build.version.version}"
+        log.warning("deploy of %s %s: %s", name, outcome, error)
+        status, detail = ("stopped", "") if outcome == "cancelled" else ("failed", f"{error}\n{tail}".strip())
         with database.atomic():
-            DeploymentRow.update(
-                status="failed", error=f"{error}\n{tail}".strip(), updated_at=utcnow()
-            ).where(DeploymentRow.version == build.version).execute()
-            self._finish(build, "failed", seconds)
+            DeploymentRow.update(status=status, error=detail, updated_at=utcnow()).where(
+                DeploymentRow.version == build.version
+            ).execute()
+            self._finish(build, outcome, seconds)
         self.on_change()
 
     def _finish(self, build: BuildRow, status: str, seconds: float) -> None:
@@ -125,10 +194,42 @@ class Deployments:
             BuildRow.id == build.id
         ).execute()
 
+    def cancel(self, build_id: int) -> BuildRow:
+        """A queued build ends at once; a running one at its next log line or step."""
+        build = BuildRow.get_or_none(BuildRow.id == build_id)
+        if build is None:
+            return None
+        if build.status in ("running", "cancelling"):
+            BuildRow.update(status="cancelling").where(
+                BuildRow.id == build_id, BuildRow.status == "running"
+            ).execute()
+        elif build.status == "queued":
+            with database.atomic():
+                claimed = (
+                    BuildRow.update(status="cancelled", finished_at=utcnow(), seconds=0.0)
+                    .where(BuildRow.id == build_id, BuildRow.status == "queued")
+                    .execute()
+                )
+                if claimed:
+                    DeploymentRow.update(status="stopped", updated_at=utcnow()).where(
+                        DeploymentRow.version == build.version, DeploymentRow.status == "starting"
+                    ).execute()
+            if not claimed:  # a worker took it meanwhile
+                return self.cancel(build_id)
+        else:
+            raise Conflict(f"Build {build_id} already {build.status}; there is nothing to cancel.")
+        return BuildRow.get_by_id(build_id)
+
     def undeploy(self, version: VersionRow) -> DeploymentRow | None:
         row = DeploymentRow.get_or_none(version=version)
         if row is None:
             return None
+        in_flight = self.latest_build(version)
+        if in_flight and in_flight.status in IN_FLIGHT:
+            self.cancel(in_flight.id)
+        DeploymentRow.update(status="stopping", updated_at=utcnow()).where(
+            DeploymentRow.id == row.id
+        ).execute()
         if row.pid or row.url:
             self.runner.stop(instance_of(row))
         DeploymentRow.update(status="stopped", pid=None, container_id="", updated_at=utcnow()).where(
@@ -147,22 +248,73 @@ class Deployments:
             raise Unavailable(f"{name} is {row.status}{detail}. See 'aid logs {name}'.")
         return row.url
 
-    def _alive(self, row: DeploymentRow) -> bool:
+    def alive(self, row: DeploymentRow) -> bool:
         return bool(row.pid or row.container_id) and self.runner.alive(instance_of(row))
 
+    def mark_unhealthy(self, row: DeploymentRow, why: str) -> bool:
+        """Record that a deployed server is down; False when the row changed meanwhile (undeploy)."""
+        changed = (
+            DeploymentRow.update(status="unhealthy", error=why, updated_at=utcnow())
+            .where(
+                DeploymentRow.id == row.id,
+                DeploymentRow.status.in_(("ready", "unhealthy")),
+                DeploymentRow.url == row.url,
+            )
+            .execute()
+        )
+        self.on_change()
+        return bool(changed)
+
+    def restart(self, row: DeploymentRow) -> Instance:
+        """Start an unhealthy deployment's server again from its built environment."""
+        name = f"{row.version.model.name}@{row.version.version}"
+        self.runner.stop(instance_of(row))  # what is left of it: a dead container, orphaned workers
+        instance = self.runner.start(self.spec_of(row.version), lambda line: log.info("%s: %s", name, line))
+        with database.atomic():
+            moved = (
+                DeploymentRow.update(
+                    status="ready", url=instance.url, pid=instance.pid, port=instance.port,
+                    container_id=instance.container_id or "", log_path=str(instance.log_path or ""),
+                    error="", restarts=DeploymentRow.restarts + 1, updated_at=utcnow(),
+                )
+                .where(DeploymentRow.id == row.id, DeploymentRow.status == "unhealthy")
+                .execute()
+            )  # fmt: skip
+        if not moved:  # undeployed while it started
+            self.runner.stop(instance)
+        self.on_change()
+        return instance
+
     def reconcile(self) -> None:
-        """On hub start: keep servers that still run, restart those that should but do not."""
+        """On hub start: adopt servers that still run, restart those that should, remove orphans."""
+        keep = set()
         for row in DeploymentRow.select().where(DeploymentRow.status.in_(LIVE)):
-            if row.status == "ready" and self._alive(row):
+            if row.status in ("ready", "unhealthy") and self.alive(row):
                 log.info("adopted %s@%s at %s", row.version.model.name, row.version.version, row.url)
+                keep.add(row.container_id or row.pid)
                 continue
+            latest = self.latest_build(row.version)
+            if latest and latest.status in IN_FLIGHT:
+                continue  # still on the queue, or a worker elsewhere builds it
             DeploymentRow.update(status="stopped").where(DeploymentRow.id == row.id).execute()
             self.deploy(row.version)
+        for instance in self.runner.instances():
+            if (instance.container_id or instance.pid) not in keep:
+                log.info(
+                    "removing orphan server %s (%s)", instance.key, instance.container_id or instance.pid
+                )
+                self.runner.stop(instance)
 
-    def wait(self, build_id: int, timeout: float | None = None) -> None:
-        future = self.futures.get(build_id)
-        if future is not None:
-            future.result(timeout=timeout)
+    def wait(self, build_id: int, timeout: float = 300.0) -> BuildRow:
+        """Block until the build ended (tests and `aid worker --once` use it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            build = BuildRow.get_by_id(build_id)
+            if build.status not in IN_FLIGHT:
+                return build
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Build {build_id} is still {build.status} after {timeout:.0f} s.")
+            time.sleep(0.1)
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.queue.stop()

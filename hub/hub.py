@@ -6,6 +6,7 @@ import logging
 from typing import BinaryIO
 
 from hub import present
+from hub.buildqueue import make_huey
 from hub.catalog import Catalog
 from hub.config import Config
 from hub.deployments import Deployments
@@ -14,6 +15,7 @@ from hub.routes import Route, Routes
 from hub.runner_choice import choose_runner
 from hub.serving import ModelClient, predict, smoke_test
 from hub.specs import spec_for
+from hub.watcher import Watcher
 from monitor import feedback as feedback_store
 from monitor import migrations as monitor_migrations
 from monitor import scorecard
@@ -31,7 +33,10 @@ log = logging.getLogger(__name__)
 
 
 class Hub:
-    def __init__(self, config: Config, runner: Runner | None = None):
+    """`background=True` (the server) adopts running servers, runs builds and the watcher;
+    `aid worker` makes one with `background=False` and runs the build queue itself."""
+
+    def __init__(self, config: Config, runner: Runner | None = None, background: bool = True):
         self.config = config
         self.db = open_database(config.database_url)
         blobs = BlobStore(config.blobs_dir)
@@ -40,8 +45,12 @@ class Hub:
         self.runner, self.runner_reason = (runner, "given") if runner else choose_runner(config)
         self.client = ModelClient()
         self.deployments = Deployments(
-            self.runner, self._spec, lambda version, url, log: smoke_test(self.client, version, url, log)
+            self.runner,
+            self._spec,
+            lambda version, url, log: smoke_test(self.client, version, url, log),
+            make_huey(config.queue_url, config.home),
         )
+        self.deployments.on_ready = self._move_alias
         self.predlog = PredictionLog(
             self.db, flush_interval=config.log_flush_seconds, payload_cap=config.log_payload_bytes
         )
@@ -49,7 +58,12 @@ class Hub:
         self.deployments.on_change = self.routes.clear
         self.metrics = Metrics()
         self.metrics.watch_log(lambda: self.predlog.queued, lambda: self.predlog.dropped)
-        self.deployments.reconcile()
+        self.watcher = Watcher(self.deployments, config.watch_seconds)
+        if background:
+            self.deployments.reconcile()
+            self.deployments.queue.start(config.build_workers)
+            if config.watch_seconds > 0:
+                self.watcher.start()
 
     def _spec(self, version: VersionRow):
         return spec_for(version, self.catalog.unpack(version.digest))
@@ -60,8 +74,9 @@ class Hub:
             self.db.close()
 
     def close(self) -> None:
-        self.predlog.close()
+        self.watcher.stop()
         self.deployments.close()
+        self.predlog.close()
 
     # --- catalog ------------------------------------------------------------------------
 
@@ -80,9 +95,26 @@ class Hub:
         return present.version(self.catalog.resolve(name, ref), detail=True)
 
     def set_alias(self, name: str, alias: str, ref: str) -> dict:
-        version = self.catalog.set_alias(name, alias, ref)
+        """Point `alias` at a version. When the alias's version serves and the new one does not, the new
+        one is deployed first and the alias moves when it is ready: no call through the alias fails."""
+        version, current = self.catalog.alias_change(name, alias, ref)
+        if current and current.id != version.id and _serves(current) and not _serves(version):
+            build = self.deployments.deploy(version, alias=alias)
+            return {**present.version(version), "alias": alias, "moved": False, "build": present.build(build)}
+        self.catalog.point(version.model, alias, version)
         self.routes.clear()
-        return present.version(version)
+        return {**present.version(version), "alias": alias, "moved": True}
+
+    def _move_alias(self, build) -> None:
+        """Called when a build succeeded, inside its transaction: move the alias it waited for."""
+        if build.alias:
+            self.catalog.point(build.version.model, build.alias, build.version)
+            log.info(
+                "alias %s of %s now points at %s",
+                build.alias,
+                build.version.model.name,
+                build.version.version,
+            )
 
     # --- deployments --------------------------------------------------------------------
 
@@ -98,6 +130,10 @@ class Hub:
 
     def build(self, build_id: int) -> dict:
         return present.build(present.get_build(build_id), with_log=True)
+
+    def cancel_build(self, build_id: int) -> dict:
+        present.get_build(build_id)  # 404 for an unknown id
+        return present.build(self.deployments.cancel(build_id), with_log=True)
 
     def latest_build(self, name: str, ref: str | None = None) -> dict | None:
         return present.build(self.deployments.latest_build(self.catalog.resolve(name, ref)))
@@ -171,6 +207,10 @@ class Hub:
         version = self.catalog.resolve(name, ref)
         card = scorecard.scorecard(version.id)
         return {"model": version.model.name, "version": version.version, **card}
+
+
+def _serves(version: VersionRow) -> bool:
+    return present.deployment(version)["status"] == "ready"
 
 
 def _record_feedback(prediction_id: str | None, version_id: int | None, model: str, fields) -> dict:

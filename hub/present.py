@@ -86,9 +86,21 @@ def build(row: BuildRow | None, with_log: bool = False) -> dict | None:
     out = {
         "id": row.id, "model": row.version.model.name, "version": row.version.version, "status": row.status,
         "created_at": _time(row.created_at), "started_at": _time(row.started_at),
-        "finished_at": _time(row.finished_at), "seconds": row.seconds,
+        "finished_at": _time(row.finished_at), "seconds": row.seconds, "steps": row.steps or [],
+        "progress": _progress(row), "alias": row.alias or None,
     }  # fmt: skip
     return out | {"log": row.log} if with_log else out
+
+
+BUILD_STEPS = ("queued", "environment", "start", "smoke test")
+
+
+def _progress(row: BuildRow) -> dict:
+    """How far a build got: steps done of all, and the step running now."""
+    steps = row.steps or []
+    done = sum(1 for s in steps if s.get("status") == "done")
+    running = next((s["name"] for s in steps if s.get("status") == "running"), None)
+    return {"done": done, "total": len(BUILD_STEPS), "step": running}
 
 
 def _tail(path: str) -> str:

@@ -8,25 +8,25 @@ from peewee import Database
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as migrate_schema
 
-from registry.models import TABLES, DeploymentRow
+from registry.models import TABLES, BuildRow, DeploymentRow
 
 
 def _create_tables(db: Database) -> None:
     db.create_tables(TABLES, safe=True)
 
 
-def _add_container_id(db: Database) -> None:
-    if "container_id" not in {c.name for c in db.get_columns("deployments")}:
-        migrate_schema(
-            SchemaMigrator.from_database(db).add_column(
-                "deployments", "container_id", DeploymentRow.container_id
-            )
-        )
+def _add_column(table: str, field):
+    def step(db: Database) -> None:
+        if field.column_name not in {c.name for c in db.get_columns(table)}:
+            migrate_schema(SchemaMigrator.from_database(db).add_column(table, field.column_name, field))
+
+    return step
 
 
 MIGRATIONS = [
     (1, "create tables", _create_tables),
-    (2, "deployments.container_id", _add_container_id),
+    (2, "deployments.container_id", _add_column("deployments", DeploymentRow.container_id)),
+    (3, "builds.alias", _add_column("builds", BuildRow.alias)),
 ]
 
 

@@ -97,9 +97,11 @@ class DeploymentRow(BaseModel):
 class BuildRow(BaseModel):
     id = AutoField()
     version = ForeignKeyField(VersionRow, backref="builds", on_delete="CASCADE")
-    status = CharField(max_length=20, default="queued")  # queued running succeeded failed
+    # queued running cancelling, then succeeded failed cancelled
+    status = CharField(max_length=20, default="queued")
     log = TextField(default="")
-    steps = JSONField(default=list)  # [{"name", "seconds"}]
+    steps = JSONField(default=list)  # [{"name", "status", "seconds"}]
+    alias = CharField(max_length=64, default="")  # moved to this version when the build succeeds
     created_at = DateTimeField(default=utcnow)
     started_at = DateTimeField(null=True)
     finished_at = DateTimeField(null=True)

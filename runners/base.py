@@ -36,11 +36,26 @@ class ServeSpec:
     gpu: str = "0"  # "0" none, "1".."n" required, "optional"
     labels: tuple[str, ...] = ()
     env: dict = field(default_factory=dict)
+    cpus: float = 1.0  # resources.cpu (the manifest's default when a spec is made by hand)
+    memory_bytes: int = 1024**3  # resources.memory in bytes, e.g. 512Mi -> 536870912
+    base_images: dict = field(default_factory=dict)  # the manifest's base_image: {"cpu": ref, "gpu": ref}
 
     @property
     def key(self) -> str:
-        """A filesystem- and label-safe id of this version: '<name>--<version>'."""
-        return f"{self.name.replace('/', '--')}--{self.version}"
+        return server_key(self.name, self.version)
+
+
+def server_key(name: str, version: str) -> str:
+    """A filesystem- and label-safe id of a version's server: '<name>--<version>'."""
+    return f"{name.replace('/', '--')}--{version}"
+
+
+def format_size(size: int) -> str:
+    """Bytes as the manifest writes them: 268435456 -> '256Mi'; plain bytes when no unit divides."""
+    for unit, factor in (("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size} bytes"
 
 
 @dataclass
@@ -71,3 +86,6 @@ class Runner(Protocol):
 
     def alive(self, instance: Instance) -> bool:
         """Whether the server process is still running."""
+
+    def instances(self) -> list[Instance]:
+        """The servers of this runner that exist now (running or not), to find orphans."""

@@ -163,9 +163,13 @@ def run_streaming(command: list[str], log: LogFn, what: str, env: dict | None = 
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     ) as proc:
-        for line in proc.stdout:
-            tail.append(line.rstrip("\n"))
-            log(tail[-1])
+        try:
+            for line in proc.stdout:
+                tail.append(line.rstrip("\n"))
+                log(tail[-1])
+        except BaseException:  # the log refused the line (a cancelled build): stop the command too
+            proc.kill()
+            raise
     if proc.returncode != 0:
         raise RunnerError(
             f"{what} failed with exit code {proc.returncode}; read the log above, fix the "

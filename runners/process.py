@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from .base import Instance, LogFn, RunnerError, ServeSpec
+from .base import Instance, LogFn, RunnerError, ServeSpec, format_size
 from .environment import (
     READY_MARKER,
     combined_requirements,
@@ -34,6 +34,7 @@ from .service import (
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 10.0
+WAITING_NOTE_S = 5.0  # a "still waiting" log line this often while a server starts
 TAIL_LINES = 40
 _DROPPED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "BENTOML_HOME", "BENTOML_CONFIG")
 
@@ -85,7 +86,13 @@ class ProcessRunner:
         port = _free_port(self.host)
         instance = self._launch(spec, env_key, service_dir, port)
         log(f"Started {spec.name} {spec.version} as pid {instance.pid} on {instance.url}")
-        self._wait_ready(spec, instance, log)
+        log(f"NOTE: the process runner does not enforce resources (cpu {spec.cpus:g}, memory "
+            f"{format_size(spec.memory_bytes)}): use the container runner to limit a version.")  # fmt: skip
+        try:
+            self._wait_ready(spec, instance, log)
+        except BaseException:  # not ready, or the build was cancelled meanwhile: leave nothing running
+            self.stop(instance)
+            raise
         log(f"{spec.name} {spec.version} is ready at {instance.url}")
         return instance
 
@@ -117,6 +124,17 @@ class ProcessRunner:
         if proc is not None:
             return proc.poll() is None
         return _process_running(pid) and b"bentoml" in _cmdline(pid)
+
+    def instances(self) -> list[Instance]:
+        """The servers running from this runner's deployments folder, whoever started them."""
+        found = []
+        for folder in sorted(self.deployments_dir.iterdir()) if self.deployments_dir.is_dir() else []:
+            pids = _pids_in(folder / "service")
+            main = [pid for pid in pids if _parent(pid) not in pids]
+            if main:
+                log_path = folder / "server.log"
+                found.append(Instance(folder.name, "", "", main[0], None, log_path, self.kind))
+        return found
 
     def deployment_dir(self, spec_key: str) -> Path:
         return self.deployments_dir / spec_key
@@ -163,10 +181,14 @@ class ProcessRunner:
         return env
 
     def _wait_ready(self, spec: ServeSpec, instance: Instance, log: LogFn) -> None:
-        deadline = time.monotonic() + self.ready_timeout
+        began = time.monotonic()
+        deadline, said = began + self.ready_timeout, began
         setup_failed = self._service_dir(instance) / SETUP_FAILED_FILE
         with httpx.Client(timeout=2.0, trust_env=False) as client:
             while time.monotonic() < deadline:
+                if time.monotonic() - said >= WAITING_NOTE_S:
+                    said = time.monotonic()
+                    log(f"waiting for {spec.name} {spec.version} to be ready ({said - began:.0f} s)")
                 if setup_failed.exists():
                     self._fail(spec, instance, "loading the model raised an exception")
                 if not self.alive(instance):
@@ -239,6 +261,13 @@ def _pids_in(service_dir: Path) -> list[int]:
             if b"bentoml" in _cmdline(int(entry)):
                 pids.append(int(entry))
     return pids
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _cwd(pid: int) -> str:

@@ -31,3 +31,25 @@ def onnx_package(root: Path, name: str = "doubler", version: str = "1.0.0", card
 
 def archive(root: Path) -> io.BytesIO:
     return io.BytesIO(pack(root))
+
+
+def python_package(
+    root: Path, name: str, version: str = "1.0.0", factor: float = 2.0, setup: str = ""
+) -> Path:
+    """A python-flavor model: y = x * factor. `setup` is Python run when the server loads it."""
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "name": name, "version": version, "task": "regression", "summary": f"Multiplies by {factor}",
+        "framework": "python", "entrypoint": "predict.py:Model", "examples": "examples.json",
+        "inputs": {"x": {"dtype": "float64", "shape": [-1]}},
+        "outputs": {"y": {"dtype": "float64", "shape": [-1]}},
+    }  # fmt: skip
+    (root / "aid.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    (root / "README.md").write_text(f"# {name}\n\nMultiplies its input by {factor}.\n")
+    body = "\n".join("        " + line for line in (setup or "pass").splitlines())
+    (root / "predict.py").write_text(
+        f"class Model:\n    def setup(self):\n{body}\n\n"
+        f"    def predict(self, x):\n        return {{'y': [v * {factor!r} for v in x]}}\n"
+    )
+    (root / "examples.json").write_text(json.dumps([{"inputs": {"x": [1.0]}, "outputs": {"y": [factor]}}]))
+    return root

@@ -185,7 +185,7 @@ def test_upload_over_the_limit_is_refused_and_leaves_no_temp_file(hub):
 
 
 def test_migrations_bring_a_version_1_database_up_to_date(database_url):
-    """A database made by migration 1 alone (before deployments.container_id) gains the column."""
+    """A database made by migration 1 alone (before deployments.container_id, builds.alias) gains them."""
     from registry import db as registry_db
     from registry.migrations import migrate
 
@@ -197,7 +197,9 @@ def test_migrations_bring_a_version_1_database_up_to_date(database_url):
     registry_db.database.initialize(database)
     database.create_tables(TABLES)
     database.execute_sql("ALTER TABLE deployments DROP COLUMN container_id")
-    assert migrate(database) == [2]
+    database.execute_sql("ALTER TABLE builds DROP COLUMN alias")
+    assert migrate(database) == [2, 3]
     assert "container_id" in {c.name for c in database.get_columns("deployments")}
+    assert "alias" in {c.name for c in database.get_columns("builds")}
     assert migrate(database) == []
     database.close()

@@ -64,7 +64,8 @@ def set_alias(name, alias):
     ref = json_body().get("version")
     if not ref:
         raise Invalid('Say which version the alias points to: {"version": "1.0.0"}.')
-    return jsonify(get_hub().set_alias(name, alias, str(ref)))
+    reply = get_hub().set_alias(name, alias, str(ref))
+    return jsonify(reply), 200 if reply["moved"] else 202
 
 
 @blueprint.post("/models/<path:name>/deploy")
@@ -81,6 +82,11 @@ def undeploy(name):
 @blueprint.get("/builds/<int:build_id>")
 def build(build_id):
     return jsonify(get_hub().build(build_id))
+
+
+@blueprint.post("/builds/<int:build_id>/cancel")
+def cancel_build(build_id):
+    return jsonify(get_hub().cancel_build(build_id)), 202
 
 
 @blueprint.get("/models/<path:name>/logs")

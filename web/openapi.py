@@ -17,7 +17,7 @@ CONVERTER_TYPES = {"int": "integer", "float": "number"}
 ERROR_TEXT = {
     400: "The request is invalid; `error` says what to fix.",
     404: "The model, version, build or prediction does not exist; `error` lists what does.",
-    409: "The version is already published with other content; bump the version.",
+    409: "It conflicts with what is stored: a version published with other content, or a build that ended.",
     413: "The upload is larger than the hub's limit.",
     422: "The inputs do not fit the model's schema; `errors` names each field.",
     500: "Unexpected server error.",
@@ -126,9 +126,20 @@ def catalog_schemas() -> dict:
 
 def deployment_schemas() -> dict:
     build = fields(integer="id", string="model version", time="created_at started_at finished_at")
+    step = obj(
+        {
+            "name": typed("string", description="queued, environment, start, smoke test"),
+            "status": typed("string", description="running, done, failed, cancelled"),
+            "seconds": KINDS["number"],
+        }
+    )
+    progress = obj({"done": KINDS["integer"], "total": KINDS["integer"], "step": KINDS["text"]})
     build |= {
         "seconds": KINDS["number"],
-        "status": typed("string", description="queued, running, succeeded, failed"),
+        "status": typed("string", description="queued, running, cancelling, succeeded, failed, cancelled"),
+        "steps": array(step),
+        "progress": progress,
+        "alias": typed("string", True, description="Moves to this version when the build succeeds."),
     }
     status = fields(string="runner runner_reason database home")
     status["deployments"] = typed("object", additionalProperties=typed("integer"))
@@ -139,6 +150,19 @@ def deployment_schemas() -> dict:
         "Build": obj(build),
         "BuildWithLog": extend("Build", fields(string="log")),
         "Deploying": extend("Version", {"build": ref("Build")}),
+        "AliasChange": {
+            "allOf": [
+                ref("Version"),
+                obj(
+                    {
+                        "alias": KINDS["string"],
+                        "moved": typed("boolean", description="false: it moves when `build` succeeds"),
+                        "build": ref("Build"),
+                    },
+                    required=["alias", "moved"],
+                ),
+            ]
+        },
         "Logs": obj(logs),
         "Status": obj(status),
         "Health": extend("Status", {"ok": {"const": True}}),
@@ -285,8 +309,8 @@ def catalog_operations() -> dict:
             "A version with its manifest, card and examples", ok(200, "VersionDetail"), 404, tag="catalog"
         ),
         ("/api/v1/models/{name}/aliases/{alias}", "PUT"): op(
-            "Point an alias at a version",
-            ok(200, "Version"),
+            "Point an alias at a version (202: it moves once that version serves)",
+            ok(200, "AliasChange"),
             400,
             404,
             body=json_body("AliasRequest"),
@@ -310,6 +334,9 @@ def deployment_operations() -> dict:
         ),
         ("/api/v1/builds/{build_id}", "GET"): op(
             "A build with its log", ok(200, "BuildWithLog"), 404, tag="deployments"
+        ),
+        ("/api/v1/builds/{build_id}/cancel", "POST"): op(
+            "Cancel a queued or running build", ok(202, "BuildWithLog"), 404, 409, tag="deployments"
         ),
         ("/api/v1/models/{name}/logs", "GET"): op(
             "Last build log and server log", ok(200, "Logs"), 404, params=version, tag="deployments"

@@ -14,7 +14,7 @@ from web.app import get_hub
 from web.markdown import render_card
 
 blueprint = Blueprint("pages", __name__)
-RUNNING_BUILDS = ("queued", "running")
+RUNNING_BUILDS = ("queued", "running", "cancelling")
 
 
 # --- catalog ------------------------------------------------------------------------------
@@ -117,6 +117,12 @@ def leaderboard(task):
 def build(build_id):
     row = get_hub().build(build_id)
     return render_template("build.html", build=row, running=row["status"] in RUNNING_BUILDS)
+
+
+@blueprint.post("/builds/<int:build_id>/cancel")
+def cancel_build(build_id):
+    get_hub().cancel_build(build_id)
+    return redirect(url_for("pages.build", build_id=build_id), code=303)
 
 
 # --- formatting for the templates -------------------------------------------------------------

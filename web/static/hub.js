@@ -118,6 +118,24 @@ function showBuild(build) {
   $("build-finished").textContent = when(build.finished_at);
   $("build-seconds").textContent = build.seconds == null ? "—" : build.seconds.toFixed(1) + " s";
   $("build-log").textContent = build.log || "(no output yet)";
+  const p = build.progress;
+  $("build-progress").textContent = p.done + " of " + p.total + " steps done" + (p.step ? "; now: " + p.step : "");
+  const rows = $("build-steps");
+  rows.replaceChildren(...build.steps.map((step) => {
+    const row = document.createElement("tr");
+    const cells = [step.name, step.status, step.seconds == null ? "…" : step.seconds.toFixed(1) + " s"];
+    for (const [i, text] of cells.entries()) {
+      const cell = document.createElement("td");
+      if (i === 1) {
+        const badge = document.createElement("span");
+        badge.className = "state state-" + text;
+        badge.textContent = text;
+        cell.append(badge);
+      } else cell.textContent = text;
+      row.append(cell);
+    }
+    return row;
+  }));
 }
 
 function followBuild(url) {
@@ -126,12 +144,14 @@ function followBuild(url) {
       const reply = await fetch(url, { headers: { "Accept": "application/json" } });
       const build = await reply.json();
       showBuild(build);
-      if (build.status === "queued" || build.status === "running") { setTimeout(tick, 2000); return; }
+      if (["queued", "running", "cancelling"].includes(build.status)) { setTimeout(tick, 1000); return; }
       const note = $("build-polling");
       if (note) note.textContent = "The build ended.";
+      const cancel = $("build-cancel");
+      if (cancel) cancel.closest("form").remove();
     } catch (e) { setTimeout(tick, 5000); }
   };
-  setTimeout(tick, 2000);
+  setTimeout(tick, 1000);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
