@@ -4,7 +4,9 @@ and alias switches that keep every call answered. Real hubs, real model servers 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
 
@@ -15,8 +17,9 @@ from hub.config import Config
 from hub.errors import Conflict
 from hub.hub import Hub
 from hub.watcher import backoff
-from tests.hubserver import HubProcess, cache_env
+from tests.hubserver import AID, HubProcess, cache_env
 from tests.packages import archive, python_package
+from tests.postgres import _free_port
 
 pytestmark = pytest.mark.slow
 
@@ -187,3 +190,65 @@ def _ready(deployment: dict) -> dict | None:
 
 def _failed_restart(deployment: dict) -> dict | None:
     return deployment if "failed" in (deployment["error"] or "") else None
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real Redis server on a free port, gone after the test."""
+    server = shutil.which("redis-server")
+    assert server, (
+        "redis-server is not installed: run 'make test' as root or 'apt-get install -y redis-server'."
+    )
+    port = _free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    wait_until(lambda: _pings(redis, url), timeout=10)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _pings(redis, url: str) -> bool:
+    try:
+        return redis.Redis.from_url(url).ping()
+    except redis.ConnectionError:
+        return False
+
+
+def test_with_a_redis_queue_an_aid_worker_process_runs_the_builds(tmp_path, redis_url):
+    queue = {"AIDHUB_QUEUE_URL": redis_url, "AIDHUB_BUILD_WORKERS": "0"}
+    server = HubProcess(tmp_path / "home", extra_env=queue).start()
+    worker = None
+    try:
+        assert server.aid("publish", str(python_package(tmp_path / "pkg", "queued"))).returncode == 0
+        started = server.aid("deploy", "queued", "--no-wait")
+        assert started.returncode == 0 and "starting" in started.stdout
+        time.sleep(1.0)
+        build = httpx.get(f"{server.url}/api/v1/models/queued/logs").json()["build"]
+        assert build["status"] == "queued"  # the hub runs no builds itself: it waits for a worker
+
+        worker = subprocess.Popen(
+            [AID, "worker", "--workers", "1"],
+            env=server.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        followed = server.aid("logs", "queued", "--follow")
+        assert followed.returncode == 0, followed.stdout + followed.stderr
+        assert "smoke test: examples[0] ok" in followed.stdout
+        reply = httpx.post(f"{server.url}/api/v1/models/queued/predict", json={"inputs": {"x": [5.0]}})
+        assert reply.json()["outputs"] == {"y": [10.0]}
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            output = worker.communicate(timeout=30)[0].decode()
+            assert worker.returncode == 0, output
+            assert f"on {redis_url}" in output
+        server.undeploy_all()
+        server.stop()
