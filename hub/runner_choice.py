@@ -27,6 +27,9 @@ def container_runner(config: Config, docker_host: str) -> ContainerRunner:
         wheelhouse=config.wheelhouse_dir,
         contexts_dir=config.home / "build-contexts",
         base_image=config.base_image,
+        base_images=config.base_images,
+        max_memory_bytes=config.max_memory_bytes,
+        max_cpus=config.max_cpus,
         ready_timeout=config.ready_timeout_seconds,
     )
 

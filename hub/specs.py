@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from registry.manifest import base_image_overrides, parse_memory
 from registry.models import VersionRow
 from runners.base import ServeSpec
 
 
 def spec_for(version: VersionRow, package_dir: Path) -> ServeSpec:
     m = version.manifest
+    resources = m.get("resources") or {}
     return ServeSpec(
         name=version.model.name, version=version.version, digest=version.digest, package_dir=package_dir,
         framework=m["framework"], artifact=m.get("artifact"), entrypoint=m.get("entrypoint"),
         inputs=version.inputs, outputs=version.outputs, requirements=tuple(m.get("requirements") or ()),
-        python=m.get("python") or "3.11", gpu=str((m.get("resources") or {}).get("gpu", "0")),
-        labels=tuple(m.get("labels") or ()),
+        python=m.get("python") or "3.11", gpu=str(resources.get("gpu", "0")),
+        labels=tuple(m.get("labels") or ()), cpus=float(resources.get("cpu", 1)),
+        memory_bytes=parse_memory(resources.get("memory", "1Gi")),
+        base_images=base_image_overrides(m.get("base_image")),
     )  # fmt: skip

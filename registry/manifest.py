@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import yaml
@@ -15,6 +17,21 @@ TAG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
 REQUIREMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\[\],-]*\s*([<>=!~]=?[^\s;'\"`$\\]*\s*,?\s*)*$")
 ENTRYPOINT_RE = re.compile(r"^[A-Za-z0-9_./-]+\.py:[A-Za-z_][A-Za-z0-9_]*$")
 PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
+MEMORY_RE = re.compile(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?")
+MEMORY_UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
+MEMORY_UNITS.update({"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4})
+MIN_MEMORY_BYTES = 6 * 1024**2  # Docker Engine refuses smaller memory limits
+MIN_CPUS = 0.01  # engines refuse a CFS quota under 1 ms per 100 ms period
+# An image reference with a tag or digest: the grammar of runners/buildcontext.py `_IMAGE`
+# (github.com/distribution/reference). Copied, not imported: registry imports nothing above it
+# (DESIGN.md section 8); tests/test_packages.py checks that both accept the same references.
+_IMG_DOMAIN_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_IMG_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_RE = re.compile(
+    rf"(?:{_IMG_DOMAIN_PART}(?:\.{_IMG_DOMAIN_PART})*(?::[0-9]+)?/)?{_IMG_COMPONENT}(?:/{_IMG_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(?:@sha256:[a-f0-9]{64})?|@sha256:[a-f0-9]{64})"
+)
+BASE_IMAGE_KEYS = ("cpu", "gpu")
 FRAMEWORKS = ("onnx", "torch", "sklearn", "python")
 DTYPES = (
     "float16", "float32", "float64", "int8", "int16", "int32", "int64",
@@ -54,6 +71,7 @@ class Manifest:
     requirements: tuple[str, ...] = ()
     python: str = "3.11"
     resources: dict = field(default_factory=lambda: {"cpu": 1, "memory": "1Gi", "gpu": "0"})
+    base_image: str | dict | None = None  # an image reference, or {cpu: ref, gpu: ref}
     reference_data: str | None = None
     examples: str | None = None
 
@@ -65,6 +83,24 @@ class Manifest:
 def normalise_task(task: str) -> str:
     """'Tabular Classification' -> 'tabular-classification'."""
     return re.sub(r"[^a-z0-9]+", "-", task.strip().lower()).strip("-")
+
+
+def parse_memory(value) -> int:
+    """Bytes of a manifest size: '512Mi' (binary units Ki Mi Gi Ti), '1G' (decimal K M G T) or a
+    plain number of bytes, as Kubernetes reads them; ValueError for anything else."""
+    match = MEMORY_RE.fullmatch(str(value).strip()) if not isinstance(value, bool) else None
+    if match is None:
+        raise ValueError(f"{value!r} is not a size such as 512Mi or 2Gi")
+    return math.ceil(Fraction(match.group(1)) * MEMORY_UNITS[match.group(2) or ""])
+
+
+def base_image_overrides(value) -> dict[str, str]:
+    """The manifest's `base_image` as {"cpu": ref, "gpu": ref}: one reference stands for both."""
+    if not value:
+        return {}
+    if isinstance(value, str):
+        return {key: value for key in BASE_IMAGE_KEYS}
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def read_manifest(package_dir: Path) -> dict:
@@ -108,6 +144,7 @@ def check_manifest(data: dict) -> tuple[Manifest, list[Problem]]:
         requirements=checks.requirements(),
         python=checks.optional_pattern("python", PYTHON_RE, "a Python minor version like '3.11'") or "3.11",
         resources=checks.resources(),
+        base_image=checks.base_image(),
         reference_data=checks.relpath("reference_data"),
         examples=checks.relpath("examples"),
     )
@@ -239,9 +276,36 @@ class _FieldChecks:
         if not (gpu == "optional" or (gpu.isdigit() and int(gpu) <= 16)):
             self.fail("resources.gpu", f"{gpu!r} must be 0, a GPU count, or 'optional'")
         cpu = value.get("cpu", 1)
-        if not isinstance(cpu, int | float) or isinstance(cpu, bool) or not 0 < cpu <= 256:
-            self.fail("resources.cpu", f"{cpu!r} must be a number of CPUs such as 1 or 0.5")
-        memory = str(value.get("memory", "1Gi"))
-        if not re.fullmatch(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?", memory):
-            self.fail("resources.memory", f"{memory!r} must be a size such as 512Mi or 2Gi")
+        if not isinstance(cpu, int | float) or isinstance(cpu, bool) or not MIN_CPUS <= cpu <= 256:
+            self.fail("resources.cpu", f"{cpu!r} must be a number of CPUs from 0.01 to 256, such as 1 or 0.5")
+        memory = str(value.get("memory", "1Gi")).strip()
+        self._memory(memory)
         return {"cpu": cpu, "memory": memory, "gpu": gpu}
+
+    def _memory(self, memory: str) -> None:
+        try:
+            size = parse_memory(memory)
+        except ValueError:
+            self.fail("resources.memory", f"{memory!r} must be a size such as 512Mi or 2Gi")
+            return
+        if size < MIN_MEMORY_BYTES:
+            self.fail(
+                "resources.memory",
+                f"{memory!r} is {size} bytes, under the smallest limit 6Mi; write a unit, e.g. 512Mi",
+            )
+
+    def base_image(self) -> str | dict | None:
+        value = self.data.get("base_image")
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            return {str(k): self._image(f"base_image.{k}", v, str(k)) for k, v in value.items()}
+        return self._image("base_image", value)
+
+    def _image(self, path: str, value, key: str = "cpu") -> str:
+        hint = "an image reference with a tag or digest, e.g. python:3.11-slim"
+        if key not in BASE_IMAGE_KEYS:
+            return self.fail(path, f"unknown key; use {' or '.join(BASE_IMAGE_KEYS)}: {hint}") or ""
+        if not isinstance(value, str) or not IMAGE_RE.fullmatch(value):
+            return self.fail(path, f"{value!r} is not valid: use {hint}") or ""
+        return value

@@ -14,7 +14,9 @@ def make_runner(kind: str, **options) -> Runner:
     """A runner backend by name; `options` are its constructor's paths and settings.
 
     process: envs_dir, wheelhouse, deployments_dir, uv_cache=None, host, ready_timeout, workers.
-    container: docker_host, wheelhouse, contexts_dir, base_image, host, ready_timeout, memory, cpus.
+    container: docker_host, wheelhouse, contexts_dir, base_image (the CPU base), host, ready_timeout,
+    base_images (other bases by key: gpu, torch-gpu, ...), max_memory_bytes, max_cpus (the most a
+    version's resources may ask for; the limits themselves come from each ServeSpec).
     """
     if kind == "process":
         from .process import ProcessRunner

@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 
 from .base import RunnerError, ServeSpec
+from .environment import FRAMEWORK_REQUIREMENTS, GPU_REPLACEMENTS
 from .service import SERVICE_CLASS, SERVICE_MODULE, device_for, write_service_dir
 
 APP_DIR = "/app"
@@ -35,18 +36,25 @@ PORT = 3000
 DEFAULT_UID = 10001
 CPU_BASE_IMAGE = "python:{python}-slim"
 
-# GPU runtime bases by flavor, for the framework versions that environment.py pins. Sources:
+# GPU runtime bases, keyed by the framework requirement that environment.py pins for GPU
+# environments (`framework_pin`): a new pin has no entry until someone checks its CUDA line
+# (tests/test_buildcontext.py fails until then). Sources:
 # - torch: the "Release Compatibility Matrix" in github.com/pytorch/pytorch RELEASE.md and
 #   pytorch.org/get-started/previous-versions (CUDA 12.8 is a stable line of the 2.x wheels);
 #   not re-checked for 2.13 on this offline machine, hence overridable.
-# - onnx (onnxruntime-gpu): onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html,
+# - onnxruntime-gpu: onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html,
 #   "Requirements": the PyPI onnxruntime-gpu >= 1.19 wheels are built for CUDA 12.x with cuDNN 9.
+#   The pin is a range (>=1.20,<2), so the key is that range, not one release.
 # Tags follow hub.docker.com/r/nvidia/cuda (<cuda>-cudnn-runtime-<os>). These images carry no
-# Python or uv: they are what the local runtime base is built FROM, not a base to use as it is.
+# Python or uv: they are what a hub's GPU runtime base is built FROM; a hub that serves GPU
+# versions names its own bases in AIDHUB_BASE_IMAGES (gpu=..., torch-gpu=...).
 GPU_BASE_IMAGES = {
-    "torch": "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04",  # torch==2.13.0
-    "onnx": "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04",  # onnxruntime-gpu>=1.20,<2
+    "torch==2.13.0": "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04",
+    "onnxruntime-gpu>=1.20,<2": "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04",
 }
+DEVICES = ("cpu", "gpu")
+# Keys of a hub's base image overrides; a manifest's `base_image` names only "cpu" and "gpu".
+BASE_IMAGE_KEYS = (*DEVICES, *(f"{f}-{d}" for f in FRAMEWORK_REQUIREMENTS for d in DEVICES))
 
 # Strict patterns. Full matches only (re.fullmatch), so a trailing newline never passes.
 _NAME = r"(?:[a-z0-9][a-z0-9-]{0,62}/)?[a-z0-9][a-z0-9-]{0,62}"  # registry/manifest.py NAME_RE
@@ -81,9 +89,11 @@ def render_dockerfile(
     """The Dockerfile text for `spec`: runtime base -> dependencies (by `env_key`) -> model files.
 
     Two specs with the same base image, key and uid give the same text up to `COPY model/`.
+    The base image is also a label (`aidhub.base`): an image grown from another base is another image.
     """
     check_requirements(requirements)
-    base_image, labels = check_base_image(base_image), _model_labels(spec, env_key)
+    base_image = check_base_image(base_image)
+    labels = {**_model_labels(spec, env_key), "aidhub.base": base_image}
     python = _checked("python version", spec.python, _PYTHON, "a version like 3.11")
     lines = [
         *_dependency_stage(base_image, python, env_key),
@@ -193,21 +203,52 @@ def _checked(what: str, value: str, pattern: str, hint: str) -> str:
 
 
 def base_image_for(framework: str, gpu: str, overrides: dict | None = None, python: str = "3.11") -> str:
-    """The runtime base image for a version.
+    """The runtime base image for a version, `overrides` being the hub's (see choose_base_image)."""
+    return choose_base_image(framework, gpu, overrides, None, python)[0]
 
-    `overrides` (hub config, then the manifest merged over it) may name "<framework>-gpu",
-    "<framework>-cpu", "gpu" or "cpu"; the most specific key wins, then the table above, then
-    the CPU default. `gpu: optional` takes the CPU image, like its requirements do.
+
+def choose_base_image(
+    framework: str, gpu: str, hub: dict | None = None, manifest: dict | None = None, python: str = "3.11"
+) -> tuple[str, str]:
+    """(image, why) for a version's runtime base.
+
+    The manifest's `base_image` ("cpu"/"gpu") wins, then the hub's overrides, most specific key
+    first ("<framework>-gpu", then "gpu"), then the CUDA table for the framework's pinned GPU
+    runtime, then the hub's "cpu" base, then python:<python>-slim. `gpu: optional` takes the CPU
+    image, like its requirements.
     """
     device = "gpu" if device_for(gpu) == "cuda" else "cpu"
-    overrides = overrides or {}
-    for key in (f"{framework}-{device}", device):
-        if overrides.get(key):
-            return check_base_image(overrides[key])
-    if device == "gpu" and framework in GPU_BASE_IMAGES:
-        return GPU_BASE_IMAGES[framework]
+    manifest, hub = manifest or {}, hub or {}
+    if manifest.get(device):
+        return check_base_image(manifest[device]), f"manifest base_image for {device}"
+    if hub.get(f"{framework}-{device}"):
+        return check_base_image(hub[f"{framework}-{device}"]), f"hub override for {framework}-{device}"
+    if hub.get(device):
+        return check_base_image(hub[device]), f"hub default for {device}"
+    pin = framework_pin(framework)
+    if device == "gpu" and pin in GPU_BASE_IMAGES:
+        return GPU_BASE_IMAGES[pin], f"CUDA runtime table for {pin}"
+    if hub.get("cpu"):  # a GPU version without a GPU base: its CUDA comes from its wheels, if at all
+        return check_base_image(hub["cpu"]), f"hub default for cpu: no gpu base for {framework}"
     python = _checked("python version", str(python), _PYTHON, "a version like 3.11")
-    return CPU_BASE_IMAGE.format(python=python)
+    return CPU_BASE_IMAGE.format(python=python), f"built-in default for {device}"
+
+
+def framework_pin(framework: str) -> str | None:
+    """The framework requirement a GPU environment pins: 'torch==2.13.0', 'onnxruntime-gpu>=1.20,<2'."""
+    pins = FRAMEWORK_REQUIREMENTS.get(framework) or ()
+    return GPU_REPLACEMENTS.get(pins[0], pins[0]) if pins else None
+
+
+def check_base_image_overrides(overrides: dict) -> dict[str, str]:
+    """`overrides` when every key is one of BASE_IMAGE_KEYS and every value an image reference."""
+    for key, image in overrides.items():
+        if key not in BASE_IMAGE_KEYS:
+            raise BuildContextError(
+                f"Base image key {key!r} is not known: use one of {', '.join(BASE_IMAGE_KEYS)}."
+            )
+        check_base_image(image)
+    return dict(overrides)
 
 
 # --- the context on disk -----------------------------------------------------------------

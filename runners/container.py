@@ -5,7 +5,10 @@ the quirk numbers below refer to that file). Images are built from `write_build_
 (offline: the wheelhouse is filled on this host and installed with `--no-index`), tagged
 `aidhub/<name>:<version>-<digest12>` and found again by their `aidhub.*` labels, never by
 comparing tag strings (quirk 11). Containers run as a non-root user, read-only with a /tmp tmpfs,
-without capabilities, with memory/cpu limits, on a port published to `host` only.
+without capabilities, with the memory and cpu limits of the manifest's `resources` (a version
+asking more than the hub's maximum is refused before anything is built), on a port published
+to `host` only. The runtime base is chosen per version (`choose_base_image`): the manifest's
+`base_image`, the hub's overrides, the CUDA table, the hub's CPU default.
 """
 
 from __future__ import annotations
@@ -22,8 +25,14 @@ from pathlib import Path
 
 import httpx
 
-from .base import Instance, LogFn, RunnerError, ServeSpec
-from .buildcontext import DEFAULT_UID, PORT, write_build_context
+from .base import Instance, LogFn, RunnerError, ServeSpec, format_size
+from .buildcontext import (
+    DEFAULT_UID,
+    PORT,
+    check_base_image_overrides,
+    choose_base_image,
+    write_build_context,
+)
 from .environment import combined_requirements, environment_key, fill_wheelhouse
 from .flavors.serving import SETUP_FAILED_BEGIN, SETUP_FAILED_END, SETUP_FAILED_LOG_ENV
 from .service import device_for
@@ -35,12 +44,15 @@ STOP_GRACE_S = 10
 NOT_RUNNING = {"created", "stopped", "exited", "dead", "removing", "configured"}  # quirk 7
 PORT_KEY = f"{PORT}/tcp"
 CDI_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
-DEFAULT_MEMORY = "2g"
-DEFAULT_CPUS = 1.0
 
 
 class ContainerRunner:
-    """Builds an image per version and runs it as a container on `host`."""
+    """Builds an image per version and runs it as a container on `host`.
+
+    `base_image` is the hub's CPU base; `base_images` the hub's other bases by key ("gpu",
+    "torch-gpu", "onnx-cpu", ...). `max_memory_bytes` and `max_cpus` are the most a version
+    may ask for in its manifest's `resources` (None: no maximum).
+    """
 
     kind = "container"
 
@@ -52,8 +64,9 @@ class ContainerRunner:
         base_image: str,
         host: str = "127.0.0.1",
         ready_timeout: float = 120.0,
-        memory: str | None = DEFAULT_MEMORY,
-        cpus: float | None = DEFAULT_CPUS,
+        base_images: dict | None = None,
+        max_memory_bytes: int | None = None,
+        max_cpus: float | None = None,
         workers: int = 1,
         threads: int = 4,
         uid: int = DEFAULT_UID,
@@ -62,10 +75,11 @@ class ContainerRunner:
         self.wheelhouse = Path(wheelhouse)
         self.contexts_dir = Path(contexts_dir)
         self.base_image = base_image
+        self.base_images = check_base_image_overrides({"cpu": base_image, **(base_images or {})})
         self.host = host
         self.ready_timeout = ready_timeout
-        self.memory = memory
-        self.cpus = cpus
+        self.max_memory_bytes = max_memory_bytes
+        self.max_cpus = max_cpus
         self.workers = workers
         self.threads = threads
         self.uid = uid
@@ -122,6 +136,10 @@ class ContainerRunner:
     def env_key(self, spec: ServeSpec) -> str:
         return environment_key(spec.python, spec.framework, self.requirements(spec), spec.gpu)
 
+    def base_image_of(self, spec: ServeSpec) -> tuple[str, str]:
+        """(image, why): the runtime base `spec` grows from, and the rule that chose it."""
+        return choose_base_image(spec.framework, spec.gpu, self.base_images, spec.base_images, spec.python)
+
     def build(self, spec: ServeSpec, log: LogFn) -> str:
         """Build (unless an image with this version's labels exists) and return the env key."""
         return self._build(spec, log)[0]
@@ -130,6 +148,7 @@ class ContainerRunner:
         """Build if needed, run the container, wait for /readyz; RunnerError if it does not."""
         env_key, image_id = self._build(spec, log)
         self._clear_leftovers(spec)
+        log(f"Limits: {spec.cpus:g} CPU(s), memory {format_size(spec.memory_bytes)} (resources in aid.yaml)")
         container = self.client.containers.run(image_id, detach=True, **self._run_options(spec, env_key))
         try:
             port = self._published_port(container)
@@ -157,9 +176,11 @@ class ContainerRunner:
     # --- building -------------------------------------------------------------------------
 
     def _build(self, spec: ServeSpec, log: LogFn) -> tuple[str, str]:
+        self._check_limits(spec)
         self._check_gpu(spec, log)
         reqs, env_key = self.requirements(spec), self.env_key(spec)
-        labels = _labels(spec, env_key)
+        base, why = self.base_image_of(spec)
+        labels = _labels(spec, env_key, base)
         found = _matching(self.client.images.list(filters={"label": f"aidhub.env={env_key}"}), labels)
         if found:  # a tagged image before an intermediate one that carries the same labels
             return env_key, sorted(found, key=lambda image: not image.tags)[0].id
@@ -168,19 +189,19 @@ class ContainerRunner:
         context = self.contexts_dir / f"{spec.key.replace('/', '--')}-{uuid.uuid4().hex[:8]}"
         try:
             write_build_context(
-                spec, context, self.base_image, env_key, reqs, self.wheelhouse, self.uid,
+                spec, context, base, env_key, reqs, self.wheelhouse, self.uid,
                 workers=self.workers, threads=self.threads,
             )  # fmt: skip
+            log(f"Building image {image_tag(spec)} FROM {base} ({why})")
             with _flock(self.contexts_dir / ".builds.lock", fcntl.LOCK_SH):
-                image_id = self._engine_build(spec, context, labels, log)
+                image_id = self._engine_build(spec, context, log)
         finally:
             shutil.rmtree(context, ignore_errors=True)
         self._collect_build_garbage()
         return env_key, image_id
 
-    def _engine_build(self, spec: ServeSpec, context: Path, labels: dict, log: LogFn) -> str:
+    def _engine_build(self, spec: ServeSpec, context: Path, log: LogFn) -> str:
         tag = image_tag(spec)
-        log(f"Building image {tag} FROM {self.base_image}")
         began, tail, image_id = time.monotonic(), [], None
         stream = self.client.api.build(
             path=str(context), tag=tag, rm=True, forcerm=True, network_mode="none",
@@ -229,6 +250,22 @@ class ContainerRunner:
         except Exception as e:  # an engine error must not fail a finished build
             log.warning("Build garbage collection failed: %s", e)
 
+    def _check_limits(self, spec: ServeSpec) -> None:
+        over = []
+        if self.max_memory_bytes is not None and spec.memory_bytes > self.max_memory_bytes:
+            over.append(f"resources.memory {format_size(spec.memory_bytes)} is over the maximum "
+                        f"{format_size(self.max_memory_bytes)} (AIDHUB_MAX_MEMORY)")  # fmt: skip
+        if self.max_cpus is not None and spec.cpus > self.max_cpus:
+            over.append(
+                f"resources.cpu {spec.cpus:g} is over the maximum {self.max_cpus:g} (AIDHUB_MAX_CPUS)"
+            )
+        if over:
+            raise RunnerError(
+                f"Model {spec.name!r} version {spec.version!r} asks for more than this hub allows: "
+                f"{'; '.join(over)}. Publish a version whose aid.yaml asks for less, or ask the "
+                "hub's admin to raise the maximum."
+            )
+
     def _check_gpu(self, spec: ServeSpec, log: LogFn) -> None:
         count = _gpus(spec)
         if count == 0 and device_for(spec.gpu) == "auto":
@@ -259,13 +296,15 @@ class ContainerRunner:
             security_opt=["no-new-privileges"],
             privileged=False,
             pids_limit=512,
-            labels={**_labels(spec, env_key), "aidhub.key": spec.key, "aidhub.runner": self.kind},
+            labels={
+                **_labels(spec, env_key, self.base_image_of(spec)[0]),
+                "aidhub.key": spec.key,
+                "aidhub.runner": self.kind,
+            },
             environment=environment,
+            mem_limit=spec.memory_bytes,
+            nano_cpus=round(spec.cpus * 1e9),
         )
-        if self.memory:
-            options["mem_limit"] = self.memory
-        if self.cpus:
-            options["nano_cpus"] = int(float(self.cpus) * 1e9)
         count = _gpus(spec)
         if count == 0:
             environment["CUDA_VISIBLE_DEVICES"] = ""
@@ -353,13 +392,14 @@ def image_tag(spec: ServeSpec) -> str:
     return f"aidhub/{spec.name.lower()}:{tag}"
 
 
-def _labels(spec: ServeSpec, env_key: str) -> dict[str, str]:
+def _labels(spec: ServeSpec, env_key: str, base: str) -> dict[str, str]:
     # the same labels render_dockerfile writes into the image
     return {
         "aidhub.model": spec.name,
         "aidhub.version": spec.version,
         "aidhub.digest": spec.digest,
         "aidhub.env": env_key,
+        "aidhub.base": base,
     }
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from registry.manifest import PackageInvalid, parse_manifest
+from registry.manifest import IMAGE_RE, PackageInvalid, parse_manifest, parse_memory
 from registry.package import check_example_outputs, pack, validate_package
+from runners.buildcontext import BuildContextError, check_base_image
 from tests.hubserver import REPO
 
 AID = str(Path(sys.executable).parent / "aid")
@@ -127,3 +128,114 @@ def test_a_trailing_newline_cannot_slip_past_the_patterns(field):
         parse_manifest(data)
     expected = {"inputs.x\n", "tags[0]"} if field == "tags" else {"inputs.x\n"}  # a requirement is stripped
     assert {p.path for p in e.value.problems} == expected
+
+
+# --- resources and base_image ------------------------------------------------------------------
+
+MINIMAL = {"name": "ok", "version": "1.0.0", "task": "t", "framework": "python", "entrypoint": "p.py:M",
+           "inputs": {"x": {"dtype": "float32", "shape": [-1]}}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text, size",
+    [
+        ("256Mi", 268_435_456),
+        ("512Mi", 536_870_912),
+        ("2Gi", 2_147_483_648),
+        ("1.5Gi", 1_610_612_736),
+        ("64Ki", 65_536),
+        ("1Ti", 1024**4),
+        ("1G", 1_000_000_000),
+        ("500M", 500_000_000),
+        ("2K", 2_000),
+        ("1T", 10**12),
+        ("268435456", 268_435_456),
+        (268435456, 268_435_456),
+        (" 1Gi ", 1024**3),
+        ("0.5Ki", 512),
+        ("1.0000001Ki", 1025),  # a fraction of a byte rounds up
+    ],
+)
+def test_memory_sizes_parse_as_kubernetes_reads_them(text, size):
+    assert parse_memory(text) == size
+
+
+@pytest.mark.parametrize("text", ["2g", "1GB", "1gi", "-1Gi", "1e9", "Gi", "", "1 Gi", "1Gi\n1", True, None])
+def test_memory_that_is_not_a_size_is_refused(text):
+    with pytest.raises(ValueError, match="is not a size such as 512Mi or 2Gi"):
+        parse_memory(text)
+
+
+@pytest.mark.parametrize(
+    "resources, problem",
+    [
+        ({"memory": "2g"}, "resources.memory: '2g' must be a size such as 512Mi or 2Gi"),
+        ({"memory": 512}, "resources.memory: '512' is 512 bytes, under the smallest limit 6Mi; write a unit"),
+        ({"cpu": 0.001}, "resources.cpu: 0.001 must be a number of CPUs from 0.01 to 256"),
+        ({"cpu": "500m"}, "resources.cpu: '500m' must be a number of CPUs from 0.01 to 256"),
+        ({"cpu": 257}, "resources.cpu: 257 must be a number of CPUs from 0.01 to 256"),
+    ],
+)
+def test_resources_that_no_engine_can_apply_are_refused(resources, problem):
+    with pytest.raises(PackageInvalid) as e:
+        parse_manifest({**MINIMAL, "resources": resources})
+    assert len(e.value.problems) == 1 and str(e.value.problems[0]).startswith(problem), e.value.problems
+
+
+def test_resources_are_kept_as_written_and_default_to_one_cpu_and_1gi():
+    assert parse_manifest(MINIMAL).resources == {"cpu": 1, "memory": "1Gi", "gpu": "0"}
+    manifest = parse_manifest({**MINIMAL, "resources": {"cpu": 0.5, "memory": "256Mi"}})
+    assert manifest.resources == {"cpu": 0.5, "memory": "256Mi", "gpu": "0"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "localhost/aidhub/base:py3.11",
+        {"cpu": "python:3.11-slim"},
+        {"cpu": "aidhub/base:py3.11", "gpu": f"registry.example.com:5000/team/cuda@sha256:{'a' * 64}"},
+    ],
+)
+def test_base_image_may_be_one_reference_or_one_per_device(value):
+    assert parse_manifest({**MINIMAL, "base_image": value}).base_image == value
+
+
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ("python", "base_image: 'python' is not valid: use an image reference with a tag or digest"),
+        ("python:3.11\nRUN id", "base_image: 'python:3.11\\nRUN id' is not valid"),
+        ("python:3.11 AS x", "base_image: 'python:3.11 AS x' is not valid"),
+        (
+            "--platform=linux/arm64 python:3.11",
+            "base_image: '--platform=linux/arm64 python:3.11' is not valid",
+        ),
+        ({"cpu": "$BASE:1"}, "base_image.cpu: '$BASE:1' is not valid"),
+        ({"gpu": ["a:1"]}, "base_image.gpu: ['a:1'] is not valid"),
+        ({"torch-gpu": "my/torch:1"}, "base_image.torch-gpu: unknown key; use cpu or gpu"),
+        (["a:1"], "base_image: ['a:1'] is not valid"),
+    ],
+)
+def test_hostile_or_unknown_base_image_is_refused(value, problem):
+    with pytest.raises(PackageInvalid) as e:
+        parse_manifest({**MINIMAL, "base_image": value})
+    assert len(e.value.problems) == 1 and str(e.value.problems[0]).startswith(problem), e.value.problems
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "python:3.11-slim", "aidhub/base:py3.11", "localhost/aidhub-base:3.11",
+        "a.b-c.example:5000/x/y_z:1.0-rc",
+        f"nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04@sha256:{'0' * 64}", f"img@sha256:{'f' * 64}",
+        "python", "Python:3.11", "python:-bad", "python@sha256:abc", "$BASE:1", "x y:1", "python:3.11\n",
+        "a__b:1", "a___b:1", "a--b:1", "-a:1", "a:" + "t" * 128, "a:" + "t" * 129, "host:99999/a:1",
+    ],
+)  # fmt: skip
+def test_manifest_and_build_context_accept_the_same_image_references(image):
+    try:
+        check_base_image(image)
+        accepted = True
+    except BuildContextError:
+        accepted = False
+    assert (IMAGE_RE.fullmatch(image) is not None) is accepted

@@ -17,6 +17,8 @@ from runners.container import image_tag
 from tests.conftest import BASE_IMAGE
 from tests.test_runner_process import WHEELHOUSE, predict, python_spec
 
+GIB = 1024**3
+
 
 @pytest.fixture
 def runner(engine, docker_host, tmp_path):
@@ -27,8 +29,8 @@ def runner(engine, docker_host, tmp_path):
         contexts_dir=tmp_path / "contexts",
         base_image=BASE_IMAGE,
         ready_timeout=90.0,
-        memory="1g",
-        cpus=1.5,
+        max_memory_bytes=GIB,
+        max_cpus=1.5,
     )
     started = []
     start = backend.start
@@ -85,9 +87,13 @@ def test_gpu_optional_runs_on_cpu_with_a_warning(runner):
 
 
 @pytest.mark.slow
-def test_container_runs_confined_and_labelled(runner, engine):
-    spec = python_spec("runner_echo", version="4.0.0")
-    instance = runner.start(spec, lambda line: None)
+def test_container_runs_confined_labelled_and_limited_by_the_manifest(runner, engine):
+    spec = dataclasses.replace(
+        python_spec("runner_echo", version="4.0.0"), cpus=0.5, memory_bytes=256 * 1024**2
+    )
+    lines = []
+    instance = runner.start(spec, lines.append)
+    assert "Limits: 0.5 CPU(s), memory 256Mi (resources in aid.yaml)" in lines
     container = engine.containers.get(instance.container_id)
     host_config = container.attrs["HostConfig"]
     assert container.attrs["Config"]["User"] == "10001:10001"
@@ -95,15 +101,15 @@ def test_container_runs_confined_and_labelled(runner, engine):
     assert not host_config["Privileged"]
     assert host_config["NetworkMode"] != "host"
     assert any("no-new-privileges" in opt for opt in host_config["SecurityOpt"])
-    assert host_config["Memory"] == 1024**3
-    assert host_config["NanoCpus"] == 1_500_000_000
+    assert host_config["NanoCpus"] == 500_000_000
+    assert host_config["Memory"] == 268_435_456
     binding = container.attrs["NetworkSettings"]["Ports"]["3000/tcp"][0]
     assert (binding["HostIp"], int(binding["HostPort"])) == ("127.0.0.1", instance.port)
     labels = container.labels
     assert (labels["aidhub.model"], labels["aidhub.version"], labels["aidhub.digest"]) == (
         "runner-echo", "4.0.0", "0" * 64,
     )  # fmt: skip
-    assert labels["aidhub.env"] == instance.env_key
+    assert (labels["aidhub.env"], labels["aidhub.base"]) == (instance.env_key, BASE_IMAGE)
     assert (instance.pid, instance.runner) == (None, "container")
     script = (
         "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/1/status; touch /x 2>&1; touch /tmp/y && echo tmp-ok"
@@ -173,6 +179,47 @@ def test_stop_finds_the_container_by_labels_without_its_id(runner):
     assert runner.alive(bare)
     runner.stop(bare)
     assert not runner.alive(instance)
+
+
+def test_version_asking_more_than_the_hub_maximum_is_refused_before_building(runner, engine):
+    spec = dataclasses.replace(
+        python_spec("runner_echo", version="8.0.0", name="runner-greedy"), cpus=4.0, memory_bytes=2 * GIB
+    )
+    lines = []
+    with pytest.raises(RunnerError) as caught:
+        runner.start(spec, lines.append)
+    assert str(caught.value) == (
+        "Model 'runner-greedy' version '8.0.0' asks for more than this hub allows: resources.memory 2Gi "
+        "is over the maximum 1Gi (AIDHUB_MAX_MEMORY); resources.cpu 4 is over the maximum 1.5 "
+        "(AIDHUB_MAX_CPUS). Publish a version whose aid.yaml asks for less, or ask the hub's admin to "
+        "raise the maximum."
+    )
+    assert lines == [] and _images_of(engine, spec) == []
+    at_the_cap = dataclasses.replace(spec, cpus=1.5, memory_bytes=GIB, gpu="1")
+    with pytest.raises(RunnerError, match="requires 1 GPU"):  # past the limits check, refused next
+        runner.build(at_the_cap, lines.append)
+
+
+@pytest.mark.slow
+def test_manifest_base_image_override_is_what_the_image_grows_from(runner, engine):
+    override = f"aidhub/base-override:t{secrets.token_hex(4)}"  # the local base under another name
+    engine.images.get(BASE_IMAGE).tag(*override.split(":"))
+    spec = dataclasses.replace(
+        python_spec("runner_echo", version="8.1.0"),
+        digest=secrets.token_hex(32),
+        base_images={"cpu": override},
+    )
+    lines = []
+    try:
+        runner.build(spec, lines.append)
+        assert f"Building image {image_tag(spec)} FROM {override} (manifest base_image for cpu)" in lines
+        built = engine.images.list(filters={"label": f"aidhub.digest={spec.digest}"})
+        assert [image.labels["aidhub.base"] for image in built if image.tags] == [override]
+        assert any(f"FROM {override}" in line for line in lines if "STEP" in line), lines
+    finally:
+        for image in engine.images.list(filters={"label": f"aidhub.digest={spec.digest}"}):
+            engine.images.remove(image.id, force=True)
+        engine.images.remove(override)  # the tag only: aidhub/base:py3.11 stays
 
 
 def test_refused_gpu_version_leaves_no_build_context(runner):
