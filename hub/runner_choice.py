@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from hub.config import Config
 from hub.errors import Unavailable
 from runners.base import Runner
@@ -31,7 +33,13 @@ def container_runner(config: Config, docker_host: str) -> ContainerRunner:
         max_memory_bytes=config.max_memory_bytes,
         max_cpus=config.max_cpus,
         ready_timeout=config.ready_timeout_seconds,
+        owner=hub_id(config),
     )
+
+
+def hub_id(config: Config) -> str:
+    """A stable id of this hub (its home folder) for labels on what it starts in a shared engine."""
+    return hashlib.sha256(str(config.home).encode()).hexdigest()[:12]
 
 
 def engine_problem(docker_host: str) -> str | None:

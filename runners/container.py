@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import logging
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 
 TAIL_LINES = 40
 STOP_GRACE_S = 10
+GARBAGE_AGE_S = 600  # leaked build containers younger than this may belong to a build in flight
+WAITING_NOTE_S = 5.0  # a "still waiting" log line this often while a server starts
 NOT_RUNNING = {"created", "stopped", "exited", "dead", "removing", "configured"}  # quirk 7
 PORT_KEY = f"{PORT}/tcp"
 CDI_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
@@ -70,8 +75,10 @@ class ContainerRunner:
         workers: int = 1,
         threads: int = 4,
         uid: int = DEFAULT_UID,
+        owner: str = "default",
     ):
         self.docker_host = docker_host
+        self.owner = owner  # label aidhub.hub: which hub's containers these are, when engines are shared
         self.wheelhouse = Path(wheelhouse)
         self.contexts_dir = Path(contexts_dir)
         self.base_image = base_image
@@ -158,7 +165,11 @@ class ContainerRunner:
         url = f"http://{_url_host(self.host)}:{port}"
         instance = Instance(spec.key, url, env_key, None, port, None, self.kind, container.id)
         log(f"Started {spec.name} {spec.version} as container {container.short_id} on {url}")
-        self._wait_ready(spec, container, instance)
+        try:
+            self._wait_ready(spec, container, instance, log)
+        except BaseException:  # not ready, or the build was cancelled meanwhile: leave nothing running
+            _remove(container)
+            raise
         log(f"{spec.name} {spec.version} is ready at {url}")
         return instance
 
@@ -172,6 +183,21 @@ class ContainerRunner:
     def alive(self, instance: Instance) -> bool:
         """Whether the instance's container is running."""
         return any(c.status == "running" for c in self._containers_of(instance))
+
+    def instances(self) -> list[Instance]:
+        """This hub's containers (label aidhub.hub), running or not."""
+        found = self.client.containers.list(all=True, filters={"label": f"aidhub.hub={self.owner}"})
+        return [
+            Instance(
+                c.labels["aidhub.key"],
+                "",
+                c.labels.get("aidhub.env", ""),
+                runner=self.kind,
+                container_id=c.id,
+            )  # fmt: skip
+            for c in _matching(found, {"aidhub.hub": self.owner, "aidhub.runner": self.kind})
+            if c.labels.get("aidhub.key")
+        ]
 
     # --- building -------------------------------------------------------------------------
 
@@ -193,7 +219,7 @@ class ContainerRunner:
                 workers=self.workers, threads=self.threads,
             )  # fmt: skip
             log(f"Building image {image_tag(spec)} FROM {base} ({why})")
-            with _flock(self.contexts_dir / ".builds.lock", fcntl.LOCK_SH):
+            with _flock(self.builds_lock, fcntl.LOCK_SH):
                 image_id = self._engine_build(spec, context, log)
         finally:
             shutil.rmtree(context, ignore_errors=True)
@@ -227,20 +253,31 @@ class ContainerRunner:
         log(f"Built image {tag} ({image_id[:19]}) in {time.monotonic() - began:.1f} s")
         return image_id
 
+    @property
+    def builds_lock(self) -> Path:
+        """One lock per engine on this machine, shared by every hub that builds on it: a build
+        holds it shared, garbage collection exclusive (it cannot tell whose leftovers are whose)."""
+        engine = hashlib.sha256(self.docker_host.encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"aidhub-builds-{engine}.lock"
+
     def _collect_build_garbage(self) -> None:
-        """Podman API builds leak buildah working containers (quirk 2): remove them when no
-        build of this contexts_dir is in flight. Dangling images are kept: buildah's layer
-        cache (the dependency stage) lives in them."""
+        """Podman API builds leak buildah working containers (quirk 2): remove those older than
+        GARBAGE_AGE_S when no aidhub build on this engine is in flight. Dangling images are kept:
+        buildah's layer cache (the dependency stage) lives in them."""
         if not self.is_podman() or not shutil.which("podman"):
             return
         try:
-            with _flock(self.contexts_dir / ".builds.lock", fcntl.LOCK_EX | fcntl.LOCK_NB):
-                ids = subprocess.run(
-                    ["podman", "ps", "-a", "--external", "-q", "--no-trunc"],
+            with _flock(self.builds_lock, fcntl.LOCK_EX | fcntl.LOCK_NB):
+                listed = subprocess.run(
+                    ["podman", "ps", "-a", "--external", "--format", "json"],
                     capture_output=True, text=True, timeout=30,
-                ).stdout.split()  # fmt: skip
+                ).stdout  # fmt: skip
                 known = {c.id for c in self.client.containers.list(all=True)}
-                leaked = [i for i in ids if i not in known]
+                leaked = [
+                    c["Id"] for c in json.loads(listed or "[]")
+                    # builds by other tools on this engine take no lock: leave their young ones
+                    if c.get("Id") not in known and time.time() - _number(c.get("Created")) > GARBAGE_AGE_S
+                ]  # fmt: skip
                 if leaked:
                     subprocess.run(
                         ["podman", "rm", "--storage", "-f", *leaked], capture_output=True, timeout=60
@@ -300,6 +337,7 @@ class ContainerRunner:
                 **_labels(spec, env_key, self.base_image_of(spec)[0]),
                 "aidhub.key": spec.key,
                 "aidhub.runner": self.kind,
+                "aidhub.hub": self.owner,
             },
             environment=environment,
             mem_limit=spec.memory_bytes,
@@ -326,11 +364,14 @@ class ContainerRunner:
             time.sleep(0.1)
         raise RunnerError(f"The engine published no host port for container {container.short_id}.")
 
-    def _wait_ready(self, spec: ServeSpec, container, instance: Instance) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        next_check = 0.0
+    def _wait_ready(self, spec: ServeSpec, container, instance: Instance, log: LogFn) -> None:
+        began = time.monotonic()
+        deadline, next_check, said = began + self.ready_timeout, 0.0, began
         with httpx.Client(timeout=2.0, trust_env=False) as http:
             while time.monotonic() < deadline:
+                if time.monotonic() - said >= WAITING_NOTE_S:
+                    said = time.monotonic()
+                    log(f"waiting for {spec.name} {spec.version} to be ready ({said - began:.0f} s)")
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + 0.5
                     container.reload()
@@ -416,6 +457,10 @@ def _gpus(spec: ServeSpec) -> int:
         return max(1, int(str(spec.gpu).strip()))
     except ValueError:
         return 1
+
+
+def _number(value) -> float:
+    return value if isinstance(value, int | float) else 0.0
 
 
 def _setup_failure(logs: str) -> str:

@@ -95,17 +95,67 @@ def test_a_hub_on_postgresql_serves_the_whole_spine(tmp_path, postgres):
         hub.stop()
 
 
-def test_a_hub_on_the_container_runner_builds_an_image_and_serves_from_it(tmp_path, engine, docker_host):
-    hub = HubProcess(tmp_path / "home", runner="container", extra_env={"DOCKER_HOST": docker_host}).start()
+def test_a_hub_on_the_container_runner_builds_heals_adopts_and_removes_orphans(tmp_path, engine, docker_host):
+    """Builds an image and serves from it; a container killed from outside comes back (unhealthy
+    meanwhile); a restarted hub adopts the running container (no rebuild) and removes its orphans."""
+    home = tmp_path / "home"
+    env = {"DOCKER_HOST": docker_host, "AIDHUB_WATCH_SECONDS": "0.5"}
+    hub = HubProcess(home, runner="container", extra_env=env).start()
+    second = None
     try:
         assert "runner   container: AIDHUB_RUNNER=container" in hub.aid("status").stdout
         result = hub.aid("publish", str(onnx_package(tmp_path / "pkg", name="boxed")), "--deploy")
         assert result.returncode == 0, result.stdout + result.stderr
-        reply = httpx.post(f"{hub.url}/api/v1/models/boxed/predict", json={"inputs": {"x": [[1.0, 2.0]]}})
-        assert reply.json()["outputs"] == {"y": [[2.0, 4.0]]}
+        assert predict_boxed(hub) == {"y": [[2.0, 4.0]]}
         running = engine.containers.list(filters={"label": "aidhub.model=boxed"})
         assert [c.labels["aidhub.version"] for c in running] == ["1.0.0"]
-    finally:
-        hub.undeploy_all()
+
+        running[0].kill()
+        assert wait_for_status(hub, "unhealthy", every=0.05)["error"].startswith(
+            "The server of boxed@1.0.0 stopped"
+        )
+        healed = wait_for_status(hub, "ready", timeout=120)
+        assert healed["restarts"] == 1
+        assert predict_boxed(hub) == {"y": [[2.0, 4.0]]}
+        serving = engine.containers.list(filters={"label": "aidhub.model=boxed"})
+        assert len(serving) == 1 and serving[0].id != running[0].id
+
+        broken = onnx_package(tmp_path / "v2", name="boxed", version="2.0.0",
+                              requirements=["aidhub-no-such-package==1.0"])  # fmt: skip
+        failed = hub.aid("publish", str(broken), "--deploy")
+        assert failed.returncode == 1 and "aidhub-no-such-package" in failed.stderr
+        assert predict_boxed(hub) == {"y": [[2.0, 4.0]]}  # 1.0.0 serves on
         hub.stop()
+
+        orphan = engine.containers.run(
+            serving[0].image.id, detach=True, command=["sleep", "600"],
+            labels={**serving[0].labels, "aidhub.key": "gone--1.0.0", "aidhub.version": "9.9.9"},
+        )  # fmt: skip
+        second = HubProcess(home, runner="container", extra_env=env).start()
+        assert httpx.get(f"{second.url}/api/v1/models/boxed@1.0.0/logs").json()["build"]["id"] == 1  # no rebuild
+        assert predict_boxed(second) == {"y": [[2.0, 4.0]]}
+        ids = [c.id for c in engine.containers.list(all=True, filters={"label": "aidhub.model=boxed"})]
+        assert ids == [serving[0].id]  # the same container, adopted; the orphan is gone
+        assert orphan.id not in ids
+    finally:
+        for server in (second, hub):
+            if server and server.proc.poll() is None:
+                server.undeploy_all()
+                server.stop()
     assert engine.containers.list(all=True, filters={"label": "aidhub.model=boxed"}) == []
+
+
+def predict_boxed(hub: HubProcess) -> dict:
+    reply = httpx.post(f"{hub.url}/api/v1/models/boxed/predict", json={"inputs": {"x": [[1.0, 2.0]]}})
+    assert reply.status_code == 200, reply.text
+    return reply.json()["outputs"]
+
+
+def wait_for_status(hub: HubProcess, status: str, timeout: float = 30.0, every: float = 0.2) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        deployment = httpx.get(f"{hub.url}/api/v1/models/boxed/versions/1.0.0").json()["deployment"]
+        if deployment["status"] == status:
+            return deployment
+        time.sleep(every)
+    raise TimeoutError(f"boxed@1.0.0 is {deployment['status']}, not {status}, after {timeout} s")
