@@ -132,7 +132,8 @@ def test_a_hub_on_the_container_runner_builds_heals_adopts_and_removes_orphans(t
             labels={**serving[0].labels, "aidhub.key": "gone--1.0.0", "aidhub.version": "9.9.9"},
         )  # fmt: skip
         second = HubProcess(home, runner="container", extra_env=env).start()
-        assert httpx.get(f"{second.url}/api/v1/models/boxed@1.0.0/logs").json()["build"]["id"] == 1  # no rebuild
+        logs = httpx.get(f"{second.url}/api/v1/models/boxed@1.0.0/logs").json()
+        assert logs["build"]["id"] == 1  # adopted, not rebuilt
         assert predict_boxed(second) == {"y": [[2.0, 4.0]]}
         ids = [c.id for c in engine.containers.list(all=True, filters={"label": "aidhub.model=boxed"})]
         assert ids == [serving[0].id]  # the same container, adopted; the orphan is gone
