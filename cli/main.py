@@ -221,6 +221,10 @@ def status(client: HubClient, as_json: bool) -> None:
     click.echo(f"database {data['database']}   home {data['home']}")
     counts = ", ".join(f"{n} {s}" for s, n in data["deployments"].items()) or "none"
     click.echo(f"deployments {counts}")
+    queue = data["queue"]
+    click.echo(
+        f"builds   {queue['pending']} queued ({queue['storage']}), {queue['workers']} worker(s) in the hub"
+    )
 
 
 @cli.command()

@@ -149,6 +149,11 @@ class Hub:
             "database": self.config.database_url.split("://")[0],
             "home": str(self.config.home),
             "deployments": present.deployment_counts(),
+            "queue": {
+                "storage": (self.config.queue_url or "sqlite").split("://")[0],
+                "pending": self.deployments.queue.pending(),
+                "workers": len(self.deployments.queue.threads),
+            },
         }
 
     # --- predictions and feedback ---------------------------------------------------------

@@ -216,6 +216,7 @@ def test_list_show_alias_status_and_logs_through_the_cli(hub):
     assert re.search(r"^1\.0\.0 +[0-9a-f]{12} +onnx +ready +http://127\.0\.0\.1:\d+$", shown, re.M)
     status = hub.aid("status").stdout
     assert "runner   process: AIDHUB_RUNNER=process" in status
+    assert "builds   0 queued (sqlite), 2 worker(s) in the hub" in status
     logs = hub.aid("logs", "iris-onnx").stdout
     assert logs.startswith("== build ") and "(succeeded, " in logs
     assert "== server log" in logs

@@ -143,6 +143,7 @@ def deployment_schemas() -> dict:
     }
     status = fields(string="runner runner_reason database home")
     status["deployments"] = typed("object", additionalProperties=typed("integer"))
+    status["queue"] = obj(fields(string="storage", integer="pending workers"))
     logs = fields(string="model version server_log") | {
         "build": {"oneOf": [ref("BuildWithLog"), typed("null")]}
     }
