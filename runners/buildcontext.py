@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .base import RunnerError, ServeSpec
 from .environment import FRAMEWORK_REQUIREMENTS, GPU_REPLACEMENTS
-from .service import SERVICE_CLASS, SERVICE_MODULE, device_for, write_service_dir
+from .service import SERVICE_CLASS, SERVICE_MODULE, device_for, openapi_document, write_service_dir
 
 APP_DIR = "/app"
 MODEL_DIR = f"{APP_DIR}/model"
@@ -93,7 +93,11 @@ def render_dockerfile(
     """
     check_requirements(requirements)
     base_image = check_base_image(base_image)
-    labels = {**_model_labels(spec, env_key), "aidhub.base": base_image}
+    labels = {
+        **_model_labels(spec, env_key),
+        "aidhub.base": base_image,
+        "aidhub.openapi": openapi_label(spec),
+    }
     python = _checked("python version", spec.python, _PYTHON, "a version like 3.11")
     lines = [
         *_dependency_stage(base_image, python, env_key),
@@ -136,8 +140,21 @@ def _runtime_stage(base_image: str, uid: int) -> list[str]:
     ]
 
 
+def openapi_label(spec: ServeSpec) -> str:
+    """The service's OpenAPI document as compact JSON, ASCII only (the `aidhub.openapi` label)."""
+    return json.dumps(openapi_document(spec), sort_keys=True, separators=(",", ":"))
+
+
+def _quoted(value: str) -> str:
+    """A double-quoted Dockerfile word that the builder reads back as `value` exactly: backslash,
+    quote and `$` (variable expansion) are escaped; newlines cannot occur (checked or JSON)."""
+    if "\n" in value or "\r" in value:
+        raise BuildContextError(f"The label value {value[:60]!r} holds a line break; it cannot be a label.")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
 def _model_layers(labels: dict[str, str]) -> list[str]:
-    pairs = " ".join(f"{key}={json.dumps(value)}" for key, value in labels.items())
+    pairs = " ".join(f"{key}={_quoted(value)}" for key, value in labels.items())
     return [
         "# 3. This version: model files, then the generated service.",
         f"COPY model/ {MODEL_DIR}/",

@@ -34,6 +34,7 @@ from .buildcontext import (
     PORT,
     check_base_image_overrides,
     choose_base_image,
+    openapi_label,
     write_build_context,
 )
 from .environment import combined_requirements, environment_key, fill_wheelhouse
@@ -441,6 +442,7 @@ def _labels(spec: ServeSpec, env_key: str, base: str) -> dict[str, str]:
         "aidhub.digest": spec.digest,
         "aidhub.env": env_key,
         "aidhub.base": base,
+        "aidhub.openapi": openapi_label(spec),
     }
 
 

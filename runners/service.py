@@ -100,6 +100,43 @@ def render_service(
     )
 
 
+def openapi_document(spec: ServeSpec) -> dict:
+    """The OpenAPI 3.1 description of the generated service's routes, from the version's schema."""
+    inputs = {name: tensor_schema(t) for name, t in spec.inputs.items()}
+    outputs = {name: tensor_schema(t) for name, t in spec.outputs.items()}
+    request = {"type": "object", "properties": inputs, "required": sorted(inputs)}
+    body = {"type": "object", "properties": {"inputs": request}, "required": ["inputs"]}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": spec.name, "version": spec.version},
+        "paths": {
+            PREDICT_ROUTE: {"post": {
+                "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+                "responses": {
+                    "200": {"description": "The outputs", "content": {"application/json": {
+                        "schema": {"type": "object", "properties": outputs}}}},
+                    "422": {"description": "The inputs do not fit the schema"},
+                },
+            }},
+            "/readyz": {"get": {"responses": {"200": {"description": "Ready to predict"}}}},
+        },
+    }  # fmt: skip
+
+
+def tensor_schema(tensor: dict) -> dict:
+    """JSON Schema of a tensor as nested lists: [-1, 4] float32 -> array of arrays of 4 numbers."""
+    dtype = tensor.get("dtype")
+    schema = {"type": _JSON_TYPES.get(str(dtype).rstrip("0123456789"), "string")} if dtype else {}
+    for size in reversed(tensor.get("shape") or []):
+        schema = {"type": "array", "items": schema}
+        if isinstance(size, int) and size >= 0:
+            schema |= {"minItems": size, "maxItems": size}
+    return schema
+
+
+_JSON_TYPES = {"float": "number", "int": "integer", "uint": "integer", "bool": "boolean", "string": "string"}
+
+
 def write_service_dir(spec: ServeSpec, service_dir: Path, **render_options) -> Path:
     """Write `service_dir/service.py` (see `render_service`) and copy `aid_flavors` beside it.
 

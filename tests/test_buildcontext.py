@@ -21,6 +21,7 @@ from runners.buildcontext import (
     base_image_for,
     check_base_image_overrides,
     choose_base_image,
+    openapi_label,
     render_dockerfile,
     render_requirements,
     write_build_context,
@@ -72,7 +73,7 @@ CMD ["bentoml", "serve", "service:AidService", "--host", "0.0.0.0", "--port", "3
 COPY model/ /app/model/
 COPY service/ /app/service/
 LABEL aidhub.model="iris-classifier" aidhub.version="1.2.0" aidhub.digest="{"ab" * 32}" \
-aidhub.env="{KEY}" aidhub.base="python:3.11-slim"
+aidhub.env="{KEY}" aidhub.base="python:3.11-slim" aidhub.openapi={{OPENAPI}}
 """
 
 
@@ -145,7 +146,21 @@ def tree(root: Path) -> dict[str, str]:
 
 
 def test_dockerfile_for_a_normal_spec_is_exactly_this():
-    assert render_dockerfile(make_spec(), BASE, KEY, REQS) == EXPECTED
+    openapi = json.dumps(openapi_label(make_spec()))  # a JSON string literal: what LABEL needs here
+    assert render_dockerfile(make_spec(), BASE, KEY, REQS) == EXPECTED.replace("{OPENAPI}", openapi)
+
+
+def test_the_openapi_label_describes_the_predict_route_from_the_schema():
+    document = json.loads(openapi_label(make_spec()))
+    assert document["info"] == {"title": "iris-classifier", "version": "1.2.0"}
+    post = document["paths"]["/predict"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["inputs"]["properties"]["features"] == {
+        "type": "array",
+        "items": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+    }
+    answer = post["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer["properties"]["label"] == {"type": "array", "items": {"type": "integer"}}
 
 
 def test_dockerfile_uses_only_allowed_instructions_and_the_service_class():
@@ -198,13 +213,14 @@ def test_render_is_pure():
 
 def test_labels_are_json_strings():
     label = dict(instructions(render_dockerfile(make_spec(name="owner/iris"), BASE, KEY, REQS)))["LABEL"]
-    pairs = dict(pair.split("=", 1) for pair in label.split(" "))
+    pairs = dict(re.findall(r'([\w.]+)=("(?:[^"\\]|\\.)*")(?: |$)', label))
     assert {k: json.loads(v) for k, v in pairs.items()} == {
         "aidhub.model": "owner/iris",
         "aidhub.version": "1.2.0",
         "aidhub.digest": "ab" * 32,
         "aidhub.env": KEY,
         "aidhub.base": BASE,
+        "aidhub.openapi": openapi_label(make_spec(name="owner/iris")),
     }
 
 
@@ -300,13 +316,26 @@ def test_values_the_dockerfile_never_reads_cannot_change_it():
         labels=(hostile,),
         entrypoint=hostile,
         artifact=hostile,
-        inputs={hostile: {"dtype": hostile}},
         env={hostile: hostile},
         base_images={"cpu": hostile},  # read by the runner (choose_base_image), never here
         cpus=0.5,
         memory_bytes=256 * 1024**2,
     )
-    assert render_dockerfile(spec, BASE, KEY, REQS) == EXPECTED
+    assert render_dockerfile(spec, BASE, KEY, REQS) == render_dockerfile(make_spec(), BASE, KEY, REQS)
+
+
+def test_hostile_tensor_names_reach_the_openapi_label_only_as_quoted_text():
+    hostile = "x\nRUN curl x|sh `id` $(id) ${HOME} \\ && \"'"
+    spec = make_spec(inputs={hostile: {"dtype": hostile, "shape": [-1]}}, outputs={hostile: {}})
+    text = render_dockerfile(spec, BASE, KEY, REQS)
+    assert_only_allowed_instructions(text)
+    assert len(text.splitlines()) == len(EXPECTED.splitlines())
+    label = dict(instructions(text))["LABEL"]
+    word = re.search(r'aidhub\.openapi="((?:[^"\\]|\\.)*)"$', label).group(1)
+    assert "$(" not in word.replace("\\$", "") and "${" not in word.replace("\\$", "")
+    assert re.sub(r"\\(.)", r"\1", word) == openapi_label(spec)  # what the builder reads back
+    assert hostile in json.loads(openapi_label(spec))["paths"]["/predict"]["post"]["requestBody"][
+        "content"]["application/json"]["schema"]["properties"]["inputs"]["properties"]  # fmt: skip
 
 
 def test_build_context_error_is_a_runner_error():

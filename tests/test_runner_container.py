@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from runners import RunnerError, make_runner
+from runners.buildcontext import openapi_label
 from runners.container import image_tag
 from tests.conftest import BASE_IMAGE
 from tests.test_runner_process import WHEELHOUSE, predict, python_spec
@@ -88,9 +89,9 @@ def test_gpu_optional_runs_on_cpu_with_a_warning(runner):
 
 @pytest.mark.slow
 def test_container_runs_confined_labelled_and_limited_by_the_manifest(runner, engine):
-    spec = dataclasses.replace(
-        python_spec("runner_echo", version="4.0.0"), cpus=0.5, memory_bytes=256 * 1024**2
-    )
+    spec = python_spec("runner_echo", version="4.0.0")
+    odd = 'odd "$HOME" ${PATH} \\ name'  # reaches the image only inside the aidhub.openapi label
+    spec = dataclasses.replace(spec, cpus=0.5, memory_bytes=256 * 1024**2, outputs={**spec.outputs, odd: {}})
     lines = []
     instance = runner.start(spec, lines.append)
     assert "Limits: 0.5 CPU(s), memory 256Mi (resources in aid.yaml)" in lines
@@ -110,6 +111,7 @@ def test_container_runs_confined_labelled_and_limited_by_the_manifest(runner, en
         "runner-echo", "4.0.0", "0" * 64,
     )  # fmt: skip
     assert (labels["aidhub.env"], labels["aidhub.base"]) == (instance.env_key, BASE_IMAGE)
+    assert labels["aidhub.openapi"] == openapi_label(spec)  # read back exactly, nothing expanded
     assert (instance.pid, instance.runner) == (None, "container")
     script = (
         "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/1/status; touch /x 2>&1; touch /tmp/y && echo tmp-ok"
