@@ -172,13 +172,14 @@ def show(client: HubClient, ref: str, as_json: bool) -> None:
 @click.argument("name")
 @click.argument("alias")
 @click.argument("version")
+@click.option("--retire", is_flag=True, help="Then stop the version the alias leaves, once drained.")
 @click.pass_obj
-def alias(client: HubClient, name: str, alias: str, version: str) -> None:
+def alias(client: HubClient, name: str, alias: str, version: str, retire: bool) -> None:
     """Point ALIAS (e.g. production) of model NAME at VERSION.
 
     When the alias's version serves and VERSION does not, VERSION is deployed first and the alias
     moves once it is ready; this waits for that."""
-    reply = client.put(f"/api/v1/models/{name}/aliases/{alias}", {"version": version})
+    reply = client.put(f"/api/v1/models/{name}/aliases/{alias}", {"version": version, "retire": retire})
     if reply["moved"]:
         click.echo(f"{name}@{alias} -> {reply['version']}")
         return

@@ -132,6 +132,11 @@ class Catalog:
             return version or alias.version
         raise NotFound(self._no_such_ref(model, ref))
 
+    def aliases_of(self, version: VersionRow) -> list[str]:
+        """The names of the aliases that point at `version`, the hub's `latest` left out."""
+        rows = AliasRow.select().where(AliasRow.version == version, AliasRow.name.not_in(HUB_ALIASES))
+        return sorted(a.name for a in rows)
+
     def has_alias(self, model: ModelRow, name: str) -> bool:
         return self._alias(model, name) is not None
 

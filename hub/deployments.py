@@ -104,20 +104,21 @@ class Deployments:
         self.on_change = lambda: None  # called after a deployment's state changed
         self.on_ready: Callable[[BuildRow], None] = lambda build: None  # inside the ready transaction
 
-    def deploy(self, version: VersionRow, alias: str = "") -> BuildRow:
+    def deploy(self, version: VersionRow, alias: str = "", retire: int | None = None) -> BuildRow:
         """Start (or keep) the version's server; the build runs on the queue.
 
-        With `alias`, the alias moves to the version when its build succeeds (and not before)."""
+        With `alias`, the alias moves to the version when its build succeeds (and not before);
+        `retire` names the version (id) to stop after that."""
         current = DeploymentRow.get_or_none(version=version)
         in_flight = self.latest_build(version)
         if in_flight and in_flight.status in IN_FLIGHT:
-            if alias and in_flight.alias != alias:
-                BuildRow.update(alias=alias).where(BuildRow.id == in_flight.id).execute()
+            if alias:
+                BuildRow.update(alias=alias, retire=retire).where(BuildRow.id == in_flight.id).execute()
             return in_flight
         if current and current.status in ("ready", "unhealthy") and self.alive(current):
             return in_flight
         with database.atomic():
-            build = BuildRow.create(version=version, status="queued", alias=alias)
+            build = BuildRow.create(version=version, status="queued", alias=alias, retire=retire)
             DeploymentRow.insert(version=version, status="starting", runner=self.runner.kind).on_conflict(
                 conflict_target=[DeploymentRow.version],
                 update={

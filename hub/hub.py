@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import BinaryIO
 
 from hub import present
@@ -30,6 +31,7 @@ from registry.models import VersionRow
 from runners.base import Runner
 
 log = logging.getLogger(__name__)
+DRAIN_SECONDS = 3.0  # longer than the route cache's TTL (hub/routes.py)
 
 
 class Hub:
@@ -94,27 +96,43 @@ class Hub:
     def version(self, name: str, ref: str | None = None) -> dict:
         return present.version(self.catalog.resolve(name, ref), detail=True)
 
-    def set_alias(self, name: str, alias: str, ref: str) -> dict:
+    def set_alias(self, name: str, alias: str, ref: str, retire: bool = False) -> dict:
         """Point `alias` at a version. When the alias's version serves and the new one does not, the new
-        one is deployed first and the alias moves when it is ready: no call through the alias fails."""
+        one is deployed first and the alias moves when it is ready: no call through the alias fails.
+        With `retire`, the version the alias left is stopped afterwards (drained: see `_retire`)."""
         version, current = self.catalog.alias_change(name, alias, ref)
-        if current and current.id != version.id and _serves(current) and not _serves(version):
-            build = self.deployments.deploy(version, alias=alias)
+        leaving = current if current and current.id != version.id else None
+        if leaving and _serves(leaving) and not _serves(version):
+            build = self.deployments.deploy(version, alias, leaving.id if retire else None)
             return {**present.version(version), "alias": alias, "moved": False, "build": present.build(build)}
         self.catalog.point(version.model, alias, version)
         self.routes.clear()
+        if retire and leaving:
+            self._retire(leaving.id)
         return {**present.version(version), "alias": alias, "moved": True}
 
     def _move_alias(self, build) -> None:
         """Called when a build succeeded, inside its transaction: move the alias it waited for."""
         if build.alias:
-            self.catalog.point(build.version.model, build.alias, build.version)
-            log.info(
-                "alias %s of %s now points at %s",
-                build.alias,
-                build.version.model.name,
-                build.version.version,
-            )
+            version = build.version
+            self.catalog.point(version.model, build.alias, version)
+            log.info("alias %s of %s now points at %s", build.alias, version.model.name, version.version)
+            if build.retire:
+                self._retire(build.retire)
+
+    def _retire(self, version_id: int) -> None:
+        """Stop a version an alias left, unless another alias still names it: after DRAIN_SECONDS
+        (every hub process's route cache has moved on by then) and gracefully, so that the calls it
+        is answering finish."""
+
+        def retire():
+            version = VersionRow.get_or_none(VersionRow.id == version_id)
+            if version is not None and not self.catalog.aliases_of(version):
+                log.info("retiring %s@%s", version.model.name, version.version)
+                self.deployments.undeploy(version)
+            self.release_connection()
+
+        threading.Timer(DRAIN_SECONDS, retire).start()
 
     # --- deployments --------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ MIGRATIONS = [
     (1, "create tables", _create_tables),
     (2, "deployments.container_id", _add_column("deployments", DeploymentRow.container_id)),
     (3, "builds.alias", _add_column("builds", BuildRow.alias)),
+    (4, "builds.retire", _add_column("builds", BuildRow.retire)),
 ]
 
 

@@ -102,6 +102,7 @@ class BuildRow(BaseModel):
     log = TextField(default="")
     steps = JSONField(default=list)  # [{"name", "status", "seconds"}]
     alias = CharField(max_length=64, default="")  # moved to this version when the build succeeds
+    retire = IntegerField(null=True)  # then the version (id) the alias left is stopped, drained
     created_at = DateTimeField(default=utcnow)
     started_at = DateTimeField(null=True)
     finished_at = DateTimeField(null=True)

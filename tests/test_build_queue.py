@@ -147,7 +147,7 @@ def test_backoff_doubles_up_to_a_minute():
     assert [backoff(n) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
 
 
-def test_an_alias_moves_only_when_the_new_version_serves_and_no_call_fails(tmp_path):
+def test_an_alias_moves_only_when_the_new_version_serves_no_call_fails_and_the_old_one_retires(tmp_path):
     server = HubProcess(tmp_path / "home").start()
     try:
         for version, factor in (("1.0.0", 2.0), ("2.0.0", 3.0)):
@@ -168,7 +168,8 @@ def test_an_alias_moves_only_when_the_new_version_serves_and_no_call_fails(tmp_p
         try:
             wait_until(lambda: len(answers) > 20)
             reply = httpx.put(
-                f"{server.url}/api/v1/models/switch/aliases/production", json={"version": "2.0.0"}
+                f"{server.url}/api/v1/models/switch/aliases/production",
+                json={"version": "2.0.0", "retire": True},
             )
             assert reply.status_code == 202 and reply.json()["moved"] is False
             assert httpx.get(f"{server.url}/api/v1/models/switch").json()["aliases"]["production"] == "1.0.0"
@@ -177,7 +178,9 @@ def test_an_alias_moves_only_when_the_new_version_serves_and_no_call_fails(tmp_p
             assert done.returncode == 0, done.stderr
             assert f"build {build['id']}" in done.stdout or "ready at" in done.stdout
             wait_until(lambda: answers[-1][1] == "2.0.0", timeout=30)
-            seen = len(answers)
+            old = f"{server.url}/api/v1/models/switch/versions/1.0.0"
+            wait_until(lambda: httpx.get(old).json()["deployment"]["status"] == "stopped", timeout=30)
+            seen = len(answers)  # 1.0.0 is retired (drained, then stopped) while calls go on
             wait_until(lambda: len(answers) > seen + 20)
         finally:
             stop.set()

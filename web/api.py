@@ -61,10 +61,13 @@ def version(name, ref):
 
 @blueprint.put("/models/<path:name>/aliases/<alias>")
 def set_alias(name, alias):
-    ref = json_body().get("version")
+    body = json_body()
+    ref, retire = body.get("version"), body.get("retire", False)
     if not ref:
         raise Invalid('Say which version the alias points to: {"version": "1.0.0"}.')
-    reply = get_hub().set_alias(name, alias, str(ref))
+    if not isinstance(retire, bool):
+        raise Invalid(f'"retire" must be true or false, not {retire!r}.')
+    reply = get_hub().set_alias(name, alias, str(ref), retire)
     return jsonify(reply), 200 if reply["moved"] else 202
 
 

@@ -120,7 +120,13 @@ def catalog_schemas() -> dict:
             },
         ),
         "ModelList": obj({"models": array(ref("ModelSummary"))}),
-        "AliasRequest": obj({"version": typed("string", description="A version or another alias.")}),
+        "AliasRequest": obj(
+            {
+                "version": typed("string", description="A version or another alias."),
+                "retire": typed("boolean", description="Stop the version the alias leaves (default false)."),
+            },
+            required=["version"],
+        ),
     }
 
 
