@@ -78,7 +78,7 @@ class AliasRow(BaseModel):
 class DeploymentRow(BaseModel):
     id = AutoField()
     version = ForeignKeyField(VersionRow, unique=True, on_delete="CASCADE")
-    status = CharField(max_length=20, default="starting")
+    status = CharField(max_length=20, default="starting")  # starting ready unhealthy failed stopping stopped
     runner = CharField(max_length=20, default="")
     env_key = CharField(max_length=64, default="")
     url = CharField(max_length=300, default="")

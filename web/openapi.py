@@ -95,7 +95,9 @@ def fields(**kinds: str) -> dict:
 
 def catalog_schemas() -> dict:
     tensors, strings = {"type": "object", "additionalProperties": ref("TensorSpec")}, array(typed("string"))
-    status = typed("string", description="not deployed, starting, ready, failed, stopped")
+    status = typed(
+        "string", description="not deployed, starting, ready, unhealthy, failed, stopping, stopped"
+    )
     deployment = fields(text="url runner env_key error", integer="restarts", time="updated_at")
     version = fields(string="model version digest task framework", integer="size", time="created_at")
     summary = fields(string="name task summary", text="latest production shown", time="updated_at")
