@@ -1,19 +1,30 @@
-"""`make bench`: run every benchmark and print one table."""
+"""`make bench`: run every benchmark and print one table; `python -m benchmarks NAME...` runs some."""
 
 from __future__ import annotations
 
 import os
 import platform
+import sys
 
 from benchmarks import containers, predlog, serving
+
+BENCHMARKS = {"predlog": predlog.run, "serving": serving.run, "containers": containers.run}
 
 
 def _fmt(value) -> str:
     return f"{value:,.2f}" if isinstance(value, float) else str(value)
 
 
-def main() -> None:
-    rows = [*predlog.run(), *serving.run(), *containers.run()]
+def _chosen(names: list[str]) -> list[str]:
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"No benchmark named {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}.")
+    return names or list(BENCHMARKS)
+
+
+def main(argv: list[str] | None = None) -> None:
+    names = _chosen(sys.argv[1:] if argv is None else argv)
+    rows = [r for name in names for r in BENCHMARKS[name]()]
     width = max(len(r["name"]) for r in rows)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{'benchmark'.ljust(width)}  {'value':>14}  {'unit':<6} target")
