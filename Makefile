@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench examples system-deps engine clean
+.PHONY: run test lint bench examples system-deps engine hub-image clean
 # The container engine the tests drive (Podman's Docker-compatible service; scripts/container-engine.sh).
 ENGINE_SOCK ?= /run/aidhub/podman.sock
 
@@ -35,6 +35,13 @@ lint: $(STAMP)
 
 bench: system-deps engine examples
 	DOCKER_HOST=unix://$(ENGINE_SOCK) $(BIN)/python -m benchmarks
+
+# The hub's own image (root Dockerfile), built offline from a wheelhouse that scripts/hub-image.sh fills.
+# Where no registry answers: make hub-image HUB_BASE_IMAGE=aidhub/base:py3.11 (after make engine).
+HUB_BASE_IMAGE ?= python:3.11-slim
+HUB_IMAGE ?= aidhub/hub:latest
+hub-image: $(STAMP)
+	BASE_IMAGE=$(HUB_BASE_IMAGE) scripts/hub-image.sh $(HUB_IMAGE)
 
 clean:
 	rm -rf $(VENV) .cache
