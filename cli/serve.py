@@ -26,6 +26,8 @@ class HubServer(BaseApplication):
         self.cfg.set("timeout", 300)
         self.cfg.set("graceful_timeout", 10)
         self.cfg.set("accesslog", None)
+        if "control_socket_disable" in self.cfg.settings:  # gunicorn 27: no control socket in $HOME
+            self.cfg.set("control_socket_disable", True)
 
     def load(self):
         from web.app import create_app

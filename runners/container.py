@@ -250,7 +250,12 @@ class ContainerRunner:
                     log(line)
                     if match := re.match(r"Successfully built ([0-9a-f]{12,64})$", line.strip()):
                         image_id = image_id or match.group(1)
-        image_id = image_id or self.client.images.get(tag).id
+        if image_id is None:  # quirk 19: a build killed from outside can end its stream without an error
+            raise RunnerError(
+                f"Building the image of {spec.name!r} version {spec.version!r} ended without an image; "
+                "another build on the engine may have interfered. Deploy again.",
+                log_tail="\n".join(tail[-TAIL_LINES:]),
+            )
         log(f"Built image {tag} ({image_id[:19]}) in {time.monotonic() - began:.1f} s")
         return image_id
 
