@@ -16,10 +16,12 @@ RUN /opt/hub/bin/pip install --no-cache-dir --no-index --find-links /wheels -r /
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY cli cli
+COPY database database
 COPY hub hub
 COPY monitor monitor
 COPY registry registry
 COPY runners runners
+COPY vocab vocab
 COPY web web
 RUN /opt/hub/bin/pip install --no-cache-dir --no-index --find-links /wheels --no-deps . \
  && /opt/hub/bin/aid --help >/dev/null

@@ -15,13 +15,11 @@ import threading
 import time
 from pathlib import Path
 
-from playhouse.db_url import connect
-
-from monitor import tables
-from monitor.migrations import migrate
+import monitor.migrations  # noqa: F401 - registers the monitor's schema steps
+from database.connection import connect, database
+from database.migrations import migrate
 from monitor.predlog import PredictionLog, PredictionRecord
 
-PRAGMAS = {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000}
 INPUTS = {"features": [[5.1, 3.5, 1.4, 0.2]]}
 OUTPUTS = {"label": ["setosa"], "probabilities": [[0.97, 0.02, 0.01]]}
 
@@ -62,17 +60,17 @@ def _queue_then_write(db, rows: int) -> tuple[float, float]:
 
 
 def run(rows: int = 50_000, threads: int = 4) -> list[dict]:
-    previous = tables.database.obj
+    previous = database.obj
     with tempfile.TemporaryDirectory(prefix="aidhub-bench-") as folder:
-        db = connect(f"sqlite:///{Path(folder) / 'hub.db'}", pragmas=PRAGMAS)
-        tables.database.initialize(db)
+        db = connect(f"sqlite:///{Path(folder) / 'hub.db'}")
+        database.initialize(db)
         try:
             migrate(db)
             rate = _end_to_end(db, rows, threads)
             per_call, writer = _queue_then_write(db, rows)
         finally:
             db.close()
-            tables.database.initialize(previous)
+            database.initialize(previous)
     return [
         {"name": "prediction log into SQLite, end to end", "value": round(rate),
          "unit": "rows/s", "target": ">= 5000"},

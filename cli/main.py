@@ -11,7 +11,11 @@ import click
 
 from cli import output
 from cli.client import DEFAULT_URL, HubClient, HubReplyError, HubUnreachable
+from cli.hubprocess import serve, worker
+from hub.errors import HubError
 from registry.manifest import FRAMEWORKS, PackageInvalid
+from vocab.names import split_ref
+from vocab.states import IN_FLIGHT, BuildStatus, DeploymentStatus, StepStatus
 
 READ = click.option("--json", "as_json", is_flag=True, help="Print the reply as JSON.")
 
@@ -24,13 +28,8 @@ class Usage(click.ClickException):
     exit_code = 2
 
 
-def split(ref: str) -> tuple[str, str | None]:
-    name, _, version = ref.partition("@")
-    return name, version or None
-
-
-def model_path(ref: str, suffix: str = "") -> str:
-    name, version = split(ref)
+def model_path(ref: str, suffix: str = "") -> tuple[str, str | None]:
+    name, version = split_ref(ref)
     return f"/api/v1/models/{name}{suffix}", version
 
 
@@ -40,6 +39,10 @@ def model_path(ref: str, suffix: str = "") -> str:
 def cli(ctx: click.Context, hub: str) -> None:
     """aidhub: publish, serve and monitor models."""
     ctx.obj = HubClient(hub)
+
+
+cli.add_command(serve)
+cli.add_command(worker)
 
 
 @cli.command()
@@ -94,7 +97,7 @@ def start_deploy(client: HubClient, ref: str, wait: bool) -> None:
     path, version = model_path(ref, "/deploy")
     reply = client.post(path, version=version)
     build, deployment = reply["build"], reply["deployment"]
-    if deployment["status"] == "ready":
+    if deployment["status"] == DeploymentStatus.READY:
         click.echo(f"{reply['model']}@{reply['version']} is already serving at {deployment['url']}")
         return
     if not wait or build is None:
@@ -114,17 +117,17 @@ def follow_build(client: HubClient, build_id: int, echo_log: bool = False) -> di
             for line in lines[shown:]:
                 click.echo(line)
         shown = len(lines)
-        finished = [s for s in build["steps"] if s["status"] != "running"]
+        finished = [s for s in build["steps"] if s["status"] != StepStatus.RUNNING]
         if not echo_log:
             for step in finished[steps_shown:]:
                 click.echo(f"  {step['name']:<12} {step['status']:<9} {step['seconds']:.1f} s")
         steps_shown = len(finished)
-        if build["status"] not in ("queued", "running", "cancelling"):
+        if build["status"] not in IN_FLIGHT:
             break
         time.sleep(0.5)
-    if build["status"] == "cancelled":
+    if build["status"] == BuildStatus.CANCELLED:
         raise Failure(f"Build {build_id} was cancelled.")
-    if build["status"] == "failed":
+    if build["status"] == BuildStatus.FAILED:
         tail = "\n".join(lines[-20:])
         raise Failure(f"Build {build_id} failed after {build['seconds']}s:\n{tail}")
     version = client.get(f"/api/v1/models/{build['model']}/versions/{build['version']}")
@@ -159,7 +162,7 @@ def list_models(client: HubClient, query: str, task: str, tag: str, as_json: boo
 @click.pass_obj
 def show(client: HubClient, ref: str, as_json: bool) -> None:
     """Show a model (NAME) or one version (NAME@VERSION or NAME@ALIAS)."""
-    name, version = split(ref)
+    name, version = split_ref(ref)
     if version:
         data = client.get(f"/api/v1/models/{name}/versions/{version}")
         output.emit_json(data) if as_json else output.emit_json({k: data[k] for k in data if k != "card"})
@@ -237,7 +240,7 @@ def logs(client: HubClient, ref: str, follow: bool) -> None:
     path, version = model_path(ref, "/logs")
     data = client.get(path, version=version)
     build = data["build"]
-    if follow and build and build["status"] in ("queued", "running"):
+    if follow and build and build["status"] in IN_FLIGHT:
         follow_build(client, build["id"], echo_log=True)
         return
     if build:
@@ -324,64 +327,14 @@ def leaderboard(client: HubClient, task: str, as_json: bool) -> None:
     output.emit_json(data) if as_json else output.leaderboard(data)
 
 
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), help="Default: AIDHUB_HOME or ~/.aidhub"
-)
-@click.option(
-    "--runner", type=click.Choice(["auto", "process", "container"]), help="Default: AIDHUB_RUNNER or auto"
-)
-@click.option("--connections", default=1000, show_default=True, type=int, help="Concurrent connections.")
-def serve(host: str, port: int, home: Path | None, runner: str | None, connections: int) -> None:
-    """Run the hub (web catalog, API, model supervision) in the foreground."""
-    from cli.serve import serve as run_server
-    from hub.config import Config
-
-    overrides = {k: v for k, v in {"home": home, "runner": runner}.items() if v}
-    config = Config.load(host=host, port=port, **overrides)
-    click.echo(f"aidhub on http://{host}:{port}  (home {config.home})")
-    run_server(config, connections)
-
-
-@cli.command()
-@click.option("--workers", default=2, show_default=True, type=int, help="Builds run at once.")
-@click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), help="Default: AIDHUB_HOME or ~/.aidhub"
-)
-def worker(workers: int, home: Path | None) -> None:
-    """Run builds from the hub's queue (AIDHUB_QUEUE_URL=redis://...) until interrupted."""
-    import signal
-
-    from hub.config import Config
-    from hub.hub import Hub
-
-    config = Config.load(**({"home": home} if home else {}))
-    if not config.queue_url:
-        raise Usage("Set AIDHUB_QUEUE_URL=redis://HOST:6379/0 (the hub's queue); the embedded queue "
-                    "belongs to the hub process, which runs its own builds.")  # fmt: skip
-    hub = Hub(config, background=False)
-    signal.signal(signal.SIGTERM, lambda *_: hub.deployments.queue.stop())
-    click.echo(f"aid worker: {workers} build worker(s) on {config.queue_url} (runner {hub.runner.kind})")
-    hub.deployments.queue.start(workers)
-    try:
-        while not hub.deployments.queue.stopping.wait(1.0):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        hub.close()
-
-
 def main() -> None:
+    """`aid`: bad usage, input or settings exit 2; an unreachable hub and other failures exit 1."""
     try:
         cli(standalone_mode=False)
     except HubUnreachable as e:
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(1)
-    except HubReplyError as e:
-        report(e)
+        fail(str(e), [], 1)
+    except (HubReplyError, HubError) as e:
+        fail(str(e), e.errors, 2 if e.status == 400 else 1)
     except click.exceptions.Abort:
         sys.exit(1)
     except click.ClickException as e:
@@ -389,8 +342,8 @@ def main() -> None:
         sys.exit(e.exit_code)
 
 
-def report(e: HubReplyError) -> None:
-    click.echo(f"Error: {e}", err=True)
-    for line in e.errors:
+def fail(message: str, errors: list[str], code: int) -> None:
+    click.echo(f"Error: {message}", err=True)
+    for line in errors:
         click.echo(f"  - {line}", err=True)
-    sys.exit(2 if e.status == 400 else 1)
+    sys.exit(code)

@@ -14,13 +14,15 @@ from pathlib import Path
 
 from huey import RedisHuey, SqliteHuey
 
+from hub.errors import SettingInvalid
+
 log = logging.getLogger(__name__)
 TASK_NAME = "aidhub.build"
 POLL_SECONDS = 0.2
 
 
 def make_huey(queue_url: str, home: Path):
-    """SqliteHuey in `home` for "" or sqlite:///path, RedisHuey for redis://; ValueError otherwise."""
+    """SqliteHuey in `home` for "" or sqlite:///path, RedisHuey for redis://; SettingInvalid otherwise."""
     if not queue_url or queue_url.startswith("sqlite:///"):
         path = queue_url.removeprefix("sqlite:///") or str(home / "queue.db")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -29,10 +31,10 @@ def make_huey(queue_url: str, home: Path):
         try:
             return RedisHuey("aidhub", url=queue_url, results=False)
         except ImportError as e:
-            raise ValueError(
+            raise SettingInvalid(
                 f"AIDHUB_QUEUE_URL={queue_url} needs the redis client: pip install 'aidhub[redis]'."
             ) from e
-    raise ValueError(
+    raise SettingInvalid(
         f"AIDHUB_QUEUE_URL={queue_url!r} is not a queue; use redis://HOST:6379/0 or leave it empty "
         "for the embedded SQLite queue."
     )
@@ -46,6 +48,7 @@ class BuildQueue:
         self.task = huey.task(name=TASK_NAME)(run_build)
         self.threads: list[threading.Thread] = []
         self.stopping = threading.Event()
+        self.executed = 0  # tasks this process's workers ran to the end
 
     def submit(self, build_id: int) -> None:
         self.task(build_id)
@@ -72,6 +75,7 @@ class BuildQueue:
                 self.stopping.wait(POLL_SECONDS)
                 continue
             self.huey.execute(task)  # huey logs a task's exception; builds record their own
+            self.executed += 1
 
     def stop(self) -> None:
         self.stopping.set()

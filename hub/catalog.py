@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from pathlib import Path
 from typing import BinaryIO
 
 from peewee import IntegrityError
 
-from hub.errors import Conflict, Invalid, NotFound, TooLarge
-from registry.blobs import BlobStore, BlobTooLarge
-from registry.db import database
+from database.connection import database
+from hub.errors import Conflict, Invalid, NotFound, TooLarge, public, translated
+from registry.blobs import BlobStore
 from registry.manifest import PackageInvalid
-from registry.models import AliasRow, ModelRow, VersionRow, utcnow
+from registry.models import AliasRow, ModelRow, VersionRow
 from registry.package import Package, extract, validate_package
+from vocab.names import ALIAS_RE, HUB_ALIASES, semver_key
+from vocab.times import utcnow
 
 log = logging.getLogger(__name__)
-ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-HUB_ALIASES = ("latest",)
-
-
-def semver_key(version: str) -> tuple:
-    core, _, pre = version.partition("+")[0].partition("-")
-    numbers = tuple(int(p) for p in core.split("."))
-    return (*numbers, 0 if pre else 1, pre)
 
 
 class Catalog:
@@ -36,17 +29,21 @@ class Catalog:
 
     # --- publishing ---------------------------------------------------------------------
 
-    def publish(self, stream: BinaryIO) -> tuple[VersionRow, bool]:
-        """Store an uploaded package archive; return (version, created). Same digest: no-op."""
-        try:
+    def publish(self, stream: BinaryIO, length: int | None = None) -> tuple[VersionRow, bool]:
+        """Store an uploaded package archive of `length` bytes (when known); return (version,
+        created). Same digest: no-op."""
+        if length and length > self.max_upload_bytes:
+            raise TooLarge(
+                f"The upload of {length} bytes is larger than the limit of {self.max_upload_bytes} "
+                "bytes. Shrink the package or raise the hub's upload limit."
+            )
+        with translated():
             digest, size = self.blobs.put_stream(stream, self.max_upload_bytes)
-        except BlobTooLarge as e:
-            raise TooLarge(f"{e} Shrink the package or raise the hub's upload limit.") from e
         try:
             package = validate_package(self.unpack(digest))
         except PackageInvalid as e:
             self._discard(digest)
-            raise Invalid("The package is invalid.", [str(p) for p in e.problems]) from e
+            raise public(e) from e
         return self._record(package, digest, size)
 
     def unpack(self, digest: str) -> Path:
@@ -131,6 +128,19 @@ class Catalog:
         if version or alias:
             return version or alias.version
         raise NotFound(self._no_such_ref(model, ref))
+
+    def aliases(self, model: ModelRow) -> dict[str, str]:
+        """The model's aliases, by name: alias -> version number."""
+        rows = AliasRow.select(AliasRow, VersionRow).join(VersionRow).where(AliasRow.model == model)
+        return {a.name: a.version.version for a in sorted(rows, key=lambda a: a.name)}
+
+    def versions(self, model: ModelRow) -> list[VersionRow]:
+        """The model's versions, newest first."""
+        rows = VersionRow.select(VersionRow, ModelRow).join(ModelRow).where(VersionRow.model == model)
+        return sorted(rows, key=lambda v: semver_key(v.version), reverse=True)
+
+    def version_of(self, model: ModelRow, number: str | None) -> VersionRow | None:
+        return VersionRow.get_or_none(model=model, version=number) if number else None
 
     def aliases_of(self, version: VersionRow) -> list[str]:
         """The names of the aliases that point at `version`, the hub's `latest` left out."""

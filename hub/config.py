@@ -1,4 +1,5 @@
-"""The one place configuration is read: defaults < AIDHUB_* environment < explicit overrides."""
+"""The one place configuration is read: defaults < AIDHUB_* environment < explicit overrides.
+A bad value raises SettingInvalid naming the variable and a valid value."""
 
 from __future__ import annotations
 
@@ -6,13 +7,10 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from registry.manifest import parse_memory
-from runners.buildcontext import (
-    BASE_IMAGE_KEYS,
-    BuildContextError,
-    check_base_image,
-    check_base_image_overrides,
-)
+from hub.errors import SettingInvalid
+from runners.buildcontext import BuildContextError, check_base_image, check_base_image_overrides
+from vocab.images import HUB_BASE_IMAGE_KEYS
+from vocab.sizes import parse_size
 
 RUNNERS = ("auto", "process", "container")
 
@@ -92,7 +90,7 @@ class Config:
         config = cls(home=home, **values)
         config = replace(config, **overrides)
         if config.runner not in RUNNERS:
-            raise ValueError(
+            raise SettingInvalid(
                 f"AIDHUB_RUNNER={config.runner!r} is not a runner; use one of {', '.join(RUNNERS)}."
             )
         return config
@@ -107,7 +105,7 @@ def _number(env, name: str, default, kind):
     except ValueError:
         number = -1
     if number < 0:
-        raise ValueError(f"{name}={value!r} is not a valid setting; use a number >= 0 such as {default}.")
+        raise SettingInvalid(f"{name}={value!r} is not a valid setting; use a number >= 0 such as {default}.")
     return number
 
 
@@ -115,33 +113,37 @@ def _base_image(image: str) -> str:
     try:
         return check_base_image(image)
     except BuildContextError as e:
-        raise ValueError(f"AIDHUB_BASE_IMAGE: {e}") from e
+        raise SettingInvalid(f"AIDHUB_BASE_IMAGE: {e}") from e
 
 
 def _base_images(text: str) -> dict[str, str]:
     """'torch-gpu=my/cuda-torch:1,gpu=my/cuda:1' -> {"torch-gpu": ..., "gpu": ...}."""
-    keys = [k for k in BASE_IMAGE_KEYS if k != "cpu"]
+    keys = [k for k in HUB_BASE_IMAGE_KEYS if k != "cpu"]
     hint = f"write KEY=IMAGE[,KEY=IMAGE...], e.g. torch-gpu=my/cuda-torch:1 (keys: {', '.join(keys)})"
     pairs = [item.strip().partition("=") for item in text.split(",") if item.strip()]
     for key, equals, image in pairs:
         if not equals or not key.strip() or not image.strip():
-            raise ValueError(f"AIDHUB_BASE_IMAGES entry {key + equals + image!r} is not KEY=IMAGE; {hint}.")
+            raise SettingInvalid(
+                f"AIDHUB_BASE_IMAGES entry {key + equals + image!r} is not KEY=IMAGE; {hint}."
+            )
         if key.strip() == "cpu":
-            raise ValueError("AIDHUB_BASE_IMAGES names cpu; set the CPU base with AIDHUB_BASE_IMAGE instead.")
+            raise SettingInvalid(
+                "AIDHUB_BASE_IMAGES names cpu; set the CPU base with AIDHUB_BASE_IMAGE instead."
+            )
     images = {key.strip(): image.strip() for key, _, image in pairs}
     try:
         return check_base_image_overrides(images)
     except BuildContextError as e:
-        raise ValueError(f"AIDHUB_BASE_IMAGES: {e}") from e
+        raise SettingInvalid(f"AIDHUB_BASE_IMAGES: {e}") from e
 
 
 def _max_memory(text: str) -> int | None:
     if not text.strip():
         return None
     try:
-        return parse_memory(text)
+        return parse_size(text)
     except ValueError as e:
-        raise ValueError(f"AIDHUB_MAX_MEMORY={text!r} is not a size; use e.g. 2Gi or 512Mi.") from e
+        raise SettingInvalid(f"AIDHUB_MAX_MEMORY={text!r} is not a size; use e.g. 2Gi or 512Mi.") from e
 
 
 def _max_cpus(text: str) -> float | None:
@@ -152,5 +154,5 @@ def _max_cpus(text: str) -> float | None:
     except ValueError:
         cpus = 0.0
     if not 0 < cpus < float("inf"):
-        raise ValueError(f"AIDHUB_MAX_CPUS={text!r} is not a number of CPUs; use e.g. 2 or 0.5.")
+        raise SettingInvalid(f"AIDHUB_MAX_CPUS={text!r} is not a number of CPUs; use e.g. 2 or 0.5.")
     return cpus

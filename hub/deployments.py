@@ -7,84 +7,26 @@ while it runs. Cancelling marks the row; the worker notices at the next log line
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
+from peewee import fn
+
+from database.connection import database
+from hub.buildlog import BuildCancelled, BuildLog
 from hub.buildqueue import BuildQueue
-from hub.errors import Conflict, Unavailable
-from registry.db import database
-from registry.models import BuildRow, DeploymentRow, VersionRow, utcnow
+from hub.errors import Conflict, NotFound, Unavailable
+from registry.models import BuildRow, DeploymentRow, ModelRow, VersionRow
 from runners.base import Instance, Runner, server_key
+from vocab.names import semver_key
+from vocab.states import IN_FLIGHT, LIVE, SERVING, BuildStatus, BuildStep
+from vocab.states import DeploymentStatus as Status
+from vocab.times import utcnow
 
 log = logging.getLogger(__name__)
-LIVE = ("starting", "ready", "unhealthy")
-IN_FLIGHT = ("queued", "running", "cancelling")
-TAIL_LINES = 40
-SAVE_EVERY_S = 0.5
-
-
-class BuildCancelled(Exception):
-    """Someone cancelled the build; raised inside the build's log calls and between its steps."""
-
-
-class BuildLog:
-    """A build's lines and timed steps, saved to its row at most every SAVE_EVERY_S."""
-
-    def __init__(self, build_id: int):
-        self.build_id = build_id
-        self.lines: list[str] = []
-        self.steps: list[dict] = []
-        self.saved_at = 0.0
-        self.lock = threading.Lock()
-
-    def __call__(self, line: str) -> None:
-        with self.lock:
-            self.lines.append(line.rstrip("\n"))
-            if time.monotonic() - self.saved_at > SAVE_EVERY_S:
-                self.save()
-                self.check_cancelled()
-
-    def save(self) -> None:
-        self.saved_at = time.monotonic()
-        BuildRow.update(log="\n".join(self.lines) + "\n", steps=self.steps).where(
-            BuildRow.id == self.build_id
-        ).execute()
-
-    def check_cancelled(self) -> None:
-        status = BuildRow.select(BuildRow.status).where(BuildRow.id == self.build_id).scalar()
-        if status == "cancelling":
-            raise BuildCancelled(f"Build {self.build_id} was cancelled.")
-
-    def done(self, name: str, seconds: float) -> None:
-        self.steps.append({"name": name, "status": "done", "seconds": round(seconds, 2)})
-
-    @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        """Time one step; its status is running, then done, failed or cancelled."""
-        self.check_cancelled()
-        entry = {"name": name, "status": "running", "seconds": None}
-        self.steps.append(entry)
-        self.save()
-        began = time.monotonic()
-        try:
-            yield
-            entry["status"] = "done"
-        except BuildCancelled:
-            entry["status"] = "cancelled"
-            raise
-        except BaseException:
-            entry["status"] = "failed"
-            raise
-        finally:
-            entry["seconds"] = round(time.monotonic() - began, 2)
-            self.save()
-
-    def tail(self, n: int = TAIL_LINES) -> str:
-        return "\n".join(self.lines[-n:])
+LOG_TAIL_BYTES = 64 * 1024
 
 
 def instance_of(row: DeploymentRow) -> Instance:
@@ -115,14 +57,16 @@ class Deployments:
             if alias:
                 BuildRow.update(alias=alias, retire=retire).where(BuildRow.id == in_flight.id).execute()
             return in_flight
-        if current and current.status in ("ready", "unhealthy") and self.alive(current):
+        if current and current.status in SERVING and self.alive(current):
             return in_flight
         with database.atomic():
-            build = BuildRow.create(version=version, status="queued", alias=alias, retire=retire)
-            DeploymentRow.insert(version=version, status="starting", runner=self.runner.kind).on_conflict(
+            build = BuildRow.create(version=version, status=BuildStatus.QUEUED, alias=alias, retire=retire)
+            DeploymentRow.insert(
+                version=version, status=Status.STARTING, runner=self.runner.kind
+            ).on_conflict(
                 conflict_target=[DeploymentRow.version],
                 update={
-                    DeploymentRow.status: "starting",
+                    DeploymentRow.status: Status.STARTING,
                     DeploymentRow.error: "",
                     DeploymentRow.updated_at: utcnow(),
                 },
@@ -131,33 +75,75 @@ class Deployments:
         return build
 
     def latest_build(self, version: VersionRow) -> BuildRow | None:
-        return BuildRow.select().where(BuildRow.version == version).order_by(BuildRow.id.desc()).first()
+        return _builds().where(BuildRow.version == version).order_by(BuildRow.id.desc()).first()
+
+    def build(self, build_id: int) -> BuildRow:
+        row = _builds().where(BuildRow.id == build_id).first()
+        if row is None:
+            raise NotFound(f"Build {build_id} does not exist. 'aid show MODEL' lists a version's builds.")
+        return row
+
+    # --- reading ------------------------------------------------------------------------
+
+    def row(self, version: VersionRow) -> DeploymentRow | None:
+        return DeploymentRow.get_or_none(DeploymentRow.version == version)
+
+    def rows(self, versions: list[VersionRow]) -> dict[int, DeploymentRow]:
+        """The deployments of `versions` by version id, in one query."""
+        ids = [v.id for v in versions]
+        query = DeploymentRow.select().where(DeploymentRow.version.in_(ids)) if ids else []
+        return {row.version_id: row for row in query}
+
+    def serves(self, version: VersionRow) -> bool:
+        row = self.row(version)
+        return row is not None and row.status == Status.READY
+
+    def newest_ready(self, model: ModelRow) -> VersionRow | None:
+        query = VersionRow.select(VersionRow, ModelRow).join(ModelRow).switch(VersionRow).join(DeploymentRow)
+        ready = query.where(VersionRow.model == model, DeploymentRow.status == Status.READY)
+        return max(ready, key=lambda v: semver_key(v.version), default=None)
+
+    def counts(self) -> dict[str, int]:
+        query = DeploymentRow.select(DeploymentRow.status, fn.COUNT(DeploymentRow.id).alias("n"))
+        return {r.status: r.n for r in query.group_by(DeploymentRow.status)}
+
+    def server_log(self, version: VersionRow) -> str:
+        """The end of the version's server log ('' when it has none)."""
+        row = self.row(version)
+        path = Path(row.log_path) if row and row.log_path else None
+        if path is None or not path.is_file():
+            return ""
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+            return f.read().decode(errors="replace")
+
+    # --- building -----------------------------------------------------------------------
 
     def run(self, build_id: int) -> None:
         """The queue's task: build, start and smoke-test one version; the outcome goes to the rows."""
         claimed = (
-            BuildRow.update(status="running", started_at=utcnow())
-            .where(BuildRow.id == build_id, BuildRow.status == "queued")
+            BuildRow.update(status=BuildStatus.RUNNING, started_at=utcnow())
+            .where(BuildRow.id == build_id, BuildRow.status == BuildStatus.QUEUED)
             .execute()
         )
         if not claimed:  # cancelled while queued, or another worker has it
             return
         build = BuildRow.get_by_id(build_id)
         out = BuildLog(build_id)
-        out.done("queued", (build.started_at - build.created_at).total_seconds())
+        out.done(BuildStep.QUEUED, (build.started_at - build.created_at).total_seconds())
         started, instance = time.monotonic(), None
         try:
             spec = self.spec_of(build.version)
-            with out.step("environment"):
+            with out.step(BuildStep.ENVIRONMENT):
                 self.runner.build(spec, out)
-            with out.step("start"):
+            with out.step(BuildStep.START):
                 instance = self.runner.start(spec, out)
-            with out.step("smoke test"):
+            with out.step(BuildStep.SMOKE_TEST):
                 self.smoke_test(build.version, instance.url, out)
         except Exception as e:  # a failed build is recorded, never raised into the queue
             if instance is not None:
                 self.runner.stop(instance)
-            outcome = "cancelled" if isinstance(e, BuildCancelled) else "failed"
+            outcome = BuildStatus.CANCELLED if isinstance(e, BuildCancelled) else BuildStatus.FAILED
             self._ended(build, out, e, outcome, time.monotonic() - started)
             return
         self._ready(build, out, instance, time.monotonic() - started)
@@ -167,12 +153,12 @@ class Deployments:
         out.save()
         with database.atomic():
             DeploymentRow.update(
-                status="ready", url=instance.url, pid=instance.pid, port=instance.port,
+                status=Status.READY, url=instance.url, pid=instance.pid, port=instance.port,
                 container_id=instance.container_id or "",
                 env_key=instance.env_key, log_path=str(instance.log_path or ""),
                 runner=self.runner.kind, error="", updated_at=utcnow(),
             ).where(DeploymentRow.version == build.version).execute()  # fmt: skip
-            self._finish(build, "succeeded", seconds)
+            self._finish(build, BuildStatus.SUCCEEDED, seconds)
             self.on_ready(BuildRow.get_by_id(build.id))
         self.on_change()
 
@@ -182,7 +168,8 @@ class Deployments:
         out.save()
         name = f"{build.version.model.name}@{build.version.version}"
         log.warning("deploy of %s %s: %s", name, outcome, error)
-        status, detail = ("stopped", "") if outcome == "cancelled" else ("failed", f"{error}\n{tail}".strip())
+        cancelled = outcome == BuildStatus.CANCELLED
+        status, detail = (Status.STOPPED, "") if cancelled else (Status.FAILED, f"{error}\n{tail}".strip())
         with database.atomic():
             DeploymentRow.update(status=status, error=detail, updated_at=utcnow()).where(
                 DeploymentRow.version == build.version
@@ -200,20 +187,20 @@ class Deployments:
         build = BuildRow.get_or_none(BuildRow.id == build_id)
         if build is None:
             return None
-        if build.status in ("running", "cancelling"):
-            BuildRow.update(status="cancelling").where(
-                BuildRow.id == build_id, BuildRow.status == "running"
+        if build.status in (BuildStatus.RUNNING, BuildStatus.CANCELLING):
+            BuildRow.update(status=BuildStatus.CANCELLING).where(
+                BuildRow.id == build_id, BuildRow.status == BuildStatus.RUNNING
             ).execute()
-        elif build.status == "queued":
+        elif build.status == BuildStatus.QUEUED:
             with database.atomic():
                 claimed = (
-                    BuildRow.update(status="cancelled", finished_at=utcnow(), seconds=0.0)
-                    .where(BuildRow.id == build_id, BuildRow.status == "queued")
+                    BuildRow.update(status=BuildStatus.CANCELLED, finished_at=utcnow(), seconds=0.0)
+                    .where(BuildRow.id == build_id, BuildRow.status == BuildStatus.QUEUED)
                     .execute()
                 )
                 if claimed:
-                    DeploymentRow.update(status="stopped", updated_at=utcnow()).where(
-                        DeploymentRow.version == build.version, DeploymentRow.status == "starting"
+                    DeploymentRow.update(status=Status.STOPPED, updated_at=utcnow()).where(
+                        DeploymentRow.version == build.version, DeploymentRow.status == Status.STARTING
                     ).execute()
             if not claimed:  # a worker took it meanwhile
                 return self.cancel(build_id)
@@ -228,12 +215,12 @@ class Deployments:
         in_flight = self.latest_build(version)
         if in_flight and in_flight.status in IN_FLIGHT:
             self.cancel(in_flight.id)
-        DeploymentRow.update(status="stopping", updated_at=utcnow()).where(
+        DeploymentRow.update(status=Status.STOPPING, updated_at=utcnow()).where(
             DeploymentRow.id == row.id
         ).execute()
         if row.pid or row.url:
             self.runner.stop(instance_of(row))
-        DeploymentRow.update(status="stopped", pid=None, container_id="", updated_at=utcnow()).where(
+        DeploymentRow.update(status=Status.STOPPED, pid=None, container_id="", updated_at=utcnow()).where(
             DeploymentRow.id == row.id
         ).execute()
         self.on_change()
@@ -242,9 +229,9 @@ class Deployments:
     def endpoint(self, version: VersionRow) -> str:
         row = DeploymentRow.get_or_none(version=version)
         name = f"{version.model.name}@{version.version}"
-        if row is None or row.status in ("stopped",):
+        if row is None or row.status == Status.STOPPED:
             raise Unavailable(f"{name} is not deployed. Run 'aid deploy {name}' first.")
-        if row.status != "ready":
+        if row.status != Status.READY:
             detail = f": {row.error.splitlines()[0]}" if row.error else ""
             raise Unavailable(f"{name} is {row.status}{detail}. See 'aid logs {name}'.")
         return row.url
@@ -255,10 +242,10 @@ class Deployments:
     def mark_unhealthy(self, row: DeploymentRow, why: str) -> bool:
         """Record that a deployed server is down; False when the row changed meanwhile (undeploy)."""
         changed = (
-            DeploymentRow.update(status="unhealthy", error=why, updated_at=utcnow())
+            DeploymentRow.update(status=Status.UNHEALTHY, error=why, updated_at=utcnow())
             .where(
                 DeploymentRow.id == row.id,
-                DeploymentRow.status.in_(("ready", "unhealthy")),
+                DeploymentRow.status.in_(SERVING),
                 DeploymentRow.url == row.url,
             )
             .execute()
@@ -274,11 +261,11 @@ class Deployments:
         with database.atomic():
             moved = (
                 DeploymentRow.update(
-                    status="ready", url=instance.url, pid=instance.pid, port=instance.port,
+                    status=Status.READY, url=instance.url, pid=instance.pid, port=instance.port,
                     container_id=instance.container_id or "", log_path=str(instance.log_path or ""),
                     error="", restarts=DeploymentRow.restarts + 1, updated_at=utcnow(),
                 )
-                .where(DeploymentRow.id == row.id, DeploymentRow.status == "unhealthy")
+                .where(DeploymentRow.id == row.id, DeploymentRow.status == Status.UNHEALTHY)
                 .execute()
             )  # fmt: skip
         if not moved:  # undeployed while it started
@@ -290,14 +277,14 @@ class Deployments:
         """On hub start: adopt servers that still run, restart those that should, remove orphans."""
         keep = set()
         for row in DeploymentRow.select().where(DeploymentRow.status.in_(LIVE)):
-            if row.status in ("ready", "unhealthy") and self.alive(row):
+            if row.status in SERVING and self.alive(row):
                 log.info("adopted %s@%s at %s", row.version.model.name, row.version.version, row.url)
                 keep.add(row.container_id or row.pid)
                 continue
             latest = self.latest_build(row.version)
             if latest and latest.status in IN_FLIGHT:
                 continue  # still on the queue, or a worker elsewhere builds it
-            DeploymentRow.update(status="stopped").where(DeploymentRow.id == row.id).execute()
+            DeploymentRow.update(status=Status.STOPPED).where(DeploymentRow.id == row.id).execute()
             self.deploy(row.version)
         for instance in self.runner.instances():
             if (instance.container_id or instance.pid) not in keep:
@@ -319,3 +306,8 @@ class Deployments:
 
     def close(self) -> None:
         self.queue.stop()
+
+
+def _builds():
+    """Builds with their version and model loaded (presenters follow both)."""
+    return BuildRow.select(BuildRow, VersionRow, ModelRow).join(VersionRow).join(ModelRow)

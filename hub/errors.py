@@ -1,6 +1,22 @@
-"""User-facing errors. Each carries an HTTP status; only cli/ and web/ catch them."""
+"""User-facing errors, and the one place where the lower packages' exceptions become them.
+
+Each error carries an HTTP status; only cli/ and web/ catch them. The registry, the runners, the
+monitor and the database raise their own exceptions; `public()` maps them, and use cases that call
+into those packages do so inside `with translated():`.
+"""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from database.connection import DatabaseUrlInvalid
+from monitor.errors import MonitorError
+from monitor.feedback import FeedbackInvalid, PredictionNotFound
+from registry.blobs import BlobTooLarge
+from registry.errors import RegistryError
+from registry.manifest import PackageInvalid
+from runners.base import RunnerError
 
 
 class HubError(Exception):
@@ -17,6 +33,10 @@ class HubError(Exception):
 
 class Invalid(HubError):
     status = 400
+
+
+class SettingInvalid(Invalid, ValueError):
+    """A bad AIDHUB_* setting or flag; the message names the variable and a valid value."""
 
 
 class NotFound(HubError):
@@ -45,3 +65,37 @@ class ModelFailed(HubError):
     """The model's server answered with an error or did not answer."""
 
     status = 502
+
+
+LOWER_ERRORS = (RegistryError, MonitorError, RunnerError, DatabaseUrlInvalid)
+
+
+def public(error: Exception) -> HubError:
+    """The user-facing error for an exception of a lower package."""
+    match error:
+        case HubError():
+            return error
+        case PackageInvalid():
+            return Invalid("The package is invalid.", [str(p) for p in error.problems])
+        case BlobTooLarge():
+            return TooLarge(f"{error} Shrink the package or raise the hub's upload limit.")
+        case FeedbackInvalid():
+            return Invalid(str(error))
+        case PredictionNotFound():
+            return NotFound(str(error))
+        case DatabaseUrlInvalid():
+            return SettingInvalid(f"AIDHUB_DATABASE_URL: {error}")
+        case RunnerError():
+            return Unavailable(str(error), [error.log_tail] if error.log_tail else [])
+        case RegistryError() | MonitorError():
+            return Invalid(str(error))
+    raise TypeError(f"{error!r} is not an error of a lower package")
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Raise the lower packages' exceptions inside the block as their user-facing errors."""
+    try:
+        yield
+    except LOWER_ERRORS as e:
+        raise public(e) from e

@@ -6,29 +6,28 @@ import logging
 import threading
 from typing import BinaryIO
 
+import monitor.migrations  # noqa: F401 - registers the monitor's schema steps
+import registry.migrations  # noqa: F401 - registers the registry's schema steps
+from database import connection, migrations
 from hub import present
 from hub.buildqueue import make_huey
 from hub.catalog import Catalog
 from hub.config import Config
 from hub.deployments import Deployments
-from hub.errors import Invalid, NotFound
+from hub.errors import Invalid, NotFound, translated
 from hub.routes import Route, Routes
 from hub.runner_choice import choose_runner
 from hub.serving import ModelClient, predict, smoke_test
 from hub.specs import spec_for
 from hub.watcher import Watcher
 from monitor import feedback as feedback_store
-from monitor import migrations as monitor_migrations
 from monitor import scorecard
-from monitor import tables as monitor_tables
 from monitor.metrics import Metrics
 from monitor.predlog import PredictionLog
-from registry import db as registry_db
-from registry import migrations as registry_migrations
 from registry.blobs import BlobStore
-from registry.manifest import normalise_task
-from registry.models import VersionRow
+from registry.models import ModelRow, VersionRow
 from runners.base import Runner
+from vocab.names import normalise_task
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 3.0  # longer than the route cache's TTL (hub/routes.py)
@@ -82,19 +81,39 @@ class Hub:
 
     # --- catalog ------------------------------------------------------------------------
 
-    def publish(self, stream: BinaryIO) -> dict:
-        version, created = self.catalog.publish(stream)
+    def publish(self, stream: BinaryIO, length: int | None = None) -> dict:
+        """Store a package archive streamed in (`length` bytes when known); 413 over the limit."""
+        version, created = self.catalog.publish(stream, length)
         self.routes.clear()
-        return {**present.version(version), "created": created}
+        return {**self._version(version), "created": created}
 
     def models(self, q: str = "", task: str = "", tag: str = "") -> list[dict]:
-        return [present.model_summary(m) for m in self.catalog.search(q, task, tag)]
+        return [self._summary(m) for m in self.catalog.search(q, task, tag)]
 
     def model(self, name: str) -> dict:
-        return present.model(self.catalog.model(name))
+        model = self.catalog.model(name)
+        versions = self.catalog.versions(model)
+        deployments = self.deployments.rows(versions)
+        pairs = [(v, deployments.get(v.id)) for v in versions]
+        return present.model(model, self.catalog.aliases(model), pairs)
 
     def version(self, name: str, ref: str | None = None) -> dict:
-        return present.version(self.catalog.resolve(name, ref), detail=True)
+        return self._version(self.catalog.resolve(name, ref), detail=True)
+
+    def model_metadata(self, name: str, ref: str | None = None) -> dict:
+        """Schema, versions and readiness of the version calls to NAME[@REF] go to (for protocols)."""
+        version = self.target(name, ref)
+        numbers = [v.version for v in self.catalog.versions(version.model)]
+        return present.model_metadata(version, numbers, self.deployments.serves(version))
+
+    def _version(self, version: VersionRow, detail: bool = False) -> dict:
+        aliases = self.catalog.aliases(version.model)
+        return present.version(version, aliases, self.deployments.row(version), detail)
+
+    def _summary(self, model: ModelRow) -> dict:
+        aliases = self.catalog.aliases(model)
+        shown = self.catalog.version_of(model, present.shown_version(aliases))
+        return present.model_summary(model, aliases, self.deployments.row(shown) if shown else None)
 
     def set_alias(self, name: str, alias: str, ref: str, retire: bool = False) -> dict:
         """Point `alias` at a version. When the alias's version serves and the new one does not, the new
@@ -102,14 +121,14 @@ class Hub:
         With `retire`, the version the alias left is stopped afterwards (drained: see `_retire`)."""
         version, current = self.catalog.alias_change(name, alias, ref)
         leaving = current if current and current.id != version.id else None
-        if leaving and _serves(leaving) and not _serves(version):
+        if leaving and self.deployments.serves(leaving) and not self.deployments.serves(version):
             build = self.deployments.deploy(version, alias, leaving.id if retire else None)
-            return {**present.version(version), "alias": alias, "moved": False, "build": present.build(build)}
+            return {**self._version(version), "alias": alias, "moved": False, "build": self._build(build)}
         self.catalog.point(version.model, alias, version)
         self.routes.clear()
         if retire and leaving:
             self._retire(leaving.id)
-        return {**present.version(version), "alias": alias, "moved": True}
+        return {**self._version(version), "alias": alias, "moved": True}
 
     def _move_alias(self, build) -> None:
         """Called when a build succeeded, inside its transaction: move the alias it waited for."""
@@ -139,26 +158,32 @@ class Hub:
     def deploy(self, name: str, ref: str | None = None) -> dict:
         version = self.catalog.resolve(name, ref)
         build = self.deployments.deploy(version)
-        return {**present.version(version), "build": present.build(build)}
+        return {**self._version(version), "build": self._build(build)}
 
     def undeploy(self, name: str, ref: str | None = None) -> dict:
         version = self.catalog.resolve(name, ref)
         self.deployments.undeploy(version)
-        return present.version(version)
+        return self._version(version)
 
     def build(self, build_id: int) -> dict:
-        return present.build(present.get_build(build_id), with_log=True)
+        return present.build(self.deployments.build(build_id), with_log=True)
 
     def cancel_build(self, build_id: int) -> dict:
-        present.get_build(build_id)  # 404 for an unknown id
-        return present.build(self.deployments.cancel(build_id), with_log=True)
+        self.deployments.build(build_id)  # 404 for an unknown id
+        self.deployments.cancel(build_id)
+        return self.build(build_id)
 
     def latest_build(self, name: str, ref: str | None = None) -> dict | None:
         return present.build(self.deployments.latest_build(self.catalog.resolve(name, ref)))
 
+    def _build(self, row) -> dict | None:
+        """A build row the deployments just wrote, re-read with its version and model."""
+        return present.build(self.deployments.build(row.id)) if row else None
+
     def logs(self, name: str, ref: str | None = None) -> dict:
         version = self.catalog.resolve(name, ref)
-        return present.logs(version, self.deployments.latest_build(version))
+        build = self.deployments.latest_build(version)
+        return present.logs(version, build, self.deployments.server_log(version))
 
     def status(self) -> dict:
         return {
@@ -166,7 +191,7 @@ class Hub:
             "runner_reason": self.runner_reason,
             "database": self.config.database_url.split("://")[0],
             "home": str(self.config.home),
-            "deployments": present.deployment_counts(),
+            "deployments": self.deployments.counts(),
             "queue": {
                 "storage": (self.config.queue_url or "sqlite").split("://")[0],
                 "pending": self.deployments.queue.pending(),
@@ -174,13 +199,32 @@ class Hub:
             },
         }
 
+    def metrics_text(self) -> tuple[bytes, str]:
+        """The Prometheus exposition of the hub's metrics: (body, content type)."""
+        return self.metrics.render()
+
+    def run_worker(self, workers: int) -> None:
+        """`aid worker`: run builds from the queue on `workers` threads until `stop_worker()` or
+        Ctrl-C; then close the hub."""
+        self.deployments.queue.start(workers)
+        try:
+            while not self.deployments.queue.stopping.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.close()
+
+    def stop_worker(self) -> None:
+        self.deployments.queue.stop()
+
     # --- predictions and feedback ---------------------------------------------------------
 
     def target(self, name: str, ref: str | None = None) -> VersionRow:
         """The version a call goes to: the ref, else production, else the newest ready version."""
         version = self.catalog.resolve(name, ref)
         if ref is None and not self.catalog.has_alias(version.model, "production"):
-            return present.newest_ready(version.model) or version
+            return self.deployments.newest_ready(version.model) or version
         return version
 
     def route(self, name: str, ref: str | None = None) -> Route:
@@ -219,9 +263,11 @@ class Hub:
 
     def leaderboard(self, task: str) -> dict:
         """Every version of every model for `task`, best first by the Wilson lower bound of accuracy."""
+        versions = self.catalog.versions_for_task(normalise_task(task))
+        deployments = self.deployments.rows(versions)
         rows = [
-            present.leaderboard_row(version, scorecard.scorecard(version.id))
-            for version in self.catalog.versions_for_task(normalise_task(task))
+            present.leaderboard_row(version, scorecard.scorecard(version.id), deployments.get(version.id))
+            for version in versions
         ]
         rows.sort(key=present.leaderboard_key)
         return {"task": normalise_task(task), "versions": [{"rank": i, **r} for i, r in enumerate(rows, 1)]}
@@ -232,17 +278,11 @@ class Hub:
         return {"model": version.model.name, "version": version.version, **card}
 
 
-def _serves(version: VersionRow) -> bool:
-    return present.deployment(version)["status"] == "ready"
-
-
 def _record_feedback(prediction_id: str | None, version_id: int | None, model: str, fields) -> dict:
-    try:
+    with translated():
         row = feedback_store.record_feedback(
             prediction_id=prediction_id, version_id=version_id, model=model, **_feedback_fields(fields)
         )
-    except feedback_store.FeedbackInvalid as e:
-        raise Invalid(str(e)) from e
     return present.feedback(row)
 
 
@@ -257,9 +297,9 @@ def _feedback_fields(fields: dict) -> dict:
 
 
 def open_database(url: str):
-    db = registry_db.connect(url)
-    registry_db.database.initialize(db)
-    monitor_tables.database.initialize(db)
-    registry_migrations.migrate(db)
-    monitor_migrations.migrate(db)
+    """Connect the one database, bind every table to it and bring its schema up to date."""
+    with translated():
+        db = connection.connect(url)
+    connection.database.initialize(db)
+    migrations.migrate(db)
     return db

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from registry.manifest import base_image_overrides, parse_memory
+from registry.manifest import base_image_overrides
 from registry.models import VersionRow
 from runners.base import ServeSpec
+from vocab.sizes import parse_size
 
 
 def spec_for(version: VersionRow, package_dir: Path) -> ServeSpec:
@@ -18,6 +19,6 @@ def spec_for(version: VersionRow, package_dir: Path) -> ServeSpec:
         inputs=version.inputs, outputs=version.outputs, requirements=tuple(m.get("requirements") or ()),
         python=m.get("python") or "3.11", gpu=str(resources.get("gpu", "0")),
         labels=tuple(m.get("labels") or ()), cpus=float(resources.get("cpu", 1)),
-        memory_bytes=parse_memory(resources.get("memory", "1Gi")),
+        memory_bytes=parse_size(resources.get("memory", "1Gi")),
         base_images=base_image_overrides(m.get("base_image")),
     )  # fmt: skip

@@ -8,6 +8,7 @@ import time
 
 from hub.deployments import Deployments
 from registry.models import DeploymentRow
+from vocab.states import SERVING, DeploymentStatus
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
@@ -45,9 +46,9 @@ class Watcher:
     def check(self) -> None:
         """One pass over the deployments that should serve."""
         now = self.clock()
-        rows = DeploymentRow.select().where(DeploymentRow.status.in_(("ready", "unhealthy")))
+        rows = DeploymentRow.select().where(DeploymentRow.status.in_(SERVING))
         for row in rows:
-            if row.status == "ready":
+            if row.status == DeploymentStatus.READY:
                 if not self.deployments.alive(row):
                     self._down(row, now)
             elif now >= self.next_try.get(row.id, 0.0):

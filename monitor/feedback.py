@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from database.connection import database
+from monitor.errors import MonitorError
 from monitor.rollups import Aggregate
-from monitor.tables import Feedback, Prediction, database, utc_naive
+from monitor.tables import Feedback, Prediction
+from vocab.times import utc_naive
 
 COMMENT_CAP = 2000
 LABEL_CAP = 200
 
 
-class FeedbackInvalid(ValueError):
+class FeedbackInvalid(MonitorError):
     """A feedback value out of range; the message names the field and the fix."""
 
     def __init__(self, field: str, message: str):
@@ -21,7 +24,7 @@ class FeedbackInvalid(ValueError):
         self.message = f"{field}: {message}"
 
 
-class PredictionNotFound(LookupError):
+class PredictionNotFound(MonitorError):
     def __init__(self, prediction_id: str):
         super().__init__(f"No prediction '{prediction_id}' is logged. Check the id (X-Prediction-Id).")
         self.prediction_id = prediction_id

@@ -22,9 +22,11 @@ from typing import Any
 
 from peewee import Database
 
-from monitor import tables
+from database import connection
+from database.connection import rows_per_statement
 from monitor.rollups import Aggregate
-from monitor.tables import Prediction, rows_per_statement, utc_naive
+from monitor.tables import Prediction
+from vocab.times import utc_naive
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +272,7 @@ def _insert_sql(param: str, rows: int) -> str:
 
 def write_predictions(batch: list[Row]) -> None:
     """Insert the rows and add them to the rollups; call inside a transaction."""
-    db = tables.database.obj
+    db = connection.database.obj
     size = rows_per_statement(len(FIELDS))
     for start in range(0, len(batch), size):
         chunk = batch[start : start + size]
@@ -283,8 +285,8 @@ def write_predictions(batch: list[Row]) -> None:
 
 
 def _check_bound(database: Database) -> None:
-    if database is not tables.database and tables.database.obj is not database:
+    if database is not connection.database and connection.database.obj is not database:
         raise ValueError(
-            "monitor.tables.database is not bound to this database: call "
-            "monitor.tables.database.initialize(db) with the same db before PredictionLog(db)."
+            "database.connection.database is not bound to this database: call "
+            "database.connection.database.initialize(db) with the same db before PredictionLog(db)."
         )

@@ -13,7 +13,9 @@ from datetime import datetime
 
 from peewee import EXCLUDED
 
-from monitor.tables import LatencyBucket, Rollup, minute_of, rows_per_statement
+from database.connection import rows_per_statement
+from monitor.tables import LatencyBucket, Rollup
+from vocab.times import minute_of
 
 # Upper bounds (ms) of the latency buckets, log-spaced from 0.5 ms to 60 s; bucket len(BOUNDS_MS)
 # is the overflow (> 60 s). Stored rows refer to buckets by index: never change these values.

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from monitor.rollups import COUNTERS, bucket_range
-from monitor.tables import LatencyBucket, Rollup, minute_of, utc_naive
+from monitor.tables import LatencyBucket, Rollup
+from vocab.times import minute_of, utc_naive
 
 Z95 = 1.959964
 

@@ -1,64 +1,22 @@
-"""Peewee tables of the monitor, bound to their own DatabaseProxy.
+"""Peewee tables of the monitor, on the hub's one database (database.connection).
 
 Timestamps are stored as naive datetimes in UTC (SQLite and PostgreSQL `timestamp` alike);
-`utc_naive` turns any datetime or epoch-seconds value into that form.
+`vocab.times.utc_naive` turns any datetime or epoch-seconds value into that form.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from datetime import UTC, datetime
-
 from peewee import (
     AutoField,
     BooleanField,
-    DatabaseProxy,
     DateTimeField,
     FloatField,
     IntegerField,
-    Model,
     SmallIntegerField,
-    SqliteDatabase,
     TextField,
 )
 
-database = DatabaseProxy()
-
-
-def utc_naive(value: datetime | float) -> datetime:
-    """A naive UTC datetime from an aware/naive (assumed UTC) datetime or epoch seconds."""
-    if isinstance(value, int | float):
-        value = datetime.fromtimestamp(value, UTC)
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value
-
-
-def minute_of(value: datetime) -> datetime:
-    """The naive UTC datetime truncated to its minute."""
-    return utc_naive(value).replace(second=0, microsecond=0)
-
-
-def rows_per_statement(columns: int, cap: int = 1000) -> int:
-    """How many rows of `columns` values one INSERT may carry on the bound database."""
-    limit = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
-    if not isinstance(database.obj, SqliteDatabase):
-        limit = 32_767  # PostgreSQL allows 65535 bind parameters; stay well inside
-    return max(1, min(cap, limit // columns))
-
-
-class BaseModel(Model):
-    class Meta:
-        database = database
-        legacy_table_names = False
-
-
-class MigrationRecord(BaseModel):
-    id = IntegerField(primary_key=True)
-    applied_at = DateTimeField()
-
-    class Meta:
-        table_name = "monitor_migrations"
+from database.connection import BaseModel
 
 
 class Prediction(BaseModel):

@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import yaml
 
+from registry.errors import RegistryError
+from vocab.images import IMAGE_HINT, MANIFEST_BASE_IMAGE_KEYS, is_image
+from vocab.names import FRAMEWORKS, MODEL_NAME_RE, PYTHON_VERSION_RE, SEMVER_RE, TAG_RE, normalise_task
+from vocab.requirements import REQUIREMENT_HINT, is_requirement
+from vocab.sizes import parse_size
+
 MANIFEST = "aid.yaml"
-NAME_RE = re.compile(r"^([a-z0-9][a-z0-9-]{0,62}/)?[a-z0-9][a-z0-9-]{0,62}$")
-SEMVER_RE = re.compile(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
-TAG_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
-REQUIREMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\[\],-]*\s*([<>=!~]=?[^\s;'\"`$\\]*\s*,?\s*)*$")
+NAME_HINT = "lower-case letters, digits and '-', e.g. iris-classifier"
 ENTRYPOINT_RE = re.compile(r"^[A-Za-z0-9_./-]+\.py:[A-Za-z_][A-Za-z0-9_]*$")
-PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
-MEMORY_RE = re.compile(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?")
-MEMORY_UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
-MEMORY_UNITS.update({"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4})
+TENSOR_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
 MIN_MEMORY_BYTES = 6 * 1024**2  # Docker Engine refuses smaller memory limits
 MIN_CPUS = 0.01  # engines refuse a CFS quota under 1 ms per 100 ms period
-# An image reference with a tag or digest: the grammar of runners/buildcontext.py `_IMAGE`
-# (github.com/distribution/reference). Copied, not imported: registry imports nothing above it
-# (DESIGN.md section 8); tests/test_packages.py checks that both accept the same references.
-_IMG_DOMAIN_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_IMG_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-IMAGE_RE = re.compile(
-    rf"(?:{_IMG_DOMAIN_PART}(?:\.{_IMG_DOMAIN_PART})*(?::[0-9]+)?/)?{_IMG_COMPONENT}(?:/{_IMG_COMPONENT})*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(?:@sha256:[a-f0-9]{64})?|@sha256:[a-f0-9]{64})"
-)
-BASE_IMAGE_KEYS = ("cpu", "gpu")
-FRAMEWORKS = ("onnx", "torch", "sklearn", "python")
 DTYPES = (
     "float16", "float32", "float64", "int8", "int16", "int32", "int64",
     "uint8", "uint16", "uint32", "uint64", "bool", "string",
@@ -48,7 +35,7 @@ class Problem:
         return f"{self.path}: {self.message}"
 
 
-class PackageInvalid(Exception):
+class PackageInvalid(RegistryError):
     def __init__(self, problems: list[Problem]):
         super().__init__("; ".join(str(p) for p in problems))
         self.problems = problems
@@ -80,26 +67,12 @@ class Manifest:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
-def normalise_task(task: str) -> str:
-    """'Tabular Classification' -> 'tabular-classification'."""
-    return re.sub(r"[^a-z0-9]+", "-", task.strip().lower()).strip("-")
-
-
-def parse_memory(value) -> int:
-    """Bytes of a manifest size: '512Mi' (binary units Ki Mi Gi Ti), '1G' (decimal K M G T) or a
-    plain number of bytes, as Kubernetes reads them; ValueError for anything else."""
-    match = MEMORY_RE.fullmatch(str(value).strip()) if not isinstance(value, bool) else None
-    if match is None:
-        raise ValueError(f"{value!r} is not a size such as 512Mi or 2Gi")
-    return math.ceil(Fraction(match.group(1)) * MEMORY_UNITS[match.group(2) or ""])
-
-
 def base_image_overrides(value) -> dict[str, str]:
     """The manifest's `base_image` as {"cpu": ref, "gpu": ref}: one reference stands for both."""
     if not value:
         return {}
     if isinstance(value, str):
-        return {key: value for key in BASE_IMAGE_KEYS}
+        return {key: value for key in MANIFEST_BASE_IMAGE_KEYS}
     return {str(k): str(v) for k, v in value.items()}
 
 
@@ -129,7 +102,7 @@ def check_manifest(data: dict) -> tuple[Manifest, list[Problem]]:
     problems: list[Problem] = []
     checks = _FieldChecks(data, problems)
     manifest = Manifest(
-        name=checks.pattern("name", NAME_RE, "lower-case letters, digits and '-', e.g. iris-classifier"),
+        name=checks.pattern("name", MODEL_NAME_RE, NAME_HINT),
         version=checks.pattern("version", SEMVER_RE, "a semantic version like 1.2.0"),
         task=normalise_task(checks.text("task", required=True)),
         framework=checks.choice("framework", FRAMEWORKS),
@@ -142,7 +115,8 @@ def check_manifest(data: dict) -> tuple[Manifest, list[Problem]]:
         outputs=checks.tensors("outputs"),
         labels=checks.string_list("labels"),
         requirements=checks.requirements(),
-        python=checks.optional_pattern("python", PYTHON_RE, "a Python minor version like '3.11'") or "3.11",
+        python=checks.optional_pattern("python", PYTHON_VERSION_RE, "a Python minor version like '3.11'")
+        or "3.11",
         resources=checks.resources(),
         base_image=checks.base_image(),
         reference_data=checks.relpath("reference_data"),
@@ -237,11 +211,8 @@ class _FieldChecks:
     def requirements(self) -> tuple[str, ...]:
         reqs = self.string_list("requirements")
         for i, req in enumerate(reqs):
-            if not REQUIREMENT_RE.fullmatch(req.strip()):
-                self.fail(
-                    f"requirements[{i}]",
-                    f"{req!r} is not a plain requirement: use 'package' or 'package>=1.2,<2'",
-                )
+            if not is_requirement(req):
+                self.fail(f"requirements[{i}]", f"{req!r} is not a plain requirement: use {REQUIREMENT_HINT}")
         return tuple(r.strip() for r in reqs)
 
     def tensors(self, key: str) -> dict:
@@ -253,7 +224,7 @@ class _FieldChecks:
         return {str(n): self._tensor(f"{key}.{n}", n, s) for n, s in value.items()}
 
     def _tensor(self, path: str, name, spec) -> dict:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}", str(name)):
+        if not TENSOR_NAME_RE.fullmatch(str(name)):
             self.fail(path, f"{name!r} is not a valid tensor name: letters, digits, _ . : -")
         if not isinstance(spec, dict):
             return self.fail(path, "must be {dtype: float32, shape: [-1, 4]}") or {}
@@ -284,7 +255,7 @@ class _FieldChecks:
 
     def _memory(self, memory: str) -> None:
         try:
-            size = parse_memory(memory)
+            size = parse_size(memory)
         except ValueError:
             self.fail("resources.memory", f"{memory!r} must be a size such as 512Mi or 2Gi")
             return
@@ -303,9 +274,9 @@ class _FieldChecks:
         return self._image("base_image", value)
 
     def _image(self, path: str, value, key: str = "cpu") -> str:
-        hint = "an image reference with a tag or digest, e.g. python:3.11-slim"
-        if key not in BASE_IMAGE_KEYS:
-            return self.fail(path, f"unknown key; use {' or '.join(BASE_IMAGE_KEYS)}: {hint}") or ""
-        if not isinstance(value, str) or not IMAGE_RE.fullmatch(value):
-            return self.fail(path, f"{value!r} is not valid: use {hint}") or ""
+        if key not in MANIFEST_BASE_IMAGE_KEYS:
+            keys = " or ".join(MANIFEST_BASE_IMAGE_KEYS)
+            return self.fail(path, f"unknown key; use {keys}: {IMAGE_HINT}") or ""
+        if not is_image(value):
+            return self.fail(path, f"{value!r} is not valid: use {IMAGE_HINT}") or ""
         return value

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-
 from peewee import (
     AutoField,
     BigIntegerField,
@@ -16,19 +13,9 @@ from peewee import (
     TextField,
 )
 
-from registry.db import BaseModel
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-class JSONField(TextField):
-    def db_value(self, value):
-        return None if value is None else json.dumps(value, sort_keys=True)
-
-    def python_value(self, value):
-        return None if value is None else json.loads(value)
+from database.connection import BaseModel, JSONField
+from vocab.states import BuildStatus, DeploymentStatus
+from vocab.times import utcnow
 
 
 class ModelRow(BaseModel):
@@ -78,7 +65,7 @@ class AliasRow(BaseModel):
 class DeploymentRow(BaseModel):
     id = AutoField()
     version = ForeignKeyField(VersionRow, unique=True, on_delete="CASCADE")
-    status = CharField(max_length=20, default="starting")  # starting ready unhealthy failed stopping stopped
+    status = CharField(max_length=20, default=DeploymentStatus.STARTING)
     runner = CharField(max_length=20, default="")
     env_key = CharField(max_length=64, default="")
     url = CharField(max_length=300, default="")
@@ -97,8 +84,7 @@ class DeploymentRow(BaseModel):
 class BuildRow(BaseModel):
     id = AutoField()
     version = ForeignKeyField(VersionRow, backref="builds", on_delete="CASCADE")
-    # queued running cancelling, then succeeded failed cancelled
-    status = CharField(max_length=20, default="queued")
+    status = CharField(max_length=20, default=BuildStatus.QUEUED)
     log = TextField(default="")
     steps = JSONField(default=list)  # [{"name", "status", "seconds"}]
     alias = CharField(max_length=64, default="")  # moved to this version when the build succeeds

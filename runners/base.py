@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 LogFn = Callable[[str], None]
+TAIL_LINES = 40  # how much of a failed command's or server's log a RunnerError carries
 
 
 class RunnerError(Exception):
@@ -50,14 +51,6 @@ def server_key(name: str, version: str) -> str:
     return f"{name.replace('/', '--')}--{version}"
 
 
-def format_size(size: int) -> str:
-    """Bytes as the manifest writes them: 268435456 -> '256Mi'; plain bytes when no unit divides."""
-    for unit, factor in (("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
-        if size and size % factor == 0:
-            return f"{size // factor}{unit}"
-    return f"{size} bytes"
-
-
 @dataclass
 class Instance:
     """A running (or starting) server for one version."""
@@ -89,3 +82,6 @@ class Runner(Protocol):
 
     def instances(self) -> list[Instance]:
         """The servers of this runner that exist now (running or not), to find orphans."""
+
+    def close(self) -> None:
+        """Let go of what the runner holds open (an engine connection); its servers keep running."""

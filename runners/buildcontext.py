@@ -1,6 +1,6 @@
 """The container build context: a Dockerfile (a pure function of the spec) and the files it copies.
 
-Layers, ordered for reuse (DESIGN.md section 5):
+Layers, ordered for reuse:
 
 1. runtime base: `FROM` an image with Python and uv (`base_image_for`);
 2. dependencies, keyed by the environment hash: a build stage copies the wheelhouse and a
@@ -22,6 +22,10 @@ import os
 import re
 import shutil
 from pathlib import Path
+
+from vocab.images import HUB_BASE_IMAGE_KEYS, IMAGE, IMAGE_HINT
+from vocab.names import DIGEST, MODEL_NAME, PYTHON_VERSION, SEMVER
+from vocab.requirements import REQUIREMENT
 
 from .base import RunnerError, ServeSpec
 from .environment import FRAMEWORK_REQUIREMENTS, GPU_REPLACEMENTS
@@ -52,31 +56,12 @@ GPU_BASE_IMAGES = {
     "torch==2.13.0": "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04",
     "onnxruntime-gpu>=1.20,<2": "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04",
 }
-DEVICES = ("cpu", "gpu")
 # Keys of a hub's base image overrides; a manifest's `base_image` names only "cpu" and "gpu".
-BASE_IMAGE_KEYS = (*DEVICES, *(f"{f}-{d}" for f in FRAMEWORK_REQUIREMENTS for d in DEVICES))
+BASE_IMAGE_KEYS = HUB_BASE_IMAGE_KEYS
 
-# Strict patterns. Full matches only (re.fullmatch), so a trailing newline never passes.
-_NAME = r"(?:[a-z0-9][a-z0-9-]{0,62}/)?[a-z0-9][a-z0-9-]{0,62}"  # registry/manifest.py NAME_RE
-_SEMVER = r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
-_DIGEST = r"[0-9a-f]{64}"
+# Strict patterns (vocab holds the grammars the registry checks manifests with). Full matches only
+# (re.fullmatch), so a trailing newline never passes.
 _ENV_KEY = r"[0-9a-f]{8,64}"
-_PYTHON = r"3\.\d{1,2}"
-# PEP 508 without URLs or markers: name[extras] op version, op version...
-_REQ_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
-_REQ_EXTRAS = r"(?:\[[A-Za-z0-9._-]+(?:, ?[A-Za-z0-9._-]+)*\])?"
-_REQ_SPEC = r"(?:===|==|!=|~=|<=|>=|<|>) ?[A-Za-z0-9.*+!_-]+"
-_REQUIREMENT = rf"{_REQ_NAME}{_REQ_EXTRAS} ?(?:{_REQ_SPEC}(?: ?, ?{_REQ_SPEC})*)?"
-# Image references as github.com/distribution/reference grammar.go has them, with a tag or digest.
-_IMG_DOMAIN_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_IMG_DOMAIN = rf"{_IMG_DOMAIN_PART}(?:\.{_IMG_DOMAIN_PART})*(?::[0-9]+)?"
-_IMG_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_IMG_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-_IMG_DIGEST = r"sha256:[a-f0-9]{64}"
-_IMAGE = (
-    rf"(?:{_IMG_DOMAIN}/)?{_IMG_COMPONENT}(?:/{_IMG_COMPONENT})*"
-    rf"(?::{_IMG_TAG}(?:@{_IMG_DIGEST})?|@{_IMG_DIGEST})"
-)
 
 
 class BuildContextError(RunnerError):
@@ -98,7 +83,7 @@ def render_dockerfile(
         "aidhub.base": base_image,
         "aidhub.openapi": openapi_label(spec),
     }
-    python = _checked("python version", spec.python, _PYTHON, "a version like 3.11")
+    python = _checked("python version", spec.python, PYTHON_VERSION, "a version like 3.11")
     lines = [
         *_dependency_stage(base_image, python, env_key),
         *_runtime_stage(base_image, _check_uid(uid)),
@@ -165,9 +150,9 @@ def _model_layers(labels: dict[str, str]) -> list[str]:
 
 def _model_labels(spec: ServeSpec, env_key: str) -> dict[str, str]:
     return {
-        "aidhub.model": _checked("model name", spec.name, _NAME, "lower-case letters, digits, '-'"),
-        "aidhub.version": _checked("version", spec.version, _SEMVER, "a semantic version like 1.2.0"),
-        "aidhub.digest": _checked("digest", spec.digest, _DIGEST, "the sha256 hex of the package"),
+        "aidhub.model": _checked("model name", spec.name, MODEL_NAME, "lower-case letters, digits, '-'"),
+        "aidhub.version": _checked("version", spec.version, SEMVER, "a semantic version like 1.2.0"),
+        "aidhub.digest": _checked("digest", spec.digest, DIGEST, "the sha256 hex of the package"),
         "aidhub.env": _checked("environment key", env_key, _ENV_KEY, "the hex from environment_key()"),
     }
 
@@ -193,15 +178,13 @@ def check_requirements(requirements: list[str]) -> list[str]:
     if isinstance(requirements, str):
         raise BuildContextError("Requirements must be a list of strings, not one string.")
     for req in requirements:
-        _checked("requirement", str(req).strip(), _REQUIREMENT, "a package name with versions")
+        _checked("requirement", str(req).strip(), REQUIREMENT, "a package name with versions")
     return list(requirements)
 
 
 def check_base_image(image: str) -> str:
     """`image` when it is a reference with a tag or digest (registry/repo:tag, repo@sha256:...)."""
-    return _checked(
-        "base image", image, _IMAGE, "an image reference with a tag or digest, e.g. python:3.11-slim"
-    )
+    return _checked("base image", image, IMAGE, IMAGE_HINT)
 
 
 def _check_uid(uid: int) -> int:
@@ -247,7 +230,7 @@ def choose_base_image(
         return GPU_BASE_IMAGES[pin], f"CUDA runtime table for {pin}"
     if hub.get("cpu"):  # a GPU version without a GPU base: its CUDA comes from its wheels, if at all
         return check_base_image(hub["cpu"]), f"hub default for cpu: no gpu base for {framework}"
-    python = _checked("python version", str(python), _PYTHON, "a version like 3.11")
+    python = _checked("python version", str(python), PYTHON_VERSION, "a version like 3.11")
     return CPU_BASE_IMAGE.format(python=python), f"built-in default for {device}"
 
 

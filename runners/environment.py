@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -12,10 +10,10 @@ import shutil
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
 
-from .base import LogFn, RunnerError
+from .base import TAIL_LINES, LogFn, RunnerError
+from .locks import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +28,6 @@ FRAMEWORK_REQUIREMENTS = {
 }
 GPU_REPLACEMENTS = {"onnxruntime>=1.20,<2": "onnxruntime-gpu>=1.20,<2"}
 READY_MARKER = ".ready"
-TAIL_LINES = 40
 
 
 def runtime_requirements(framework: str, gpu: bool = False) -> list[str]:
@@ -76,7 +73,7 @@ def fill_wheelhouse(wheelhouse: Path, requirements, log: LogFn, python: str | No
     marker = wheelhouse / f".filled-{_requirements_hash(requirements, python)}"
     if marker.exists():
         return
-    with file_lock(wheelhouse / ".lock"):
+    with file_lock(wheelhouse / ".lock", log=log):
         if marker.exists():
             return
         log(f"Downloading wheels for {len(requirements)} requirement(s) into {wheelhouse}")
@@ -113,13 +110,13 @@ def ensure_environment(
     """Create `envs_dir/key` offline from the wheelhouse (once); return its path.
 
     A `.ready` marker is written last; an environment without it is wiped and rebuilt.
-    Concurrent builds of one key wait for each other on a file lock.
+    Concurrent builds of one key wait for each other on a file lock (runners/locks.py).
     """
     env = Path(envs_dir) / key
     if (env / READY_MARKER).exists():
         return env
     Path(envs_dir).mkdir(parents=True, exist_ok=True)
-    with file_lock(Path(envs_dir) / f".{key}.lock"):
+    with file_lock(Path(envs_dir) / f".{key}.lock", log=log):
         if (env / READY_MARKER).exists():
             return env
         _build_environment(env, Path(wheelhouse), list(requirements), python, log, uv_cache)
@@ -158,7 +155,11 @@ def _uv_env(uv_cache: Path | None) -> dict[str, str]:
 
 
 def run_streaming(command: list[str], log: LogFn, what: str, env: dict | None = None) -> None:
-    """Run `command`, passing each output line to `log`; RunnerError with the tail on failure."""
+    """Run `command`, passing each output line to `log`; RunnerError with the tail on failure.
+
+    Under `aid serve` gevent's monkey-patching makes this `subprocess` gevent's: reading the output
+    and waiting for the exit yield to the hub's other greenlets instead of blocking its thread.
+    """
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
@@ -176,17 +177,6 @@ def run_streaming(command: list[str], log: LogFn, what: str, env: dict | None = 
             "requirements (or fill the wheelhouse while online) and build again.",
             log_tail="\n".join(tail),
         )
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive fcntl lock on `path`, held for the `with` block (blocks until free)."""
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -13,9 +13,9 @@ import time
 from collections import deque
 from pathlib import Path
 
-import httpx
+from vocab.sizes import format_size
 
-from .base import Instance, LogFn, RunnerError, ServeSpec, format_size
+from .base import TAIL_LINES, Instance, LogFn, RunnerError, ServeSpec
 from .environment import (
     READY_MARKER,
     combined_requirements,
@@ -30,12 +30,11 @@ from .service import (
     device_for,
     write_service_dir,
 )
+from .startup import Launched, server_url, wait_until_ready
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 10.0
-WAITING_NOTE_S = 5.0  # a "still waiting" log line this often while a server starts
-TAIL_LINES = 40
 _DROPPED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "BENTOML_HOME", "BENTOML_CONFIG")
 
 
@@ -83,17 +82,11 @@ class ProcessRunner:
         """Build if needed, write the service, launch it, wait for /readyz; RunnerError if not."""
         env_key = self.build(spec, log)
         service_dir = self._write_service(spec)
-        port = _free_port(self.host)
-        instance = self._launch(spec, env_key, service_dir, port)
+        instance = self._launch(spec, env_key, service_dir, _free_port(self.host))
         log(f"Started {spec.name} {spec.version} as pid {instance.pid} on {instance.url}")
         log(f"NOTE: the process runner does not enforce resources (cpu {spec.cpus:g}, memory "
             f"{format_size(spec.memory_bytes)}): use the container runner to limit a version.")  # fmt: skip
-        try:
-            self._wait_ready(spec, instance, log)
-        except BaseException:  # not ready, or the build was cancelled meanwhile: leave nothing running
-            self.stop(instance)
-            raise
-        log(f"{spec.name} {spec.version} is ready at {instance.url}")
+        wait_until_ready(spec, self._launched(instance), self.ready_timeout, log)
         return instance
 
     def stop(self, instance: Instance) -> None:
@@ -136,6 +129,9 @@ class ProcessRunner:
                 found.append(Instance(folder.name, "", "", main[0], None, log_path, self.kind))
         return found
 
+    def close(self) -> None:
+        """Nothing to let go of: the servers are plain processes."""
+
     def deployment_dir(self, spec_key: str) -> Path:
         return self.deployments_dir / spec_key
 
@@ -168,7 +164,7 @@ class ProcessRunner:
                 start_new_session=True,
             )
         self._children[proc.pid] = proc
-        url = f"http://{_url_host(self.host)}:{port}"
+        url = server_url(self.host, port)
         return Instance(spec.key, url, env_key, proc.pid, port, log_path, self.kind)
 
     def _child_env(self, spec: ServeSpec, deployment: Path) -> dict[str, str]:
@@ -180,34 +176,23 @@ class ProcessRunner:
             env["CUDA_VISIBLE_DEVICES"] = ""
         return env
 
-    def _wait_ready(self, spec: ServeSpec, instance: Instance, log: LogFn) -> None:
-        began = time.monotonic()
-        deadline, said = began + self.ready_timeout, began
+    def _launched(self, instance: Instance) -> Launched:
         setup_failed = self._service_dir(instance) / SETUP_FAILED_FILE
-        with httpx.Client(timeout=2.0, trust_env=False) as client:
-            while time.monotonic() < deadline:
-                if time.monotonic() - said >= WAITING_NOTE_S:
-                    said = time.monotonic()
-                    log(f"waiting for {spec.name} {spec.version} to be ready ({said - began:.0f} s)")
-                if setup_failed.exists():
-                    self._fail(spec, instance, "loading the model raised an exception")
-                if not self.alive(instance):
-                    self._fail(spec, instance, "the server exited before it was ready")
-                if _answers_ready(client, instance.url):
-                    return
-                time.sleep(0.1)
-        self._fail(spec, instance, f"the server was not ready after {self.ready_timeout:.0f} s")
+        return Launched(
+            url=instance.url,
+            log_name=f"the server log ({instance.log_path})",
+            setup_failed=setup_failed.exists,
+            exited=lambda: not self.alive(instance),
+            stop=lambda: self.stop(instance),
+            stop_and_tail=lambda: self._stop_and_tail(instance),
+        )
 
-    def _fail(self, spec: ServeSpec, instance: Instance, what: str) -> None:
+    def _stop_and_tail(self, instance: Instance) -> str:
+        """Stop the server, then read its log (with what it printed while it stopped) and the
+        traceback the flavors wrote when loading the model raised."""
         self.stop(instance)
         setup_error = log_tail(self._service_dir(instance) / SETUP_FAILED_FILE)
-        tail = "\n".join(t for t in (log_tail(instance.log_path), setup_error) if t)
-        raise RunnerError(
-            f"Model {spec.name!r} version {spec.version!r} did not start: {what}. "
-            f"Read the server log ({instance.log_path}), fix the package, publish a new "
-            "version and deploy it.",
-            log_tail=tail,
-        )
+        return "\n".join(t for t in (log_tail(instance.log_path), setup_error) if t)
 
     def _service_dir(self, instance: Instance) -> Path:
         if instance.log_path is not None:
@@ -234,17 +219,6 @@ def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def _answers_ready(client: httpx.Client, url: str) -> bool:
-    try:
-        return client.get(f"{url}/readyz").status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -2,7 +2,7 @@
 # Makes a Docker-Engine-API-compatible engine answer on a unix socket: Podman (Debian) as root with runc.
 # Idempotent: installs only what is missing, edits containers.conf only when it lacks the settings,
 # starts the service only when nothing answers on the socket. Prints DOCKER_HOST=unix://$SOCK on stdout.
-# Recipe and reasons: ../shared/DESIGN.md section 10 and docs/podman-notes.md.
+# Recipe and reasons: docs/podman-notes.md.
 set -euo pipefail
 
 SOCK="${AIDHUB_ENGINE_SOCK:-/run/aidhub/podman.sock}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: start the hub with the embedded defaults, publish and deploy the bundled examples
 # when they are absent, print the URLs, and keep the hub in the foreground (Ctrl-C stops it).
+# The hub logs to $AIDHUB_HOME/logs/hub.log (printed first); arguments go to `aid serve`, e.g. -v.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -9,15 +10,20 @@ PORT=${AIDHUB_PORT:-8000}
 URL="http://$HOST:$PORT"
 export AIDHUB_URL="$URL"
 
-"$BIN/aid" serve --host "$HOST" --port "$PORT" &
+"$BIN/aid" serve --host "$HOST" --port "$PORT" "$@" &
 hub=$!
-trap 'kill "$hub" 2>/dev/null; wait "$hub" 2>/dev/null' INT TERM EXIT
+trap 'kill "$hub" 2>/dev/null || true; wait "$hub" 2>/dev/null || true' INT TERM EXIT
 
 for _ in $(seq 1 100); do
   "$BIN/aid" status >/dev/null 2>&1 && break
-  kill -0 "$hub" 2>/dev/null || { echo "The hub did not start; see the lines above." >&2; exit 1; }
+  if ! kill -0 "$hub" 2>/dev/null; then
+    wait "$hub" || exit $?  # the hub said why; its exit code (2: a bad setting) is the script's
+    exit 1
+  fi
   sleep 0.3
 done
+"$BIN/aid" status >/dev/null  # still no answer: say so, and stop
+echo
 
 for manifest in examples/*/aid.yaml; do
   pkg=$(dirname "$manifest")

@@ -1,22 +1,22 @@
 """The HTTP contract: the OpenAPI document covers every route, and every error has one JSON shape.
 
-One real Hub on a SQLite file for the module, with two real packages: `doubler` (deployed through the
-process runner by the cases that need a running model) and `idle` (published, never deployed).
+One real Hub per module and backend (SQLite, then PostgreSQL) with two real packages: `doubler`
+(deployed once, through the process runner, for the cases that need a running model) and `idle`
+(published, never deployed). The `app` and `client` fixtures (conftest.py) serve this module's hub.
 """
 
 from __future__ import annotations
 
 import json
+import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
 
-from hub.config import Config
-from hub.hub import Hub
-from tests.hubserver import cache_env
 from tests.packages import archive, onnx_package
-from web.app import create_app
+from vocab.states import BUILD_STEPS, FINAL, BuildStatus, DeploymentStatus, StepStatus
 from web.openapi import PREFIXES, openapi_path, operations
 
 UPLOAD_LIMIT = 4096  # the tiny packages are under 1 KiB
@@ -24,16 +24,13 @@ ERROR_KEYS = ["ok", "error", "errors", "status"]
 V2_BODY = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}]}
 # The Open Inference Protocol answers "model not ready" with a 4xx and its own {"name", "ready"} body.
 PROTOCOL_REPLIES = {("/v2/models/{name}/ready", "400"), ("/v2/models/{name}/versions/{version}/ready", "400")}
+BUILD_SECONDS = 300
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+def hub(open_hub, module_database_url, tmp_path_factory):
     root = tmp_path_factory.mktemp("contract")
-    env = {**cache_env(), "AIDHUB_RUNNER": "process"}
-    config = Config.load(
-        env=env, home=root / "home", database_url=f"sqlite:///{root}/hub.db", max_upload_bytes=UPLOAD_LIMIT
-    )
-    hub = Hub(config)
+    hub = open_hub(root / "home", module_database_url, max_upload_bytes=UPLOAD_LIMIT)
     hub.publish(archive(onnx_package(root / "doubler")))
     hub.publish(archive(onnx_package(root / "idle", name="idle")))
     yield hub
@@ -41,29 +38,27 @@ def hub(tmp_path_factory):
     hub.close()
 
 
-@pytest.fixture(scope="module")
-def app(hub):
-    return create_app(hub=hub)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+def wait_for_build(hub, build_id: int, timeout: float = BUILD_SECONDS) -> dict:
+    deadline = time.monotonic() + timeout
+    while (build := hub.build(build_id))["status"] not in FINAL:
+        assert time.monotonic() < deadline, f"build {build_id} still {build['status']} after {timeout}s"
+        time.sleep(0.2)
+    return build
 
 
 @pytest.fixture(scope="module")
 def deployed(hub):
     """`doubler` served by a real model server (the process runner, with the shared test caches)."""
-    build = hub.deploy("doubler")["build"]
-    hub.deployments.wait(build["id"], timeout=300)
+    build = wait_for_build(hub, hub.deploy("doubler")["build"]["id"])
+    assert build["status"] == BuildStatus.SUCCEEDED, build["log"][-3000:]
     deployment = hub.version("doubler")["deployment"]
-    assert deployment["status"] == "ready", deployment["error"]
+    assert deployment["status"] == DeploymentStatus.READY, deployment["error"]
     return hub
 
 
-@pytest.fixture(scope="module")
-def document(app):
-    reply = app.test_client().get("/api/v1/openapi.json")
+@pytest.fixture
+def document(client):
+    reply = client.get("/api/v1/openapi.json")
     assert (reply.status_code, reply.content_type) == (200, "application/json")
     return json.loads(reply.data)
 
@@ -285,8 +280,7 @@ def test_every_error_is_one_json_shape_that_names_the_value(case, request, clien
 
 @pytest.mark.parametrize("path", ["fast path", "flask view"])
 @pytest.mark.usefixtures("deployed")
-def test_predict_answers_the_same_through_the_fast_path_and_the_flask_view(hub, path):
-    app = create_app(hub=hub)
+def test_predict_answers_the_same_through_the_fast_path_and_the_flask_view(app, path):
     if path == "flask view":
         app.wsgi_app = app.wsgi_app.app  # unwrap PredictFastPath
     client = app.test_client()
@@ -301,3 +295,84 @@ def test_predict_answers_the_same_through_the_fast_path_and_the_flask_view(hub, 
     assert broken.status_code == 400 and broken.json["error"].startswith(
         "The request body must be a JSON object"
     )
+
+
+# --- what each use case answers ----------------------------------------------------------------------
+
+
+def test_document_states_are_the_vocabulary(document):
+    schemas = document["components"]["schemas"]
+    build = schemas["Build"]["properties"]
+    step = build["steps"]["items"]["properties"]
+    assert schemas["Deployment"]["properties"]["status"]["enum"] == list(DeploymentStatus)
+    assert build["status"]["enum"] == list(BuildStatus)
+    assert (step["name"]["enum"], step["status"]["enum"]) == (list(BUILD_STEPS), list(StepStatus))
+
+
+def test_republishing_the_same_package_is_200_and_not_created(client, tmp_path):
+    reply = client.post("/api/v1/models", data=archive(onnx_package(tmp_path / "doubler")).getvalue())
+    assert reply.status_code == 200, reply.json
+    assert (reply.json["model"], reply.json["version"], reply.json["created"]) == ("doubler", "1.0.0", False)
+
+
+TENSOR_X = {"name": "x", "datatype": "FP32", "shape": [-1, 2]}
+TENSOR_Y = {"name": "y", "datatype": "FP32", "shape": [-1, 2]}
+
+
+@pytest.mark.parametrize("url", ["/v2/models/idle", "/v2/models/idle/versions/1.0.0"])
+def test_v2_metadata_names_the_versions_platform_and_tensors(client, url):
+    reply = client.get(url)
+    assert reply.status_code == 200, reply.json
+    assert reply.json == {
+        "name": "idle", "versions": ["1.0.0"], "platform": "aidhub_onnx",
+        "inputs": [TENSOR_X], "outputs": [TENSOR_Y],
+    }  # fmt: skip
+
+
+def test_v2_ready_is_a_400_until_the_version_serves(client):
+    reply = client.get("/v2/models/idle/ready")
+    assert (reply.status_code, reply.json) == (400, {"name": "idle", "ready": False})
+
+
+@pytest.mark.usefixtures("deployed")
+@pytest.mark.parametrize("url", ["/v2/models/doubler/ready", "/v2/models/doubler/versions/1.0.0/ready"])
+def test_v2_ready_is_200_for_a_serving_version(client, url):
+    reply = client.get(url)
+    assert (reply.status_code, reply.json) == (200, {"name": "doubler", "ready": True})
+
+
+@pytest.mark.usefixtures("deployed")
+def test_v2_infer_as_json_types_outputs_by_the_versions_schema(client):
+    reply = client.post("/v2/models/doubler/infer", json={**V2_BODY, "id": "call-1"})
+    assert reply.status_code == 200, reply.json
+    y = {"name": "y", "datatype": "FP32", "shape": [1, 2], "data": [2.0, 4.0]}
+    assert reply.json == {"model_name": "doubler", "model_version": "1.0.0", "id": "call-1", "outputs": [y]}
+    assert reply.headers["X-Prediction-Id"]
+
+
+@pytest.mark.usefixtures("deployed")
+def test_v2_infer_returns_binary_outputs_when_asked(client):
+    body = {**V2_BODY, "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}
+    reply = client.post("/v2/models/doubler/infer", json=body)
+    assert (reply.status_code, reply.content_type) == (200, "application/octet-stream"), reply.data[:500]
+    split = int(reply.headers["Inference-Header-Content-Length"])
+    header, blob = json.loads(reply.data[:split]), reply.data[split:]
+    y = {"name": "y", "datatype": "FP32", "shape": [1, 2], "parameters": {"binary_data_size": 8}}
+    assert header["outputs"] == [y]
+    assert struct.unpack("<2f", blob) == (2.0, 4.0)
+
+
+def predictions_served(client) -> float:
+    reply = client.get("/metrics")
+    assert reply.status_code == 200 and reply.content_type.startswith("text/plain"), reply.data[:500]
+    line = 'aidhub_predictions_total{model="doubler",status="ok",version="1.0.0"} '
+    found = [row for row in reply.get_data(as_text=True).splitlines() if row.startswith(line)]
+    return float(found[0].removeprefix(line)) if found else 0.0
+
+
+@pytest.mark.usefixtures("deployed")
+def test_metrics_count_each_prediction(client):
+    before = predictions_served(client)
+    reply = client.post("/api/v1/models/doubler/predict", json={"inputs": {"x": [[1.0, 2.0]]}})
+    assert reply.status_code == 200, reply.json
+    assert predictions_served(client) == before + 1

@@ -86,8 +86,7 @@ def test_a_queued_build_cancelled_never_runs(tmp_path):
         assert cancelled["status"] == "cancelled"
         assert hub.version("never")["deployment"]["status"] == "stopped"
         hub.deployments.queue.start(1)  # a worker now takes the task and leaves it alone
-        wait_until(lambda: hub.deployments.queue.pending() == 0, timeout=10)
-        time.sleep(0.5)
+        wait_until(lambda: hub.deployments.queue.executed == 1, timeout=10)
         assert hub.build(build["id"])["status"] == "cancelled"
         assert hub.build(build["id"])["steps"] == []
         with pytest.raises(Conflict, match="already cancelled"):
@@ -242,9 +241,10 @@ def test_with_a_redis_queue_an_aid_worker_process_runs_the_builds(tmp_path, redi
         assert server.aid("publish", str(python_package(tmp_path / "pkg", "queued"))).returncode == 0
         started = server.aid("deploy", "queued", "--no-wait")
         assert started.returncode == 0 and "starting" in started.stdout
-        time.sleep(1.0)
+        status = httpx.get(f"{server.url}/api/v1/status").json()["queue"]
+        assert (status["workers"], status["pending"]) == (0, 1)  # the hub runs no builds itself
         build = httpx.get(f"{server.url}/api/v1/models/queued/logs").json()["build"]
-        assert build["status"] == "queued"  # the hub runs no builds itself: it waits for a worker
+        assert build["status"] == "queued"  # it waits for a worker
 
         worker = subprocess.Popen(
             [AID, "worker", "--workers", "1"],

@@ -170,7 +170,7 @@ def test_record_rejects_an_unknown_status():
 
 def test_prediction_log_needs_the_bound_database(tmp_path):
     other = connect(f"sqlite:///{tmp_path}/other.db")
-    with pytest.raises(ValueError, match=r"call monitor.tables.database.initialize\(db\)"):
+    with pytest.raises(ValueError, match=r"call database.connection.database.initialize\(db\)"):
         PredictionLog(other)
 
 

@@ -1,37 +1,18 @@
-"""Monitor migrations on SQLite and PostgreSQL, and the monitor's place in the layers."""
+"""The monitor's tables on SQLite and PostgreSQL, and the monitor's place in the layers."""
 
 import ast
 from pathlib import Path
 
 import pytest
-from playhouse.db_url import connect
 
-from monitor import tables
-from monitor.migrations import MIGRATIONS, migrate
-from monitor.tables import LatencyBucket, MigrationRecord, Prediction, Rollup, utc_naive
+from monitor.tables import LatencyBucket, Prediction, Rollup
+from vocab.times import utc_naive
 
 MONITOR = Path(__file__).resolve().parent.parent / "monitor"
 FORBIDDEN = {"hub", "registry", "runners", "web", "cli"}
 
 
-@pytest.fixture
-def db(database_url):
-    database = connect(database_url)
-    tables.database.initialize(database)
-    yield database
-    database.close()
-
-
-def test_migrate_creates_the_tables_once(db):
-    assert migrate(db) == [1]
-    assert migrate(db) == []
-    assert {"monitor_migrations", "monitor_prediction", "monitor_feedback", "monitor_rollup",
-            "monitor_latency_bucket"} <= set(db.get_tables())  # fmt: skip
-    assert [r.id for r in MigrationRecord.select()] == [n for n, _ in MIGRATIONS]
-
-
 def test_rollup_keys_are_unique(db):
-    migrate(db)
     unique = {tuple(i.columns) for i in db.get_indexes(Rollup._meta.table_name) if i.unique}
     assert ("version_id", "minute") in unique
     unique = {tuple(i.columns) for i in db.get_indexes(LatencyBucket._meta.table_name) if i.unique}

@@ -1,129 +1,19 @@
-"""The HTML pages, on a real Hub (SQLite file) with packages published through hub.publish.
+"""The HTML pages, on a real Hub per test (SQLite file, then PostgreSQL) with packages published through
+hub.publish (conftest.py: hub, client, publish).
 
-Nothing is deployed here (that needs the process runner; other tests do it), so the pages show
-published-not-deployed models. One test drives the model page in a real headless Chromium.
+Nothing is deployed here (tests/test_api_contract.py serves a model), so the pages show
+published-not-deployed models. tests/test_pages_in_browser.py drives the pages in a real Chromium.
 """
 
 from __future__ import annotations
 
-import html
-import io
-import json
 import re
-import shutil
-import subprocess
-import threading
-from html.parser import HTMLParser
-from pathlib import Path
 
-import onnx
-import pytest
-import yaml
-from onnx import TensorProto, helper
-from werkzeug.serving import make_server
-
-from hub.config import Config
-from hub.hub import Hub
-from monitor.feedback import record_feedback
-from registry.models import BuildRow, VersionRow
-from registry.package import pack
-from tests.packages import archive, onnx_package
+from tests.demo_package import demo_build
+from tests.page_reading import Elements, get, text_of
+from vocab.states import BuildStatus
 from web import charts
-from web.app import create_app
 from web.markdown import render_card, sanitise
-
-CARD = """# Demo adder
-
-Adds one to every value. Trained on nothing at all.
-
-<script>alert('card')</script>
-<img src=x onerror="alert('img')">
-
-[a bad link](javascript:alert('link')) and [a good one](https://example.org/docs).
-"""
-
-
-# --- packages and fixtures --------------------------------------------------------------------
-
-
-def onnx_model(path: Path) -> None:
-    """A tiny graph y = Identity(x) with x float32 [-1, 2]."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "demo", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-
-
-def write_package(root: Path, card: str = CARD, examples=None, **manifest) -> Path:
-    root.mkdir(parents=True)
-    fields = {
-        "name": "demo-adder", "version": "1.0.0", "task": "regression", "framework": "onnx",
-        "summary": "Adds one to each value", "tags": ["onnx", "tiny"], "artifact": "model.onnx",
-        "examples": "examples.json",
-    }  # fmt: skip
-    fields = {k: v for k, v in {**fields, **manifest}.items() if v is not None}
-    if fields["framework"] == "onnx":
-        onnx_model(root / "model.onnx")
-    else:
-        (root / "predict.py").write_text(
-            "class Model:\n    def predict(self, **inputs):\n        return inputs\n"
-        )
-    examples = [{"inputs": {"x": [[1.0, 2.0]]}}] if examples is None else examples
-    (root / "examples.json").write_text(json.dumps(examples))
-    (root / "README.md").write_text(card)
-    (root / "aid.yaml").write_text(yaml.safe_dump(fields))
-    return root
-
-
-@pytest.fixture
-def hub(tmp_path):
-    hub = Hub(Config.load(env={}, home=tmp_path / "home"))
-    yield hub
-    hub.close()
-
-
-@pytest.fixture
-def client(hub):
-    return create_app(hub=hub).test_client()
-
-
-@pytest.fixture
-def publish(hub, tmp_path):
-    def publish(**manifest) -> dict:
-        folder = tmp_path / f"pkg-{manifest.get('name', 'demo')}-{manifest.get('version', '1.0.0')}"
-        return hub.publish(io.BytesIO(pack(write_package(folder, **manifest))))
-
-    return publish
-
-
-def text_of(page: str) -> str:
-    """The visible text of an HTML page, whitespace collapsed (what a reader sees)."""
-    page = re.sub(r"(?s)<(script|style|title)\b.*?</\1>", " ", page)
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
-
-
-def get(client, url: str, status: int = 200) -> str:
-    reply = client.get(url)
-    assert reply.status_code == status, reply.get_data(as_text=True)[:2000]
-    return reply.get_data(as_text=True)
-
-
-class Elements(HTMLParser):
-    """Every start tag with its attributes, to check what is an element and what is text."""
-
-    def __init__(self, page: str):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.feed(page)
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def find(self, tag: str, **attrs) -> list[dict]:
-        return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())]
-
 
 # --- catalog ----------------------------------------------------------------------------------
 
@@ -321,17 +211,12 @@ def test_unknown_page_uses_the_same_layout(client):
     assert 'href="/static/hub.css"' in page and "Error 404" in text_of(page)
 
 
-def add_build(name: str, status: str, log: str) -> int:
-    version = VersionRow.get(VersionRow.version == "1.0.0")
-    assert version.model.name == name
-    return BuildRow.create(version=version, status=status, log=log).id
-
-
 def test_build_page_shows_status_and_log_and_follows_a_running_build(client, publish):
     publish()
-    build_id = add_build("demo-adder", "running", "installing <numpy>\n")
+    build_id = demo_build(BuildStatus.RUNNING, "installing <numpy>\n")
     page = get(client, f"/builds/{build_id}")
     assert f'data-build-poll="/api/v1/builds/{build_id}"' in page
+    assert """data-build-in-flight='["cancelling", "queued", "running"]'""" in page
     assert '<pre class="log" id="build-log">installing &lt;numpy&gt;\n</pre>' in page
     text = text_of(page)
     assert f"demo-adder@1.0.0 Build {build_id} running" in text
@@ -340,9 +225,28 @@ def test_build_page_shows_status_and_log_and_follows_a_running_build(client, pub
 
 def test_finished_build_page_does_not_poll(client, publish):
     publish()
-    build_id = add_build("demo-adder", "failed", "error: no wheel for torch\n")
+    build_id = demo_build(BuildStatus.FAILED, "error: no wheel for torch\n")
     page = get(client, f"/builds/{build_id}")
     assert "data-build-poll" not in page and "error: no wheel for torch" in page
+    assert "Cancel build" not in text_of(page)
+
+
+def test_cancel_button_ends_a_queued_build_and_shows_its_page(client, publish):
+    publish()
+    build_id = demo_build(BuildStatus.QUEUED, "")
+    reply = client.post(f"/builds/{build_id}/cancel")
+    assert (reply.status_code, reply.headers["Location"]) == (303, f"/builds/{build_id}")
+    text = text_of(get(client, f"/builds/{build_id}"))
+    assert f"demo-adder@1.0.0 Build {build_id} cancelled" in text
+    assert "This page follows the build" not in text
+
+
+def test_cancelling_a_build_that_ended_is_a_409_page_that_says_so(client, publish):
+    publish()
+    build_id = demo_build(BuildStatus.SUCCEEDED, "")
+    reply = client.post(f"/builds/{build_id}/cancel")
+    assert reply.status_code == 409
+    assert f"Build {build_id} already succeeded; there is nothing to cancel." in text_of(reply.get_data(True))
 
 
 def test_unknown_build_is_a_404_page(client):
@@ -363,60 +267,18 @@ def test_requests_chart_scales_bars_to_the_busiest_minute():
     assert charts.requests_chart([{"minute": "2024-05-01T12:00:00Z", "requests": 0, "errors": 0}]) is None
 
 
-# --- a real browser ---------------------------------------------------------------------------
-
-
-def chromium() -> str:
-    if not (path := shutil.which("chromium")):
-        pytest.fail("Chromium is not installed: run 'make test' as root, or 'apt-get install chromium'.")
-    return path
-
-
-@pytest.fixture
-def live_url(hub):
-    server = make_server("127.0.0.1", 0, create_app(hub=hub), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-
-
-def run_chromium(tmp_path: Path, *args: str) -> str:
-    command = [
-        chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", *args,
-    ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
-
-
-def test_model_page_in_a_real_browser_shows_the_card_and_the_try_it_form(live_url, publish, tmp_path):
-    publish()
-    dom = run_chromium(tmp_path, "--virtual-time-budget=3000", "--dump-dom", f"{live_url}/models/demo-adder")
-    elements = Elements(dom)
-    assert elements.find("html", **{"data-js": "ready"}), "hub.js did not run (blocked or failed)"
-    assert "Adds one to every value. Trained on nothing at all." in text_of(dom)
-    assert elements.find("form", id="try-it") and elements.find("textarea", name="x")
-    assert elements.find("link", rel="stylesheet", href="/static/hub.css")
-    assert [a.get("src") for a in elements.find("script")] == ["/static/hub.js"]
-
-
-def test_leaderboard_ranks_versions_by_the_wilson_lower_bound(tmp_path):
-    hub = Hub(Config.load(env={}, home=tmp_path / "home"))
-    for name in ("alpha", "beta"):
-        hub.publish(archive(onnx_package(tmp_path / name, name=name)))
-    versions = {v.model.name: v for v in hub.catalog.versions_for_task("regression")}
+def test_leaderboard_ranks_versions_by_the_wilson_lower_bound(hub, client, publish):
+    publish(name="alpha")
+    publish(name="beta")
     for correct in [True] * 3:  # alpha: 3/3, little evidence
-        record_feedback(None, versions["alpha"].id, "alpha", correct=correct)
+        hub.model_feedback("alpha", {"correct": correct}, "1.0.0")
     for correct in [True] * 18 + [False] * 2:  # beta: 18/20, more evidence, higher lower bound
-        record_feedback(None, versions["beta"].id, "beta", correct=correct)
+        hub.model_feedback("beta", {"correct": correct}, "1.0.0")
     board = hub.leaderboard("Regression")
     assert [(r["rank"], r["model"], r["accuracy"]) for r in board["versions"]] == [
         (1, "beta", 0.9),
         (2, "alpha", 1.0),
     ]
-    page = create_app(hub=hub).test_client().get("/tasks/regression").get_data(as_text=True)
+    page = get(client, "/tasks/regression")
     assert page.index("beta@1.0.0") < page.index("alpha@1.0.0")
     assert "<td>90.0%</td>" in page and "<td>69.9% – 97.2%</td>" in page
-    hub.close()

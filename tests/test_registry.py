@@ -8,7 +8,7 @@ import pytest
 from hub.config import Config
 from hub.errors import Conflict, Invalid, NotFound, TooLarge
 from hub.hub import Hub
-from registry.models import TABLES, ModelRow, VersionRow
+from registry.models import ModelRow, VersionRow
 from tests.packages import archive, onnx_package
 
 
@@ -182,25 +182,3 @@ def test_upload_over_the_limit_is_refused_and_leaves_no_temp_file(hub):
     with pytest.raises(TooLarge, match="larger than the limit of 1000000 bytes"):
         hub.publish(io.BytesIO(b"\0" * 1_000_001))
     assert list((hub.config.blobs_dir / "tmp").iterdir()) == []
-
-
-def test_migrations_bring_a_version_1_database_up_to_date(database_url):
-    """A database made by migration 1 alone (before deployments.container_id, builds.alias) gains them."""
-    from registry import db as registry_db
-    from registry.migrations import migrate
-
-    database = registry_db.connect(database_url)
-    database.execute_sql(
-        "CREATE TABLE registry_migrations (id INTEGER PRIMARY KEY, name VARCHAR(200), applied_at TIMESTAMP)"
-    )
-    database.execute_sql("INSERT INTO registry_migrations VALUES (1, 'create tables', NULL)")
-    registry_db.database.initialize(database)
-    database.create_tables(TABLES)
-    database.execute_sql("ALTER TABLE deployments DROP COLUMN container_id")
-    database.execute_sql("ALTER TABLE builds DROP COLUMN alias")
-    database.execute_sql("ALTER TABLE builds DROP COLUMN retire")
-    assert migrate(database) == [2, 3, 4]
-    assert "container_id" in {c.name for c in database.get_columns("deployments")}
-    assert {"alias", "retire"} <= {c.name for c in database.get_columns("builds")}
-    assert migrate(database) == []
-    database.close()

@@ -32,12 +32,10 @@ def runner(engine, docker_host, tmp_path):
         ready_timeout=90.0,
         max_memory_bytes=GIB,
         max_cpus=1.5,
+        owner=f"tests-{tmp_path.name}",  # instances() lists this test's containers only
     )
-    started = []
-    start = backend.start
-    backend.start = lambda spec, log: started.append(start(spec, log)) or started[-1]
     yield backend
-    for instance in started:
+    for instance in backend.instances():
         backend.stop(instance)
     backend.close()
 

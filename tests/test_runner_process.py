@@ -54,40 +54,38 @@ def envs_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("runner-envs")
 
 
-def runner_options(kind: str, request, envs: Path, tmp_path: Path) -> dict:
-    """make_runner's options for one backend kind, with the shared caches."""
-    if kind == "process":
-        return dict(envs_dir=envs, wheelhouse=WHEELHOUSE, deployments_dir=tmp_path / "deployments",
-                    uv_cache=UV_CACHE, ready_timeout=90.0)  # fmt: skip
+def process_options(request, envs: Path, tmp_path: Path) -> dict:
+    """make_runner("process", ...) options with the shared caches."""
+    return dict(envs_dir=envs, wheelhouse=WHEELHOUSE, deployments_dir=tmp_path / "deployments",
+                uv_cache=UV_CACHE, ready_timeout=90.0)  # fmt: skip
+
+
+def container_options(request, envs: Path, tmp_path: Path) -> dict:
+    """make_runner("container", ...) options; `owner` keeps this test's containers apart in the engine."""
     request.getfixturevalue("engine")  # fails the test when no engine answers
     return dict(docker_host=request.getfixturevalue("docker_host"), wheelhouse=WHEELHOUSE,
-                contexts_dir=tmp_path / "contexts", base_image=BASE_IMAGE, ready_timeout=90.0)  # fmt: skip
+                contexts_dir=tmp_path / "contexts", base_image=BASE_IMAGE, ready_timeout=90.0,
+                owner=f"tests-{tmp_path.name}")  # fmt: skip
 
 
-@pytest.fixture(params=["process", "container"])
+@pytest.fixture(
+    params=[("process", process_options), ("container", container_options)], ids=["process", "container"]
+)
 def new_runner(request, envs_dir, tmp_path):
     """Makes backends of one kind (every kind runs the same tests); each new one is like a hub
-    restart. Instances still running at teardown are stopped."""
+    restart. The instances that still exist at teardown are stopped."""
+    kind, options = request.param
     made = []
 
     def new(envs: Path = envs_dir):
-        backend = make_runner(request.param, **runner_options(request.param, request, envs, tmp_path))
-        made.append((backend, _track_starts(backend)))
-        return backend
+        made.append(make_runner(kind, **options(request, envs, tmp_path)))
+        return made[-1]
 
     yield new
-    for backend, started in made:
-        for instance in started:
+    for backend in made:
+        for instance in backend.instances():
             backend.stop(instance)
-        if hasattr(backend, "close"):
-            backend.close()
-
-
-def _track_starts(backend) -> list:
-    started = []
-    start = backend.start
-    backend.start = lambda spec, log: started.append(start(spec, log)) or started[-1]
-    return started
+        backend.close()
 
 
 @pytest.fixture
@@ -172,7 +170,7 @@ class TestRunnerContract:
 def test_process_versions_with_the_same_requirements_share_one_environment(request, tmp_path):
     """The container runner's counterpart (image layer reuse) is in test_runner_container.py."""
     fresh_envs = tmp_path / "fresh-envs"  # a first build really happens here
-    runner = make_runner("process", **runner_options("process", request, fresh_envs, tmp_path))
+    runner = make_runner("process", **process_options(request, fresh_envs, tmp_path))
     began = time.monotonic()
     first_key = runner.build(python_spec("runner_echo", version="2.0.0"), lambda line: None)
     first_build_s = time.monotonic() - began
@@ -187,17 +185,9 @@ def test_process_versions_with_the_same_requirements_share_one_environment(reque
         runner.stop(second)
 
 
-def _processes_in(service_dir: Path) -> list[int]:
-    from runners.process import _pids_in
-
-    return _pids_in(service_dir)
-
-
 def _leftovers(runner, instance) -> list:
-    """What still exists of a stopped instance: server processes, or containers (by label)."""
-    if runner.kind == "process":
-        return _processes_in(instance.log_path.parent / "service")
-    return runner._containers_by_key(instance.key)
+    """What still exists of a stopped instance: its server processes or containers."""
+    return [found for found in runner.instances() if found.key == instance.key]
 
 
 HOSTILE = 'x"""\'\'\'\nimport os; os.system("echo pwned")  # \\ \x00 {inputs}'

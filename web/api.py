@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from hub.errors import Invalid, TooLarge
-from web.app import get_hub
+from hub.errors import Invalid
+from vocab import names
+from web.context import get_hub
 from web.fastpath import predict_reply
 from web.openapi import document
 
@@ -13,9 +14,9 @@ blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 def split_ref(name: str) -> tuple[str, str | None]:
-    """'iris@1.0.0' -> ('iris', '1.0.0'); a ?version= argument wins over neither."""
-    name, _, ref = name.partition("@")
-    return name, request.args.get("version") or ref or None
+    """'iris@1.0.0' -> ('iris', '1.0.0'); a ?version= argument wins over the '@' part."""
+    name, ref = names.split_ref(name)
+    return name, request.args.get("version") or ref
 
 
 def json_body() -> dict:
@@ -32,13 +33,7 @@ def health():
 
 @blueprint.post("/models")
 def publish():
-    hub = get_hub()
-    if request.content_length and request.content_length > hub.config.max_upload_bytes:
-        raise TooLarge(
-            f"The upload of {request.content_length} bytes is larger than the limit of "
-            f"{hub.config.max_upload_bytes} bytes. Shrink the package or raise the hub's upload limit."
-        )
-    version = hub.publish(request.stream)
+    version = get_hub().publish(request.stream, request.content_length)
     return jsonify(version), 201 if version["created"] else 200
 
 
@@ -136,5 +131,6 @@ def openapi():
 
 
 def prometheus_metrics():
-    body, content_type = get_hub().metrics.render()
+    """GET /metrics (registered by create_app, outside /api/v1): the Prometheus text format."""
+    body, content_type = get_hub().metrics_text()
     return Response(body, content_type=content_type)

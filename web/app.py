@@ -5,16 +5,17 @@ from __future__ import annotations
 import atexit
 import logging
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from hub.config import Config
 from hub.errors import HubError
 from hub.hub import Hub
+from web import api, pages, v2
+from web.context import wants_json
 from web.fastpath import PredictFastPath
 
 log = logging.getLogger(__name__)
-JSON_PREFIXES = ("/api/", "/v2")
 CSP = (
     "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -22,14 +23,14 @@ CSP = (
 
 
 def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
+    """The web app over `hub`; without one it opens a Hub on `config` (default: the environment's)
+    and closes it when the process exits. A hub that is passed in stays its caller's to close."""
     app = Flask(__name__)
     app.json.sort_keys = False
-    hub = hub or Hub(config or Config.load())
-    app.extensions["hub"] = hub
-    if hub is not None:
+    if hub is None:
+        hub = Hub(config or Config.load())
         atexit.register(hub.close)
-    from web import api, pages, v2
-
+    app.extensions["hub"] = hub
     app.register_blueprint(api.blueprint)
     app.register_blueprint(v2.blueprint)
     app.register_blueprint(pages.blueprint)
@@ -48,14 +49,6 @@ def _security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
-
-
-def get_hub() -> Hub:
-    return current_app.extensions["hub"]
-
-
-def wants_json() -> bool:
-    return request.path.startswith(JSON_PREFIXES) or request.path == "/metrics"
 
 
 def _hub_error(error: HubError):

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 
 from hub.errors import HubError, Invalid
 from hub.hub import Hub
+from vocab.names import split_ref
 
 PREDICT_PATH = re.compile(r"^/api/v1/models/(?P<name>.+)/predict$")
 
@@ -27,8 +28,8 @@ def predict_reply(hub: Hub, name: str, version: str | None, raw: bytes) -> tuple
         body = None
     if not isinstance(body, dict):
         raise Invalid("The request body must be a JSON object, with Content-Type: application/json.")
-    name, _, ref = name.partition("@")
-    reply = hub.predict(name, version or ref or None, body.get("inputs"))
+    name, ref = split_ref(name)
+    reply = hub.predict(name, version or ref, body.get("inputs"))
     return reply, {"X-Prediction-Id": reply["id"]}
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from hub.errors import Invalid
+from vocab.states import IN_FLIGHT, DeploymentStatus
 from web import charts, snippets
-from web.app import get_hub
+from web.context import get_hub
 from web.markdown import render_card
 
 blueprint = Blueprint("pages", __name__)
-RUNNING_BUILDS = ("queued", "running", "cancelling")
 
 
 # --- catalog ------------------------------------------------------------------------------
@@ -77,6 +77,7 @@ def model_page(name: str, ref: str | None, feedback_error: str = "", form=None) 
     number = version["version"]
     return {
         "model": model, "version": version, "ref": ref, "card": render_card(version["card"]),
+        "ready": version["deployment"]["status"] == DeploymentStatus.READY,
         "scorecard": (card := hub.scorecard(name, number)),
         "chart": charts.requests_chart(card["series"]),
         "build": hub.latest_build(name, number),
@@ -116,7 +117,8 @@ def leaderboard(task):
 @blueprint.get("/builds/<int:build_id>")
 def build(build_id):
     row = get_hub().build(build_id)
-    return render_template("build.html", build=row, running=row["status"] in RUNNING_BUILDS)
+    running = row["status"] in IN_FLIGHT
+    return render_template("build.html", build=row, running=running, in_flight=sorted(IN_FLIGHT))
 
 
 @blueprint.post("/builds/<int:build_id>/cancel")

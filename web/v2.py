@@ -9,7 +9,7 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from hub.errors import Invalid
-from web.app import get_hub
+from web.context import get_hub
 
 blueprint = Blueprint("v2", __name__, url_prefix="/v2")
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -39,21 +39,17 @@ def _tensors(schema: dict) -> list[dict]:
 @blueprint.get("/models/<path:name>")
 @blueprint.get("/models/<path:name>/versions/<version>")
 def model_metadata(name, version=None):
-    hub = get_hub()
-    row = hub.target(name, version)
-    versions = [v["version"] for v in hub.model(name)["versions"]]
+    meta = get_hub().model_metadata(name, version)
     return jsonify({
-        "name": name, "versions": versions, "platform": f"aidhub_{row.manifest['framework']}",
-        "inputs": _tensors(row.inputs), "outputs": _tensors(row.outputs),
+        "name": name, "versions": meta["versions"], "platform": f"aidhub_{meta['framework']}",
+        "inputs": _tensors(meta["inputs"]), "outputs": _tensors(meta["outputs"]),
     })  # fmt: skip
 
 
 @blueprint.get("/models/<path:name>/ready")
 @blueprint.get("/models/<path:name>/versions/<version>/ready")
 def model_ready(name, version=None):
-    hub = get_hub()
-    row = hub.target(name, version)
-    ready = hub.version(name, row.version)["deployment"]["status"] == "ready"
+    ready = get_hub().model_metadata(name, version)["ready"]
     return jsonify({"name": name, "ready": ready}), 200 if ready else 400
 
 
@@ -64,8 +60,8 @@ def infer(name, version=None):
     inputs = {t["name"]: _to_native(t, blobs) for t in _input_tensors(header)}
     hub = get_hub()
     reply = hub.predict(name, version, inputs)
-    row = hub.target(name, reply["version"])
-    outputs = _to_v2(reply["outputs"], row.outputs, header.get("outputs"))
+    schema = hub.model_metadata(name, reply["version"])["outputs"]
+    outputs = _to_v2(reply["outputs"], schema, header.get("outputs"))
     body = {"model_name": name, "model_version": reply["version"], "id": header.get("id") or reply["id"]}
     response = _response(body, outputs, _wants_binary(header))
     response.headers["X-Prediction-Id"] = reply["id"]

@@ -138,13 +138,13 @@ function showBuild(build) {
   }));
 }
 
-function followBuild(url) {
+function followBuild(url, inFlight) {
   const tick = async () => {
     try {
       const reply = await fetch(url, { headers: { "Accept": "application/json" } });
       const build = await reply.json();
       showBuild(build);
-      if (["queued", "running", "cancelling"].includes(build.status)) { setTimeout(tick, 1000); return; }
+      if (inFlight.includes(build.status)) { setTimeout(tick, 1000); return; }
       const note = $("build-polling");
       if (note) note.textContent = "The build ended.";
       const cancel = $("build-cancel");
@@ -159,6 +159,6 @@ document.addEventListener("DOMContentLoaded", () => {
   setupCopy();
   setupVersionPicker();
   const main = document.querySelector("main[data-build-poll]");
-  if (main) followBuild(main.dataset.buildPoll);
+  if (main) followBuild(main.dataset.buildPoll, JSON.parse(main.dataset.buildInFlight));
   document.documentElement.dataset.js = "ready";  // the page's scripts ran (tests read this)
 });

@@ -1,0 +1,20 @@
+"""What a request reaches the hub through (a leaf, as flaskr's db.py): the app's Hub, and whether
+the request wants JSON. The blueprints import this module; it imports none of them."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+
+from hub.hub import Hub
+
+JSON_PREFIXES = ("/api/", "/v2")
+
+
+def get_hub() -> Hub:
+    """The Hub that create_app was given (or made)."""
+    return current_app.extensions["hub"]
+
+
+def wants_json() -> bool:
+    """API, v2 and metrics requests get JSON errors; every other path gets an HTML page."""
+    return request.path.startswith(JSON_PREFIXES) or request.path == "/metrics"

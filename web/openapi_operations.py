@@ -1,0 +1,209 @@
+"""The operations of the OpenAPI document: what each (path, method) does, takes and replies.
+
+A route registered in the app but missing here still appears in the document (web/openapi.py marks
+it `x-undocumented`), and tests/test_api_contract.py fails until it is described.
+"""
+
+from __future__ import annotations
+
+from web.openapi_schemas import json_content, ref, typed
+
+ERROR_TEXT = {
+    400: "The request is invalid; `error` says what to fix.",
+    404: "The model, version, build or prediction does not exist; `error` lists what does.",
+    409: "It conflicts with what is stored: a version published with other content, or a build that ended.",
+    413: "The upload is larger than the hub's limit.",
+    422: "The inputs do not fit the model's schema; `errors` names each field.",
+    500: "Unexpected server error.",
+    502: "The model's server failed or did not answer.",
+    503: "The model is not deployed or not ready; run `aid deploy`.",
+}
+
+
+def reply(description: str, schema: dict | None = None, headers: dict | None = None) -> dict:
+    out = {"description": description}
+    if schema is not None:
+        out["content"] = json_content(schema)
+    return out | ({"headers": headers} if headers else {})
+
+
+def error_reply(code: int) -> dict:
+    return reply(ERROR_TEXT[code], ref("Error"))
+
+
+def ok(status: int, schema: str) -> tuple[int, dict]:
+    return status, reply("OK", ref(schema))
+
+
+def query(name: str, description: str) -> dict:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": typed("string"),
+        "description": description,
+    }
+
+
+VERSION_QUERY = query("version", "Version or alias; wins over `name@ref`. Default: production, else latest.")
+
+
+def op(
+    summary: str, success: tuple, *errors: int, body: dict | None = None, params=(), tag: str = ""
+) -> dict:
+    """One operation: `success` is (status, reply); every error status replies with Error."""
+    status, answer = success
+    responses = {str(status): answer} | {str(c): error_reply(c) for c in sorted({*errors, 500})}
+    out = {"summary": summary, "tags": [tag] if tag else [], "responses": responses}
+    out |= {"parameters": list(params)} if params else {}
+    return out | ({"requestBody": body} if body else {})
+
+
+def json_body(schema: str) -> dict:
+    return {"required": True, "content": json_content(ref(schema))}
+
+
+def package_body() -> dict:
+    schema = {"type": "string", "contentMediaType": "application/gzip"}
+    text = "The package archive (tar.gz, as 'aid publish' writes it), streamed as the raw body."
+    return {"required": True, "description": text, "content": {"application/gzip": {"schema": schema}}}
+
+
+def catalog_operations() -> dict:
+    searches = [query("q", "Text in name or summary."), query("task", "Exact task."), query("tag", "A tag.")]
+    return {
+        ("/api/v1/models", "POST"): op(
+            "Publish a package",
+            (201, reply("Published (200 when the same digest was already there)", ref("Published"))),
+            400,
+            409,
+            413,
+            body=package_body(),
+            tag="catalog",
+        ),
+        ("/api/v1/models", "GET"): op("Search models", ok(200, "ModelList"), params=searches, tag="catalog"),
+        ("/api/v1/models/{name}", "GET"): op("A model, its versions", ok(200, "Model"), 404, tag="catalog"),
+        ("/api/v1/models/{name}/versions/{ref}", "GET"): op(
+            "A version with its manifest, card and examples", ok(200, "VersionDetail"), 404, tag="catalog"
+        ),
+        ("/api/v1/models/{name}/aliases/{alias}", "PUT"): op(
+            "Point an alias at a version (202: it moves once that version serves)",
+            ok(200, "AliasChange"),
+            400,
+            404,
+            body=json_body("AliasRequest"),
+            tag="catalog",
+        ),
+    }
+
+
+def deployment_operations() -> dict:
+    version = [VERSION_QUERY]
+    return {
+        ("/api/v1/models/{name}/deploy", "POST"): op(
+            "Deploy a version (the build runs in the background)",
+            ok(202, "Deploying"),
+            404,
+            params=version,
+            tag="deployments",
+        ),
+        ("/api/v1/models/{name}/undeploy", "POST"): op(
+            "Stop a version's server", ok(200, "Version"), 404, params=version, tag="deployments"
+        ),
+        ("/api/v1/builds/{build_id}", "GET"): op(
+            "A build with its log", ok(200, "BuildWithLog"), 404, tag="deployments"
+        ),
+        ("/api/v1/builds/{build_id}/cancel", "POST"): op(
+            "Cancel a queued or running build", ok(202, "BuildWithLog"), 404, 409, tag="deployments"
+        ),
+        ("/api/v1/models/{name}/logs", "GET"): op(
+            "Last build log and server log", ok(200, "Logs"), 404, params=version, tag="deployments"
+        ),
+        ("/api/v1/health", "GET"): op("Liveness and hub status", ok(200, "Health"), tag="hub"),
+        ("/api/v1/status", "GET"): op("Hub status", ok(200, "Status"), tag="hub"),
+        ("/api/v1/openapi.json", "GET"): op(
+            "This document", (200, reply("OpenAPI 3.1", typed("object"))), tag="hub"
+        ),
+    }
+
+
+def prediction_operations() -> dict:
+    header = {"X-Prediction-Id": {"description": "The prediction's id.", "schema": typed("string")}}
+    feedback = (201, reply("Stored", ref("Feedback")))
+    return {
+        ("/api/v1/models/{name}/predict", "POST"): op(
+            "Predict",
+            (200, reply("The model's outputs", ref("Prediction"), header)),
+            400,
+            404,
+            422,
+            502,
+            503,
+            body=json_body("PredictRequest"),
+            params=[VERSION_QUERY],
+            tag="predict",
+        ),
+        ("/api/v1/predictions/{prediction_id}/feedback", "POST"): op(
+            "Feedback on one prediction", feedback, 400, 404, body=json_body("FeedbackRequest"), tag="predict"
+        ),
+        ("/api/v1/models/{name}/feedback", "POST"): op(
+            "Feedback on a model (or a version)",
+            feedback,
+            400,
+            404,
+            body=json_body("FeedbackRequest"),
+            params=[VERSION_QUERY],
+            tag="predict",
+        ),
+    }
+
+
+def quality_operations() -> dict:
+    return {
+        ("/api/v1/models/{name}/scorecard", "GET"): op(
+            "Requests, errors, latency and feedback of a version",
+            (200, reply("OK", ref("Scorecard"))),
+            404,
+            params=[VERSION_QUERY],
+            tag="predict",
+        ),
+        ("/api/v1/tasks/{task}/leaderboard", "GET"): op(
+            "Versions of a task, ranked by the lower bound of feedback accuracy",
+            ok(200, "Leaderboard"),
+            tag="predict",
+        ),
+    }
+
+
+def v2_operations() -> dict:
+    ready = (200, reply("Ready", ref("V2ModelReady")))
+    not_ready = reply("Not ready (Open Inference Protocol: a 4xx status)", ref("V2ModelReady"))
+    infer = (
+        200,
+        reply(
+            "Outputs; application/octet-stream with binary tensors when asked",
+            ref("V2InferResponse"),
+            {"X-Prediction-Id": {"schema": typed("string")}},
+        ),
+    )
+    out = {
+        ("/v2", "GET"): op("Server metadata", ok(200, "V2Server"), tag="v2"),
+        ("/v2/health/live", "GET"): op("Server live", ok(200, "V2Health"), tag="v2"),
+        ("/v2/health/ready", "GET"): op("Server ready", ok(200, "V2Health"), tag="v2"),
+    }
+    for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        out[(base, "GET")] = op("Model metadata", ok(200, "V2ModelMetadata"), 404, tag="v2")
+        out[(f"{base}/ready", "GET")] = op("Model ready", ready, 404, tag="v2")
+        out[(f"{base}/ready", "GET")]["responses"]["400"] = not_ready
+        out[(f"{base}/infer", "POST")] = op(
+            "Infer", infer, 400, 404, 422, 502, 503, body=json_body("V2InferRequest"), tag="v2"
+        )
+    return out
+
+
+GROUPS = (catalog_operations, deployment_operations, prediction_operations, quality_operations, v2_operations)
+
+
+def operations() -> dict:
+    """(path, method) -> the operation, for every route this module describes."""
+    return {key: operation for group in GROUPS for key, operation in group().items()}

@@ -1,0 +1,222 @@
+"""The schemas of the OpenAPI document (its `components`): what each reply and request body holds.
+
+Pure functions returning JSON Schema dicts; web/openapi_operations.py refers to them by name.
+"""
+
+from __future__ import annotations
+
+from vocab.states import BUILD_STEPS, BuildStatus, DeploymentStatus, StepStatus
+
+KINDS = {
+    "string": {"type": "string"},
+    "text": {"type": ["string", "null"]},
+    "integer": {"type": "integer"},
+    "float": {"type": "number"},
+    "number": {"type": ["number", "null"]},
+    "boolean": {"type": "boolean"},
+    "object": {"type": "object"},
+    "time": {"type": ["string", "null"], "format": "date-time"},
+}
+
+# --- schema helpers ------------------------------------------------------------------------------
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def typed(kind: str, nullable: bool = False, **extra) -> dict:
+    return {"type": [kind, "null"] if nullable else kind, **extra}
+
+
+def obj(properties: dict, required: list[str] | None = None, **extra) -> dict:
+    keys = list(properties) if required is None else required
+    return {"type": "object", "properties": properties, "required": keys, **extra}
+
+
+def array(items: dict) -> dict:
+    return {"type": "array", "items": items}
+
+
+def extend(base: str, properties: dict) -> dict:
+    return {"allOf": [ref(base), obj(properties)]}
+
+
+def json_content(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+# --- components ----------------------------------------------------------------------------------
+
+
+def error_schema() -> dict:
+    return obj(
+        {
+            "ok": {"const": False},
+            "error": typed("string", description="What went wrong and what to do next."),
+            "errors": array(typed("string")) | {"description": "Each problem, named by field."},
+            "status": typed("integer", description="The HTTP status, repeated."),
+        },
+        additionalProperties=False,
+    )
+
+
+def one_of(values) -> dict:
+    """A string that is one of `values` (a StrEnum, or a tuple of names)."""
+    return typed("string", enum=[str(v) for v in values])
+
+
+def fields(**kinds: str) -> dict:
+    """fields(string="model version", time="created_at") -> {"model": {"type": "string"}, ...}."""
+    return {name: KINDS[kind] for kind, names in kinds.items() for name in names.split()}
+
+
+def catalog_schemas() -> dict:
+    tensors, strings = {"type": "object", "additionalProperties": ref("TensorSpec")}, array(typed("string"))
+    status = one_of(DeploymentStatus)
+    deployment = fields(text="url runner env_key error", integer="restarts", time="updated_at")
+    version = fields(string="model version digest task framework", integer="size", time="created_at")
+    summary = fields(string="name task summary", text="latest production shown", time="updated_at")
+    return {
+        "TensorSpec": obj({"dtype": typed("string"), "shape": array(typed("integer"))}, ["dtype"]),
+        "Deployment": obj({"status": status, **deployment}, ["status"]),
+        "Version": obj(
+            version
+            | {"aliases": strings, "inputs": tensors, "outputs": tensors, "labels": strings}
+            | {"deployment": ref("Deployment")}
+        ),
+        "VersionDetail": extend(
+            "Version", fields(object="manifest", string="card") | {"examples": array({})}
+        ),
+        "Published": extend("Version", {"created": typed("boolean", description="false: same digest")}),
+        "ModelSummary": obj(summary | {"tags": strings, "deployment": ref("Deployment")}),
+        "Model": extend(
+            "ModelSummary",
+            {
+                "aliases": typed("object", additionalProperties=typed("string")),
+                "versions": array(ref("Version")),
+            },
+        ),
+        "ModelList": obj({"models": array(ref("ModelSummary"))}),
+        "AliasRequest": obj(
+            {
+                "version": typed("string", description="A version or another alias."),
+                "retire": typed("boolean", description="Stop the version the alias leaves (default false)."),
+            },
+            required=["version"],
+        ),
+    }
+
+
+def build_properties() -> dict:
+    build = fields(integer="id", string="model version", time="created_at started_at finished_at")
+    step = obj({"name": one_of(BUILD_STEPS), "status": one_of(StepStatus), "seconds": KINDS["number"]})
+    progress = obj({"done": KINDS["integer"], "total": KINDS["integer"], "step": KINDS["text"]})
+    return build | {
+        "seconds": KINDS["number"],
+        "status": one_of(BuildStatus),
+        "steps": array(step),
+        "progress": progress,
+        "alias": typed("string", True, description="Moves to this version when the build succeeds."),
+    }
+
+
+def deployment_schemas() -> dict:
+    build = build_properties()
+    status = fields(string="runner runner_reason database home")
+    status["deployments"] = typed("object", additionalProperties=typed("integer"))
+    status["queue"] = obj(fields(string="storage", integer="pending workers"))
+    logs = fields(string="model version server_log") | {
+        "build": {"oneOf": [ref("BuildWithLog"), typed("null")]}
+    }
+    return {
+        "Build": obj(build),
+        "BuildWithLog": extend("Build", fields(string="log")),
+        "Deploying": extend("Version", {"build": ref("Build")}),
+        "AliasChange": {
+            "allOf": [
+                ref("Version"),
+                obj(
+                    {
+                        "alias": KINDS["string"],
+                        "moved": typed("boolean", description="false: it moves when `build` succeeds"),
+                        "build": ref("Build"),
+                    },
+                    required=["alias", "moved"],
+                ),
+            ]
+        },
+        "Logs": obj(logs),
+        "Status": obj(status),
+        "Health": extend("Status", {"ok": {"const": True}}),
+    }
+
+
+def prediction_schemas() -> dict:
+    inputs = typed("object", description="Input name -> value, as in the version's `inputs`.")
+    prediction = {"id": typed("string", description="Also sent as the X-Prediction-Id header.")}
+    prediction |= fields(string="model version", object="outputs", float="latency_ms")
+    feedback = fields(integer="id", text="prediction_id label comment", string="model", time="created_at")
+    feedback |= {"correct": typed("boolean", nullable=True), "rating": typed("integer", nullable=True)}
+    return {
+        "PredictRequest": obj({"inputs": inputs}),
+        "Prediction": obj(prediction),
+        "FeedbackRequest": feedback_request(),
+        "Feedback": obj(feedback),
+        "Scorecard": obj(scorecard_properties()),
+        "Leaderboard": obj(fields(string="task") | {"versions": array(obj(leaderboard_row()))}),
+    }
+
+
+def leaderboard_row() -> dict:
+    row = fields(integer="rank requests feedback", string="model version deployment")
+    return row | fields(number="error_rate p95_ms accuracy accuracy_low accuracy_high mean_rating")
+
+
+def feedback_request() -> dict:
+    values = {
+        "correct": typed("boolean"),
+        "label": typed("string", maxLength=200),
+        "rating": typed("integer", minimum=1, maximum=5),
+        "comment": typed("string", maxLength=2000),
+    }
+    return obj(values, [], additionalProperties=False, minProperties=1)
+
+
+def scorecard_properties() -> dict:
+    feedback = fields(integer="count correct incorrect ratings", number="mean_rating")
+    feedback |= fields(number="accuracy accuracy_low accuracy_high")
+    point = fields(time="minute", integer="requests errors", number="p95")
+    return fields(string="model version", integer="version_id requests errors", number="error_rate") | {
+        "latency_ms": obj(fields(number="p50 p95 p99 mean")),
+        "feedback": obj(feedback),
+        "series": array(obj(point)),
+    }
+
+
+def v2_schemas() -> dict:
+    tensor = fields(string="name datatype") | {"shape": array(typed("integer"))}
+    data = obj(tensor | {"data": array({}), "parameters": typed("object")}, list(tensor))
+    requested = obj(fields(string="name", object="parameters"), ["name"])
+    metadata = fields(string="name platform") | {"versions": array(typed("string"))}
+    return {
+        "V2Server": obj(fields(string="name version") | {"extensions": array(typed("string"))}),
+        "V2Health": obj(fields(boolean="live ready")),
+        "V2Tensor": obj(tensor),
+        "V2ModelMetadata": obj(
+            metadata | {"inputs": array(ref("V2Tensor")), "outputs": array(ref("V2Tensor"))}
+        ),
+        "V2ModelReady": obj(fields(string="name", boolean="ready")),
+        "V2InferRequest": obj(
+            fields(string="id", object="parameters") | {"inputs": array(data), "outputs": array(requested)},
+            ["inputs"],
+        ),
+        "V2InferResponse": obj(fields(string="model_name model_version id") | {"outputs": array(data)}),
+    }
+
+
+def components() -> dict:
+    schemas = {"Error": error_schema()}
+    for part in (catalog_schemas, deployment_schemas, prediction_schemas, v2_schemas):
+        schemas |= part()
+    return {"schemas": schemas}
