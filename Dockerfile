@@ -34,4 +34,4 @@ COPY --from=build /opt/hub /opt/hub
 USER aidhub
 VOLUME /data
 EXPOSE 8000
-CMD ["aid", "serve", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["aid", "serve", "--host", "0.0.0.0", "--port", "8000", "-v"]

@@ -3,9 +3,10 @@
 The hub's request path is I/O (waiting on model servers); gevent serves it at a quarter of the CPU per
 request of gunicorn's thread worker, which matters when the hub shares cores with the models it serves.
 
-The Hub is opened in the worker, after gevent has patched the standard library. When that fails with
-a HubError (a bad AIDHUB_DATABASE_URL, no container engine), the worker hands the error to the master
-and stops it quietly; `serve` raises it there, for `aid` to print as one line."""
+The Hub is opened in the worker, after gevent has patched the standard library. When that fails (a
+HubError such as a bad AIDHUB_DATABASE_URL or no container engine, or anything else), the worker hands
+the error to the master and stops it quietly; `serve` raises it there, for `aid` to print as one line.
+The traceback goes to the log file only."""
 
 from __future__ import annotations
 
@@ -31,10 +32,14 @@ GUNICORN_FAILURES = {3: "the worker failed to boot", 4: "the app failed to load"
 class StartFailure:
     """Why the worker could not open the hub, in an unnamed file that master and worker share."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_file: Path) -> None:
         self.file = tempfile.TemporaryFile()
+        self.log_file = log_file
 
-    def record(self, error: HubError) -> None:
+    def record(self, error: Exception) -> None:
+        if not isinstance(error, HubError):  # a bug, or a failure the hub does not name yet
+            what = f"{error.__class__.__name__}: {error}"
+            error = HubError(f"The hub did not start: {what}. The traceback is in {self.log_file}.")
         fields = {"message": error.message, "errors": error.errors, "status": error.status}
         self.file.write(json.dumps(fields).encode())
         self.file.flush()
@@ -58,11 +63,11 @@ class NoAccessLog(Logger):
 
 
 class HubServer(BaseApplication):
-    def __init__(self, config: Config, connections: int, logging_dict: dict):
+    def __init__(self, config: Config, connections: int, log_file: Path, logging_dict: dict):
         self.hub_config = config
         self.connections = connections
         self.logging_dict = logging_dict
-        self.failure = StartFailure()
+        self.failure = StartFailure(log_file)
         super().__init__()
 
     def load_config(self):
@@ -80,21 +85,22 @@ class HubServer(BaseApplication):
             self.cfg.set("control_socket_disable", True)
 
     def load(self):
-        from web.app import create_app
-
         try:
+            from web.app import create_app
+
             return create_app(self.hub_config)
-        except HubError as e:
-            log.info("The hub did not start: %s", e.message, exc_info=True)
+        except Exception as e:  # the boundary: any reason becomes one line in the master
+            log.info("The hub did not start: %s", e, exc_info=True)
             self.failure.record(e)
             os.kill(os.getppid(), signal.SIGTERM)  # the master stops without a "worker failed" error
             sys.exit(0)
 
 
-def serve(config: Config, log_file: Path, level: str = "info", verbose: bool = False,
-          connections: int = 1000) -> None:  # fmt: skip
+def serve(
+    config: Config, log_file: Path, level: str = "info", verbose: bool = False, connections: int = 1000
+) -> None:
     """Run the hub until Ctrl-C or SIGTERM; the HubError that kept it from starting, if one did."""
-    server = HubServer(config, connections, logging_config(log_file, level, verbose))
+    server = HubServer(config, connections, log_file, logging_config(log_file, level, verbose))
     master = os.getpid()
     try:
         server.run()

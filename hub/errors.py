@@ -10,14 +10,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from database.connection import DatabaseUrlInvalid
-from monitor.errors import MonitorError
-from monitor.feedback import FeedbackInvalid, PredictionNotFound
-from registry.blobs import BlobTooLarge
-from registry.errors import RegistryError
-from registry.manifest import PackageInvalid
-from runners.base import RunnerError
-
 
 class HubError(Exception):
     status = 500
@@ -67,11 +59,27 @@ class ModelFailed(HubError):
     status = 502
 
 
-LOWER_ERRORS = (RegistryError, MonitorError, RunnerError, DatabaseUrlInvalid)
+def lower_errors() -> tuple[type[Exception], ...]:
+    """The base exceptions of the lower packages (imported here, not at the top, so that the CLI,
+    which catches HubErrors, does not load the database layer with them)."""
+    from database.connection import DatabaseUrlInvalid
+    from monitor.errors import MonitorError
+    from registry.errors import RegistryError
+    from runners.base import RunnerError
+
+    return RegistryError, MonitorError, RunnerError, DatabaseUrlInvalid
 
 
 def public(error: Exception) -> HubError:
     """The user-facing error for an exception of a lower package."""
+    from database.connection import DatabaseUrlInvalid
+    from monitor.errors import MonitorError
+    from monitor.feedback import FeedbackInvalid, PredictionNotFound
+    from registry.blobs import BlobTooLarge
+    from registry.errors import RegistryError
+    from registry.manifest import PackageInvalid
+    from runners.base import RunnerError
+
     match error:
         case HubError():
             return error
@@ -97,5 +105,5 @@ def translated() -> Iterator[None]:
     """Raise the lower packages' exceptions inside the block as their user-facing errors."""
     try:
         yield
-    except LOWER_ERRORS as e:
+    except lower_errors() as e:
         raise public(e) from e

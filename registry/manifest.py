@@ -131,7 +131,7 @@ def _check_framework_fields(m: Manifest, data: dict, problems: list[Problem]) ->
         problems.append(Problem("artifact", f"required for framework {m.framework}: the model file"))
     if m.framework == "python" and not m.entrypoint and "entrypoint" not in data:
         problems.append(Problem("entrypoint", "required for framework python, e.g. predict.py:Model"))
-    if m.framework != "onnx" and not m.inputs and "inputs" not in data:
+    if m.framework in FRAMEWORKS and m.framework != "onnx" and not m.inputs and "inputs" not in data:
         problems.append(
             Problem("inputs", f"required for framework {m.framework}: name each input's dtype/shape")
         )

@@ -60,7 +60,7 @@ def _acquire(handle, operation: int, path: Path, wait: bool, log: LogFn | None) 
 def _tried(handle, operation: int) -> bool:
     """Take the lock if it is free now; never waits."""
     try:
-        fcntl.flock(handle, operation)  # OLD BLOCKING
+        fcntl.flock(handle, operation | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     return True

@@ -39,7 +39,7 @@ class HubProcess:
 
     def start(self, timeout: float = 60.0) -> HubProcess:
         self.home.mkdir(parents=True, exist_ok=True)
-        log = open(self.home / "hub.log", "ab")
+        log = open(self.home / "serve.out", "ab")
         self.proc = subprocess.Popen(
             [AID, "serve", "--port", str(self.port)],
             env=self.env,
@@ -50,13 +50,19 @@ class HubProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"aid serve exited: {(self.home / 'hub.log').read_text()[-3000:]}")
+                raise RuntimeError(f"aid serve exited: {self.output()}")
             try:
                 if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 time.sleep(0.2)
         raise TimeoutError(f"the hub did not answer within {timeout}s")
+
+    def output(self) -> str:
+        """The end of what `aid serve` printed, and of the hub's own log file."""
+        printed = (self.home / "serve.out").read_text(errors="replace")[-3000:]
+        logged = self.home / "logs" / "hub.log"
+        return printed + (logged.read_text(errors="replace")[-3000:] if logged.is_file() else "")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

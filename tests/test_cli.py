@@ -26,10 +26,15 @@ from tests.postgres import _free_port
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
 
-def aid(*args: str, home: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+def hub_env(home: Path, **settings: str) -> dict:
+    """This environment without its AIDHUB_* settings, then a home, the process runner and `settings`."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("AIDHUB_")}
-    environ.update({"AIDHUB_HOME": str(home), "AIDHUB_RUNNER": "process", **env})
-    return subprocess.run([AID, *args], capture_output=True, text=True, timeout=timeout, env=environ)
+    return {**environ, "AIDHUB_HOME": str(home), "AIDHUB_RUNNER": "process", **settings}
+
+
+def aid(*args: str, home: Path, timeout: float = 60, **settings: str) -> subprocess.CompletedProcess:
+    env = hub_env(home, **settings)
+    return subprocess.run([AID, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def start_lines(port: int, home: Path, verbose: bool = False) -> str:
@@ -68,6 +73,19 @@ def test_serve_with_an_unsupported_database_url_is_one_line_and_exit_2(tmp_path)
     log = (tmp_path / "logs" / "hub.log").read_text()
     assert "INFO cli.serve: The hub did not start: AIDHUB_DATABASE_URL: Database URL 'mysql://x'" in log
     assert "Traceback" in log  # the file keeps what the terminal leaves out
+
+
+def test_serve_failing_in_a_way_the_hub_does_not_name_is_one_line_pointing_at_the_log(tmp_path):
+    (tmp_path / "hub.db").mkdir()  # SQLite cannot open a folder
+    port = _free_port()
+    done = aid("serve", "--port", str(port), home=tmp_path)
+    log_file = tmp_path / "logs" / "hub.log"
+    assert (done.returncode, done.stdout) == (1, start_lines(port, tmp_path))
+    assert done.stderr == (
+        "Error: The hub did not start: OperationalError: unable to open database file. "
+        f"The traceback is in {log_file}.\n"
+    )
+    assert "Traceback (most recent call last)" in log_file.read_text()
 
 
 def test_worker_with_an_unsupported_database_url_is_one_line_and_exit_2(tmp_path):
@@ -117,12 +135,9 @@ def serving(home: Path, *args: str) -> Iterator[int]:
     """`aid serve` on a free port with its stdout and stderr in files beside `home`; stopped (SIGTERM,
     as Ctrl-C in `make run`) when the block ends, so that the files then hold all it printed."""
     port = _free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("AIDHUB_")}
-    environ.update(AIDHUB_HOME=str(home), AIDHUB_RUNNER="process")
     with open(home.parent / "stdout", "w") as out, open(home.parent / "stderr", "w") as err:
-        proc = subprocess.Popen(
-            [AID, "serve", "--port", str(port), *args], stdout=out, stderr=err, env=environ
-        )
+        command = [AID, "serve", "--port", str(port), *args]
+        proc = subprocess.Popen(command, stdout=out, stderr=err, env=hub_env(home))
     try:
         wait_until(lambda: answers(f"http://127.0.0.1:{port}/api/v1/health"), proc)
         yield port
