@@ -16,7 +16,8 @@ def make_runner(kind: str, **options) -> Runner:
     process: envs_dir, wheelhouse, deployments_dir, uv_cache=None, host, ready_timeout, workers.
     container: docker_host, wheelhouse, contexts_dir, base_image (the CPU base), host, ready_timeout,
     base_images (other bases by key: gpu, torch-gpu, ...), max_memory_bytes, max_cpus (the most a
-    version's resources may ask for; the limits themselves come from each ServeSpec).
+    version's resources may ask for; the limits themselves come from each ServeSpec), owner (the
+    aidhub.hub label that tells this hub's containers from other hubs' on a shared engine).
     """
     if kind == "process":
         from .process import ProcessRunner

@@ -14,9 +14,12 @@ import logging
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from .base import TAIL_LINES, LogFn, RunnerError, ServeSpec
 from .locks import LockBusy, file_lock
@@ -25,6 +28,11 @@ log = logging.getLogger(__name__)
 
 GARBAGE_AGE_S = 600  # leaked build containers younger than this may belong to a build in flight
 CDI_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
+# Writes the build context's tar archive (the docker SDK's own function) in a child process.
+_PACK_CONTEXT = (
+    "import sys; from docker.utils.build import tar; "
+    "tar(sys.argv[1], fileobj=open(sys.argv[2], 'wb')).close()"
+)
 
 
 class Engine:
@@ -82,12 +90,12 @@ class Engine:
     def build_image(self, spec: ServeSpec, context: Path, tag: str, log: LogFn) -> str:
         """Build `context` as `tag` offline, passing the engine's output to `log`; the image id.
 
-        The engine's reply streams over a socket that gevent patches under `aid serve`, so reading
-        it yields to the hub's other greenlets."""
+        The archive is sent and the engine's reply read over a socket, which gevent patches under
+        `aid serve`: waiting on it yields to the hub's other greenlets."""
         began, tail = time.monotonic(), []
-        with file_lock(self.builds_lock, shared=True, log=log):
+        with file_lock(self.builds_lock, shared=True, log=log), _packed(context) as archive:
             stream = self.client.api.build(
-                path=str(context), tag=tag, rm=True, forcerm=True, network_mode="none",
+                fileobj=archive, custom_context=True, tag=tag, rm=True, forcerm=True, network_mode="none",
                 decode=True, pull=False,  # labels: the Dockerfile has them (render_dockerfile)
             )  # fmt: skip
             image_id = _image_of_stream(spec, stream, tail, log)
@@ -129,6 +137,27 @@ class Engine:
             # builds by other tools on this engine take no lock: leave their young ones
             if c.get("Id") not in known and time.time() - _number(c.get("Created")) > GARBAGE_AGE_S
         ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def _packed(context: Path) -> Iterator[BinaryIO]:
+    """The build context as a tar archive beside it, open for reading; removed afterwards.
+
+    A child process writes it: given a folder, the docker SDK would tar it in this process, seconds
+    of blocking file reads for a large wheelhouse during which a hub under gevent answers nothing.
+    Waiting for the child yields to the hub's other greenlets."""
+    archive = context.with_name(f"{context.name}.tar")
+    try:
+        packed = subprocess.run(
+            [sys.executable, "-c", _PACK_CONTEXT, str(context), str(archive)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if packed.returncode != 0:
+            raise RunnerError(f"Packing the build context {context} failed: {packed.stderr.strip()[-500:]}")
+        with open(archive, "rb") as handle:
+            yield handle
+    finally:
+        archive.unlink(missing_ok=True)
 
 
 def _image_of_stream(spec: ServeSpec, stream, tail: list[str], log: LogFn) -> str | None:
