@@ -91,6 +91,16 @@ def test_runners_keep_model_runtimes_inside_the_flavors():
     assert heavy == []
 
 
+def test_flavors_import_nothing_of_the_project():
+    """The flavors run inside each model's own environment, where none of the hub's packages are."""
+    project = sorted(
+        f"{p.relative_to(REPO)} imports {n}"
+        for p in (REPO / "runners" / "flavors").rglob("*.py")
+        for n in imports_of(p) & set(PACKAGES)
+    )
+    assert project == []
+
+
 # --- small pieces ---------------------------------------------------------------------------------
 
 
@@ -121,3 +131,15 @@ def test_no_function_outside_the_tests_has_more_than_40_lines():
     code = [p for p in project_modules() if "tests" not in p.relative_to(REPO).parts]
     long = [offender for p in code for offender in long_functions(p)]
     assert not long, "split these functions:\n" + "\n".join(long)
+
+
+def test_every_test_asserts_something():
+    """A test that cannot fail proves nothing: each one asserts, or expects an exception."""
+    silent = [
+        f"{path.relative_to(REPO)}::{node.name}"
+        for path in sorted((REPO / "tests").rglob("test_*.py"))
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_")
+        if not any(isinstance(n, ast.Assert) for n in ast.walk(node)) and "raises(" not in ast.unparse(node)
+    ]
+    assert silent == []

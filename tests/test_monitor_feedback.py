@@ -46,8 +46,8 @@ def test_invalid_feedback_names_the_field_and_the_fix(values, message):
 
 
 def test_valid_feedback_passes():
-    validate(correct=False, label=None, rating=None, comment=None)
-    validate(correct=None, label=None, rating=5, comment="x" * 2000)
+    assert validate(correct=False, label=None, rating=None, comment=None) is None
+    assert validate(correct=None, label=None, rating=5, comment="x" * 2000) is None  # at the cap
 
 
 def test_feedback_on_a_prediction_takes_its_version_and_bumps_the_rollup(db):
