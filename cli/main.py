@@ -318,6 +318,20 @@ def scorecard(client: HubClient, ref: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("ref")
+@click.option("--window", default="24h", show_default=True, help="How far back to look: 90m, 24h, 7d.")
+@READ
+@click.pass_obj
+def drift(client: HubClient, ref: str, window: str, as_json: bool) -> None:
+    """Compare the recent inputs and outputs of NAME[@VERSION] with its reference, now (Evidently)."""
+    path, version = model_path(ref, "/drift")
+    run = client.post(path, {"window": window}, version=version)
+    output.emit_json(run) if as_json else output.drift(run)
+    if run["status"] == "failed":
+        raise Failure(f"The drift run failed: {run['error']}")
+
+
+@cli.command()
 @click.argument("task")
 @READ
 @click.pass_obj

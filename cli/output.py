@@ -64,8 +64,18 @@ def scorecard(card: dict) -> None:
         f"  feedback      {fb['count']} ({fb['correct']} correct, {fb['incorrect']} wrong)",
         f"  accuracy      {_fmt(fb['accuracy'], '{:.3f}')}{interval}",
         f"  mean rating   {_fmt(fb['mean_rating'], '{:.2f}')}",
+        f"  drift         {_drift_line(card.get('drift'))}",
     ]
     click.echo("\n".join(lines))
+
+
+def _drift_line(drift: dict | None) -> str:
+    if not drift:
+        return "no run yet ('aid drift NAME' runs one)"
+    drifted = [c for c, d in drift["columns"].items() if d]
+    return (
+        f"{_fmt(drift['share'], '{:.0%}')} of input columns ({', '.join(drifted) or 'none'}), {drift['at']}"
+    )
 
 
 def leaderboard(data: dict) -> None:
@@ -89,3 +99,25 @@ def leaderboard(data: dict) -> None:
     table(
         rows, ["#", "VERSION", "ACCURACY", "95% CI", "FEEDBACK", "REQUESTS", "ERRORS", "P95 MS", "DEPLOYMENT"]
     )
+
+
+def drift(run: dict) -> None:
+    head = f"{run['model']}@{run['version']}  drift run {run['id']}  ({run['status']})"
+    click.echo(f"{head}\n  window      {run['window']['start']} - {run['window']['end']}")
+    click.echo(f"  reference   {run['reference']}")
+    for part in ("inputs", "outputs"):
+        if run.get(part):
+            _comparison(part, run[part])
+
+
+def _comparison(part: str, result: dict) -> None:
+    rows = result["rows"]
+    verdict = {True: "drifted", False: "no drift", None: "no verdict"}[result["drifted"]]
+    share = _fmt(result["share"], "{:.0%}")
+    click.echo(f"\n{part}: {share} of columns drifted, {verdict} "
+               f"({rows['current']} rows against {rows['reference']})")  # fmt: skip
+    table(
+        [[c["column"], c["method"] or "-", _fmt(c["score"], "{:.4g}"), _fmt(c["threshold"], "{:.3g}"),
+          {True: "DRIFTED", False: "ok", None: c["note"] or "-"}[c["drifted"]]] for c in result["columns"]],
+        ["COLUMN", "METHOD", "SCORE", "THRESHOLD", "VERDICT"],
+    )  # fmt: skip

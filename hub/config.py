@@ -37,6 +37,9 @@ class Config:
     base_images: dict = field(default_factory=dict)  # AIDHUB_BASE_IMAGES: gpu, torch-gpu, onnx-cpu, ...
     max_memory_bytes: int | None = None  # AIDHUB_MAX_MEMORY: versions asking more are refused
     max_cpus: float | None = None  # AIDHUB_MAX_CPUS: likewise
+    drift_reference_rows: int = 500  # AIDHUB_DRIFT_REFERENCE_ROWS: the first N calls, without reference data
+    drift_max_rows: int = 10_000  # a drift run compares at most the newest N calls of its window
+    drift_min_rows: int = 30  # and needs at least N
 
     @property
     def blobs_dir(self) -> Path:
@@ -79,6 +82,9 @@ class Config:
             "base_images": _base_images(env.get("AIDHUB_BASE_IMAGES", "")),
             "max_memory_bytes": _max_memory(env.get("AIDHUB_MAX_MEMORY", "")),
             "max_cpus": _max_cpus(env.get("AIDHUB_MAX_CPUS", "")),
+            "drift_reference_rows": _number(
+                env, "AIDHUB_DRIFT_REFERENCE_ROWS", cls.drift_reference_rows, int
+            ),
         }
         for key, name in [
             ("wheelhouse", "AIDHUB_WHEELHOUSE"),

@@ -14,14 +14,15 @@ from hub.buildqueue import make_huey
 from hub.catalog import Catalog
 from hub.config import Config
 from hub.deployments import Deployments
+from hub.drift import DriftRunner, parse_window
 from hub.errors import Invalid, NotFound, translated
 from hub.routes import Route, Routes
 from hub.runner_choice import choose_runner
 from hub.serving import ModelClient, predict, smoke_test
 from hub.specs import spec_for
 from hub.watcher import Watcher
+from monitor import driftruns, scorecard
 from monitor import feedback as feedback_store
-from monitor import scorecard
 from monitor.metrics import Metrics
 from monitor.predlog import PredictionLog
 from registry.blobs import BlobStore
@@ -43,6 +44,9 @@ class Hub:
         blobs = BlobStore(config.blobs_dir)
         blobs.remove_stale_uploads()
         self.catalog = Catalog(blobs, config.packages_dir, config.max_upload_bytes)
+        self.drift_runner = DriftRunner(
+            blobs, config.drift_reference_rows, config.drift_max_rows, config.drift_min_rows
+        )
         self.runner, self.runner_reason = (runner, "given") if runner else choose_runner(config)
         self.client = ModelClient()
         self.deployments = Deployments(
@@ -275,7 +279,43 @@ class Hub:
     def scorecard(self, name: str, ref: str | None = None) -> dict:
         version = self.catalog.resolve(name, ref)
         card = scorecard.scorecard(version.id)
-        return {"model": version.model.name, "version": version.version, **card}
+        latest = driftruns.latest_run(version.id, done_only=True)
+        drift = present.drift_summary(latest, driftruns.result_of(latest)) if latest else None
+        return {"model": version.model.name, "version": version.version, **card, "drift": drift}
+
+    # --- drift --------------------------------------------------------------------------
+
+    def drift(self, name: str, ref: str | None = None, window: str = "24h") -> dict:
+        """Run drift now for NAME[@REF] over the last `window` (e.g. 24h); the stored run."""
+        version = self.catalog.resolve(name, ref)
+        span = parse_window(window)
+
+        def answer(inputs: dict) -> dict:
+            route = self.route(name, version.version)
+            if route.error:
+                raise route.error
+            return self.client.predict(route.url, inputs)
+
+        run = self.drift_runner.run(version, self.catalog.unpack(version.digest), span, answer)
+        return present.drift_run(version, run, driftruns.result_of(run))
+
+    def drift_history(self, name: str, ref: str | None = None) -> dict:
+        """The latest drift run of NAME[@REF] (None before the first) and the runs before it."""
+        version = self.catalog.resolve(name, ref)
+        runs = [present.drift_run(version, r, driftruns.result_of(r)) for r in driftruns.runs(version.id)]
+        return {"model": version.model.name, "version": version.version, "latest": runs[0] if runs else None,
+                "runs": runs}  # fmt: skip
+
+    def drift_report(self, name: str, run_id: int) -> str:
+        """The Evidently HTML report of drift run `run_id` of model NAME (any version)."""
+        model = self.catalog.model(name)
+        for version in self.catalog.versions(model):
+            run = driftruns.run_by_id(version.id, run_id)
+            if run is not None and run.report:
+                return self.drift_runner.report(run)
+        raise NotFound(
+            f"Model {name!r} has no drift report {run_id}. 'aid drift {name} --json' lists its runs."
+        )
 
 
 def _record_feedback(prediction_id: str | None, version_id: int | None, model: str, fields) -> dict:

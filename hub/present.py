@@ -121,3 +121,23 @@ def model_metadata(row: VersionRow, versions: list[str], ready: bool) -> dict:
         "framework": row.manifest["framework"], "inputs": row.inputs, "outputs": row.outputs,
         "ready": ready,
     }  # fmt: skip
+
+
+def drift_summary(run, result: dict | None) -> dict:
+    """What a scorecard shows of the latest drift run: the share and each input column's verdict."""
+    columns = (result or {}).get("inputs", {}).get("columns", [])
+    return {
+        "share": run.share, "drifted": run.drifted, "at": isoformat(run.created_at), "run": run.id,
+        "columns": {c["column"]: c["drifted"] for c in columns},
+    }  # fmt: skip
+
+
+def drift_run(version: VersionRow, run, result: dict | None) -> dict:
+    result = result or {}
+    return {
+        "id": run.id, "model": version.model.name, "version": version.version,
+        "at": isoformat(run.created_at), "status": run.status, "error": run.error,
+        "window": {"start": isoformat(run.window_start), "end": isoformat(run.window_end)},
+        "reference": run.reference, "share": run.share, "drifted": run.drifted,
+        "inputs": result.get("inputs"), "outputs": result.get("outputs"), "report": bool(run.report),
+    }  # fmt: skip

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from database.migrations import create_tables, register
-from monitor.tables import TABLES
+from monitor.tables import TABLES, DriftRun
 
-register("monitor", [(1, "create tables", create_tables(TABLES))])
+register(
+    "monitor",
+    [
+        (1, "create tables", create_tables(TABLES)),
+        (2, "drift runs", create_tables([DriftRun])),
+    ],
+)

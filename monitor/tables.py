@@ -88,4 +88,24 @@ class LatencyBucket(BaseModel):
         indexes = ((("version_id", "minute", "bucket"), True),)
 
 
-TABLES = (Prediction, Feedback, Rollup, LatencyBucket)
+class DriftRun(BaseModel):
+    """One comparison of a version's recent inputs (and outputs) with its reference."""
+
+    id = AutoField()
+    version_id = IntegerField(index=True)
+    created_at = DateTimeField()
+    window_start = DateTimeField()
+    window_end = DateTimeField()
+    reference = TextField()  # 'package' (its reference_data) | 'first predictions'
+    status = TextField()  # 'done' | 'failed'
+    error = TextField(null=True)
+    share = FloatField(null=True)  # drifted input columns / input columns with a verdict
+    drifted = BooleanField(null=True)  # the dataset verdict on the inputs
+    result = TextField(null=True)  # JSON: {"inputs": {...}, "outputs": {...} | null}
+    report = TextField(null=True)  # the blob digest of the Evidently HTML report
+
+    class Meta:
+        table_name = "monitor_drift_run"
+
+
+TABLES = (Prediction, Feedback, Rollup, LatencyBucket, DriftRun)

@@ -11,7 +11,14 @@ from database.connection import DatabaseUrlInvalid, connect, database
 from database.migrations import AppliedMigration, migrate
 from registry.models import TABLES
 
-EVERY_STEP = ["monitor:1", "registry:1", "registry:2", "registry:3", "registry:4"]  # components by name
+EVERY_STEP = [
+    "monitor:1",
+    "monitor:2",
+    "registry:1",
+    "registry:2",
+    "registry:3",
+    "registry:4",
+]  # components by name
 
 
 @pytest.fixture

@@ -115,6 +115,21 @@ def scorecard(name):
     return jsonify(get_hub().scorecard(*split_ref(name)))
 
 
+@blueprint.post("/models/<path:name>/drift")
+def run_drift(name):
+    name, ref = split_ref(name)
+    body = request.get_json(silent=True) if request.content_length else {}
+    if not isinstance(body, dict):
+        raise Invalid('The request body must be a JSON object such as {"window": "24h"}, or empty.')
+    window = request.args.get("window") or body.get("window") or "24h"
+    return jsonify(get_hub().drift(name, ref, str(window))), 201
+
+
+@blueprint.get("/models/<path:name>/drift")
+def drift(name):
+    return jsonify(get_hub().drift_history(*split_ref(name)))
+
+
 @blueprint.get("/tasks/<task>/leaderboard")
 def leaderboard(task):
     return jsonify(get_hub().leaderboard(task))

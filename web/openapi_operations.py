@@ -167,6 +167,22 @@ def quality_operations() -> dict:
             params=[VERSION_QUERY],
             tag="predict",
         ),
+        ("/api/v1/models/{name}/drift", "POST"): op(
+            "Compare a version's recent inputs and outputs with its reference (Evidently), now",
+            (201, reply("The run: done, or failed with its error", ref("DriftRun"))),
+            400,
+            404,
+            body={"required": False, "content": json_content(ref("DriftRequest"))},
+            params=[VERSION_QUERY, query("window", "How far back, e.g. 24h (default), 90m, 7d.")],
+            tag="monitor",
+        ),
+        ("/api/v1/models/{name}/drift", "GET"): op(
+            "The latest drift run of a version and the ones before it",
+            ok(200, "DriftHistory"),
+            404,
+            params=[VERSION_QUERY],
+            tag="monitor",
+        ),
         ("/api/v1/tasks/{task}/leaderboard", "GET"): op(
             "Versions of a task, ranked by the lower bound of feedback accuracy",
             ok(200, "Leaderboard"),

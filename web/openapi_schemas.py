@@ -191,7 +191,39 @@ def scorecard_properties() -> dict:
         "latency_ms": obj(fields(number="p50 p95 p99 mean")),
         "feedback": obj(feedback),
         "series": array(obj(point)),
+        "drift": drift_summary(),
     }
+
+
+def drift_schemas() -> dict:
+    column = fields(string="column", text="method note", number="score threshold")
+    comparison = {
+        "columns": array(obj(column | {"drifted": typed("boolean", nullable=True)})),
+        "share": KINDS["number"],
+        "drifted": typed("boolean", nullable=True),
+        "rows": obj(fields(integer="reference current")),
+    }
+    run = fields(integer="id", string="model version status reference", time="at", text="error")
+    run |= {"share": KINDS["number"], "drifted": typed("boolean", nullable=True)}
+    run |= {"window": obj(fields(time="start end")), "report": typed("boolean")}
+    run |= {"inputs": nullable(obj(comparison)), "outputs": nullable(obj(comparison))}
+    window = typed("string", pattern="^[0-9]{1,5}[mhd]$", description="e.g. 90m, 24h, 7d; default 24h")
+    return {
+        "DriftRequest": obj({"window": window}, []),
+        "DriftRun": obj(run),
+        "DriftHistory": obj(fields(string="model version") | {"latest": nullable(ref("DriftRun")),
+                                                             "runs": array(ref("DriftRun"))}),
+    }  # fmt: skip
+
+
+def drift_summary() -> dict:
+    summary = fields(number="share", time="at", integer="run") | {"drifted": typed("boolean", nullable=True)}
+    verdicts = {"type": "object", "additionalProperties": typed("boolean", nullable=True)}
+    return nullable(obj(summary | {"columns": verdicts}))
+
+
+def nullable(schema: dict) -> dict:
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def v2_schemas() -> dict:
@@ -217,6 +249,6 @@ def v2_schemas() -> dict:
 
 def components() -> dict:
     schemas = {"Error": error_schema()}
-    for part in (catalog_schemas, deployment_schemas, prediction_schemas, v2_schemas):
+    for part in (catalog_schemas, deployment_schemas, prediction_schemas, drift_schemas, v2_schemas):
         schemas |= part()
     return {"schemas": schemas}

@@ -6,7 +6,7 @@ templates rely on autoescaping, and only the nh3-sanitised card is marked safe (
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, Response, redirect, render_template, request, url_for
 
 from hub.errors import Invalid
 from vocab.states import IN_FLIGHT, DeploymentStatus
@@ -15,6 +15,11 @@ from web.context import get_hub
 from web.markdown import render_card
 
 blueprint = Blueprint("pages", __name__)
+# An Evidently report runs its own inline scripts: in a sandbox, with no access to the hub's origin.
+REPORT_CSP = (
+    "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
+    "style-src 'unsafe-inline'; img-src data:; font-src data:"
+)
 
 
 # --- catalog ------------------------------------------------------------------------------
@@ -101,6 +106,13 @@ def api_snippets(name: str, pinned: str | None, version: dict) -> dict:
         "v2_url": v2,
         "curl_v2": snippets.curl_v2(v2, inputs, version["inputs"]),
     }
+
+
+@blueprint.get("/models/<path:name>/drift/<int:run_id>/report")
+def drift_report(name, run_id):
+    response = Response(get_hub().drift_report(name, run_id), content_type="text/html; charset=utf-8")
+    response.headers["Content-Security-Policy"] = REPORT_CSP
+    return response
 
 
 # --- leaderboards -------------------------------------------------------------------------

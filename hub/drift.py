@@ -1,0 +1,166 @@
+"""Drift runs of a version: its recent logged inputs and outputs against its reference, compared by
+Evidently in a child process (`python -m monitor.drift`), so that neither the web process nor the build
+workers ever import it. The run, its per-column verdicts and its HTML report (a blob) are stored.
+
+The reference is the package's `reference_data` when it has one, else the version's first N logged
+calls (which the window then leaves out). Outputs are compared with the model's answers on the reference
+rows (asked of the serving version in one batched call), else with its first N logged answers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from hub.errors import HubError, Invalid
+from monitor import driftruns
+from monitor.tables import DriftRun
+from registry.blobs import BlobStore
+from registry.models import VersionRow
+from vocab.times import utcnow
+
+WINDOW_RE = re.compile(r"(\d{1,5})([mhd])")
+UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+PACKAGE, FIRST_CALLS = "package", "first predictions"
+Answer = Callable[[dict], dict]
+TIMEOUT_S = 600
+
+
+def parse_window(text: str) -> timedelta:
+    """'24h' -> 24 hours; minutes (m), hours (h) or days (d)."""
+    match = WINDOW_RE.fullmatch(str(text).strip())
+    if match is None or int(match.group(1)) == 0:
+        raise Invalid(
+            f"Window {text!r} is not a duration; write minutes, hours or days, e.g. 90m, 24h or 7d."
+        )
+    return timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+
+
+class DriftRunner:
+    def __init__(self, blobs: BlobStore, reference_rows: int, max_rows: int, min_rows: int):
+        self.blobs = blobs
+        self.reference_rows = reference_rows  # the first N calls, when a package has no reference
+        self.max_rows = max_rows  # the newest calls of the window at most
+        self.min_rows = min_rows  # fewer calls than this: no run
+
+    def run(self, version: VersionRow, package_dir: Path, window: timedelta, answer: Answer) -> DriftRun:
+        """Compare the calls of the last `window` with the reference; the stored run (done or failed).
+        `answer(inputs)` calls the version (for its answers on the reference rows)."""
+        until = utcnow()
+        span = (until - window, until)
+        first = driftruns.first_payloads(version.id, self.reference_rows)
+        reference = self._reference_csv(version, package_dir)
+        after = None if reference else first.last_id
+        current = driftruns.recent_payloads(version.id, *span, self.max_rows, after)
+        self._check_enough(version, current, first, reference, window)
+        job = self._job(version, reference, first, current)
+        if reference:
+            job["reference_outputs"] = _answers(reference, version.inputs, answer)
+        return self._compare(version.id, span, PACKAGE if reference else FIRST_CALLS, job)
+
+    def _reference_csv(self, version: VersionRow, package_dir: Path) -> Path | None:
+        name = version.manifest.get("reference_data")
+        return package_dir / name if name and (package_dir / name).is_file() else None
+
+    def _check_enough(self, version, current, first, reference, window: timedelta) -> None:
+        name = f"{version.model.name}@{version.version}"
+        if reference is None and len(first.inputs) < self.reference_rows:
+            raise Invalid(
+                f"{name} has no reference data and {len(first.inputs)} logged calls; its first "
+                f"{self.reference_rows} become the reference. Send more calls, or publish a version with "
+                "reference_data."
+            )
+        if len(current.inputs) < self.min_rows:
+            raise Invalid(
+                f"{name} has {len(current.inputs)} logged calls in the last {_say(window)}; at least "
+                f"{self.min_rows} are needed for a drift run. Widen --window or send more calls."
+            )
+
+    def _job(self, version: VersionRow, csv_path: Path | None, first, current) -> dict:
+        reference = {"reference_csv": str(csv_path)} if csv_path else {"reference_inputs": first.inputs}
+        return {
+            **reference, "current_inputs": current.inputs,
+            "reference_outputs": first.outputs, "current_outputs": current.outputs,
+            "inputs": version.inputs, "outputs": version.outputs,
+            "labels": version.manifest.get("labels") or [], "min_rows": self.min_rows,
+        }  # fmt: skip
+
+    def _compare(self, version_id: int, span, reference: str, job: dict) -> DriftRun:
+        with tempfile.TemporaryDirectory(prefix="aidhub-drift-") as folder:
+            out = Path(folder)
+            (out / "job.json").write_text(json.dumps(job), encoding="utf-8")
+            done = subprocess.run(
+                [sys.executable, "-m", "monitor.drift", str(out / "job.json"), str(out)],
+                capture_output=True, text=True, timeout=TIMEOUT_S, env={**os.environ, "DO_NOT_TRACK": "1"},
+            )  # fmt: skip
+            if done.returncode != 0:
+                error = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+                return driftruns.record_run(version_id, span, reference, status="failed", error=error)
+            result = json.loads((out / "result.json").read_text(encoding="utf-8"))
+            report = self._store_report(out / "report.html")
+        inputs = result["inputs"]
+        return driftruns.record_run(
+            version_id, span, reference, status="done", share=inputs["share"], drifted=inputs["drifted"],
+            result=result, report=report,
+        )  # fmt: skip
+
+    def _store_report(self, path: Path) -> str | None:
+        if not path.is_file():
+            return None
+        with path.open("rb") as f:
+            return self.blobs.put_stream(f)[0]
+
+    def report(self, run: DriftRun) -> str:
+        """The run's Evidently HTML report."""
+        return self.blobs.path(run.report).read_text(encoding="utf-8")
+
+
+def _answers(reference: Path, schema: dict, answer: Answer) -> list[dict]:
+    """The model's answers on the reference rows ([] when it cannot be asked: an input without a batch
+    dimension, or a version that does not serve)."""
+    inputs = reference_inputs(reference, schema)
+    if inputs is None:
+        return []
+    try:
+        return [answer(inputs)]
+    except HubError:
+        return []
+
+
+def reference_inputs(path: Path, schema: dict) -> dict | None:
+    """The rows of a reference CSV (columns <input> / <input>.<i>) as one batched call's inputs; None
+    when an input is not a batch of scalars ([-1]) or of small vectors ([-1, k])."""
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    inputs = {}
+    for name, spec in schema.items():
+        shape, kind = spec.get("shape") or [], _parser(spec.get("dtype"))
+        if shape == [-1] and rows and name in rows[0]:
+            inputs[name] = [kind(row[name]) for row in rows]
+        elif len(shape) == 2 and shape[0] == -1 and shape[1] > 0 and rows and f"{name}.0" in rows[0]:
+            inputs[name] = [[kind(row[f"{name}.{i}"]) for i in range(shape[1])] for row in rows]
+        else:
+            return None
+    return inputs
+
+
+def _parser(dtype: str | None):
+    if dtype and dtype.startswith(("int", "uint")):
+        return lambda text: int(float(text))
+    return float if dtype and dtype.startswith("float") else str
+
+
+def _say(window: timedelta) -> str:
+    """24 hours -> '1 day', 25 hours -> '25 hours', 90 minutes -> '90 minutes'."""
+    minutes = int(window.total_seconds() // 60)
+    unit, size = next((u, n) for u, n in (("day", 1440), ("hour", 60), ("minute", 1)) if minutes % n == 0)
+    count = minutes // size
+    return f"{count} {unit}{'' if count == 1 else 's'}"

@@ -1,0 +1,84 @@
+"""Drift runs: the logged payloads a run compares, and the runs stored per version.
+
+A payload is what the prediction log kept of one successful call: its inputs and outputs, parsed back
+from JSON; calls whose payload was over the log's size cap are left out (only a marker was kept).
+The computation itself (Evidently) is `monitor.drift`, run in a child process.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from monitor.tables import DriftRun, Prediction
+from vocab.times import utcnow
+
+
+@dataclass(frozen=True)
+class Payloads:
+    inputs: list[dict]
+    outputs: list[dict]
+    last_id: str | None  # the newest prediction id among them
+
+
+def _successful(version_id: int):
+    return Prediction.select(Prediction.id, Prediction.inputs, Prediction.outputs).where(
+        Prediction.version_id == version_id,
+        Prediction.status == "ok",
+        Prediction.truncated == False,  # noqa: E712 - peewee builds SQL from the comparison
+        Prediction.inputs.is_null(False),
+    )
+
+
+def first_payloads(version_id: int, count: int) -> Payloads:
+    """The version's first `count` logged calls: the reference when its package has none."""
+    return _parsed(list(_successful(version_id).order_by(Prediction.id).limit(count)))
+
+
+def recent_payloads(
+    version_id: int, since: datetime, until: datetime, limit: int, after: str | None = None
+) -> Payloads:
+    """The newest `limit` calls in [since, until), newer than prediction id `after` when given."""
+    query = _successful(version_id).where(Prediction.created_at >= since, Prediction.created_at < until)
+    if after:
+        query = query.where(Prediction.id > after)
+    rows = list(query.order_by(Prediction.id.desc()).limit(limit))
+    return _parsed(rows[::-1])
+
+
+def _parsed(rows: list[Prediction]) -> Payloads:
+    inputs = [json.loads(r.inputs) for r in rows]
+    outputs = [json.loads(r.outputs) if r.outputs else {} for r in rows]
+    return Payloads(inputs, outputs, rows[-1].id if rows else None)
+
+
+def record_run(version_id: int, window: tuple[datetime, datetime], reference: str, **fields) -> DriftRun:
+    """Store one run: `fields` are status, error, share, drifted, result (a dict), report (a digest)."""
+    result = fields.pop("result", None)
+    return DriftRun.create(
+        version_id=version_id, created_at=utcnow(), window_start=window[0], window_end=window[1],
+        reference=reference, result=json.dumps(result) if result is not None else None, **fields,
+    )  # fmt: skip
+
+
+def latest_run(version_id: int, done_only: bool = False) -> DriftRun | None:
+    query = DriftRun.select().where(DriftRun.version_id == version_id)
+    if done_only:
+        query = query.where(DriftRun.status == "done")
+    return query.order_by(DriftRun.id.desc()).first()
+
+
+def runs(version_id: int, limit: int = 20) -> list[DriftRun]:
+    """The version's runs, newest first."""
+    return list(
+        DriftRun.select().where(DriftRun.version_id == version_id).order_by(DriftRun.id.desc()).limit(limit)
+    )
+
+
+def run_by_id(version_id: int, run_id: int) -> DriftRun | None:
+    return DriftRun.get_or_none(DriftRun.id == run_id, DriftRun.version_id == version_id)
+
+
+def result_of(run: DriftRun) -> dict | None:
+    return json.loads(run.result) if run.result else None
