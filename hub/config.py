@@ -11,6 +11,7 @@ from hub.errors import SettingInvalid
 from runners.buildcontext import BuildContextError, check_base_image, check_base_image_overrides
 from vocab.images import HUB_BASE_IMAGE_KEYS
 from vocab.sizes import parse_size
+from vocab.times import parse_duration
 
 RUNNERS = ("auto", "process", "container")
 
@@ -40,6 +41,8 @@ class Config:
     drift_reference_rows: int = 500  # AIDHUB_DRIFT_REFERENCE_ROWS: the first N calls, without reference data
     drift_max_rows: int = 10_000  # a drift run compares at most the newest N calls of its window
     drift_min_rows: int = 30  # and needs at least N
+    drift_every_seconds: float = 3600.0  # AIDHUB_DRIFT_EVERY: a drift run per serving version ("0": none)
+    drift_after_calls: int = 1000  # AIDHUB_DRIFT_AFTER_CALLS: and after this many new calls
 
     @property
     def blobs_dir(self) -> Path:
@@ -82,6 +85,8 @@ class Config:
             "base_images": _base_images(env.get("AIDHUB_BASE_IMAGES", "")),
             "max_memory_bytes": _max_memory(env.get("AIDHUB_MAX_MEMORY", "")),
             "max_cpus": _max_cpus(env.get("AIDHUB_MAX_CPUS", "")),
+            "drift_every_seconds": _drift_every(env.get("AIDHUB_DRIFT_EVERY", "1h")),
+            "drift_after_calls": _number(env, "AIDHUB_DRIFT_AFTER_CALLS", cls.drift_after_calls, int),
             "drift_reference_rows": _number(
                 env, "AIDHUB_DRIFT_REFERENCE_ROWS", cls.drift_reference_rows, int
             ),
@@ -150,6 +155,17 @@ def _max_memory(text: str) -> int | None:
         return parse_size(text)
     except ValueError as e:
         raise SettingInvalid(f"AIDHUB_MAX_MEMORY={text!r} is not a size; use e.g. 2Gi or 512Mi.") from e
+
+
+def _drift_every(text: str) -> float:
+    if text.strip() == "0":
+        return 0.0
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as e:
+        raise SettingInvalid(
+            f"AIDHUB_DRIFT_EVERY={text!r} is not a duration; use e.g. 1h, 30m or 0 (never)."
+        ) from e
 
 
 def _max_cpus(text: str) -> float | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -25,10 +24,8 @@ from monitor import driftruns
 from monitor.tables import DriftRun
 from registry.blobs import BlobStore
 from registry.models import VersionRow
-from vocab.times import utcnow
+from vocab.times import parse_duration, utcnow
 
-WINDOW_RE = re.compile(r"(\d{1,5})([mhd])")
-UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 PACKAGE, FIRST_CALLS = "package", "first predictions"
 Answer = Callable[[dict], dict]
 TIMEOUT_S = 600
@@ -36,12 +33,11 @@ TIMEOUT_S = 600
 
 def parse_window(text: str) -> timedelta:
     """'24h' -> 24 hours; minutes (m), hours (h) or days (d)."""
-    match = WINDOW_RE.fullmatch(str(text).strip())
-    if match is None or int(match.group(1)) == 0:
-        raise Invalid(
-            f"Window {text!r} is not a duration; write minutes, hours or days, e.g. 90m, 24h or 7d."
-        )
-    return timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        message = f"Window {text!r} is not a duration; write minutes, hours or days, e.g. 90m, 24h or 7d."
+        raise Invalid(message) from e
 
 
 class DriftRunner:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 from typing import BinaryIO
 
 import monitor.migrations  # noqa: F401 - registers the monitor's schema steps
@@ -15,6 +16,7 @@ from hub.catalog import Catalog
 from hub.config import Config
 from hub.deployments import Deployments
 from hub.drift import DriftRunner, parse_window
+from hub.driftschedule import DriftSchedule
 from hub.errors import Invalid, NotFound, translated
 from hub.routes import Route, Routes
 from hub.runner_choice import choose_runner
@@ -64,11 +66,18 @@ class Hub:
         self.metrics = Metrics()
         self.metrics.watch_log(lambda: self.predlog.queued, lambda: self.predlog.dropped)
         self.watcher = Watcher(self.deployments, config.watch_seconds)
+        self.drift_schedule = DriftSchedule(
+            lambda v: self.drift(v.model.name, v.version),
+            timedelta(seconds=config.drift_every_seconds),
+            config.drift_after_calls,
+        )
         if background:
             self.deployments.reconcile()
             self.deployments.queue.start(config.build_workers)
             if config.watch_seconds > 0:
                 self.watcher.start()
+            if config.drift_every_seconds > 0:
+                self.drift_schedule.start()
 
     def _spec(self, version: VersionRow):
         return spec_for(version, self.catalog.unpack(version.digest))
@@ -80,6 +89,7 @@ class Hub:
 
     def close(self) -> None:
         self.watcher.stop()
+        self.drift_schedule.stop()
         self.deployments.close()
         self.predlog.close()
 

@@ -11,8 +11,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.tables import DriftRun, Prediction
-from vocab.times import utcnow
+from peewee import fn
+
+from monitor.tables import DriftRun, Prediction, Rollup
+from vocab.times import minute_of, utcnow
 
 
 @dataclass(frozen=True)
@@ -82,3 +84,13 @@ def run_by_id(version_id: int, run_id: int) -> DriftRun | None:
 
 def result_of(run: DriftRun) -> dict | None:
     return json.loads(run.result) if run.result else None
+
+
+def calls_since(version_id: int, since: datetime) -> int:
+    """Calls to the version counted in the rollups from `since`'s minute on (no scan of the log)."""
+    total = (
+        Rollup.select(fn.COALESCE(fn.SUM(Rollup.requests), 0))
+        .where(Rollup.version_id == version_id, Rollup.minute >= minute_of(since))
+        .scalar()
+    )
+    return int(total or 0)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
+
+DURATION_RE = re.compile(r"(\d{1,5})([mhd])")
+DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
 def utcnow() -> datetime:
@@ -26,3 +30,11 @@ def minute_of(value: datetime) -> datetime:
 def isoformat(value: datetime | None) -> str | None:
     """'2024-05-01T12:03:09Z' (seconds), None for None."""
     return value.isoformat(timespec="seconds") + "Z" if value else None
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90m', '24h', '7d' -> a timedelta; ValueError for anything else (and for zero)."""
+    match = DURATION_RE.fullmatch(str(text).strip())
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r} is not a duration such as 90m, 24h or 7d")
+    return timedelta(**{DURATION_UNITS[match.group(2)]: int(match.group(1))})
