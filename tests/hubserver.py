@@ -19,8 +19,10 @@ AID = str(Path(sys.executable).parent / "aid")
 
 
 def cache_env() -> dict:
-    """Environment caches every test hub shares, so each environment is built once per machine."""
+    """Environment caches every test hub shares, so each environment is built once per machine; and
+    no scheduled drift runs (tests run drift when they mean to: tests/test_drift.py)."""
     return {
+        "AIDHUB_DRIFT_EVERY": "0",
         "AIDHUB_WHEELHOUSE": str(CACHE / "wheelhouse"),
         "AIDHUB_ENVS": str(CACHE / "envs"),
         "AIDHUB_UV_CACHE": str(CACHE / "uv"),

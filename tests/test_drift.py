@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.hubserver import HubProcess
+from tests.packages import archive
 
 REPO = Path(__file__).resolve().parent.parent
 IRIS = REPO / "examples" / "iris-onnx"
@@ -107,3 +108,21 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
+
+
+def test_the_schedule_runs_drift_for_a_serving_version_once_it_is_due(open_hub, tmp_path):
+    hub = open_hub(tmp_path / "home", f"sqlite:///{tmp_path}/hub.db", drift_every_seconds=3600.0)
+    try:
+        hub.publish(archive(IRIS))
+        build = hub.deploy("iris-onnx")["build"]
+        assert hub.deployments.wait(build["id"]).status == "succeeded"
+        for row in reference_rows()[:40]:
+            hub.predict("iris-onnx", None, {"features": [row]})
+        assert hub.predlog.flush()
+        assert [v.version for v in hub.drift_schedule.check()] == ["1.0.0"]
+        assert hub.drift_schedule.check() == []  # not due again before an hour or 1,000 more calls
+        run = hub.drift_history("iris-onnx")["latest"]
+        assert (run["status"], run["inputs"]["rows"]["current"], run["share"]) == ("done", 40, 0.0)
+    finally:
+        hub.undeploy("iris-onnx")
+        hub.close()
