@@ -6,9 +6,14 @@ import os
 import platform
 import sys
 
-from benchmarks import containers, predlog, serving
+from benchmarks import containers, drift, predlog, serving
 
-BENCHMARKS = {"predlog": predlog.run, "serving": serving.run, "containers": containers.run}
+BENCHMARKS = {
+    "predlog": predlog.run,
+    "serving": serving.run,
+    "containers": containers.run,
+    "drift": drift.run,
+}
 
 
 def _fmt(value) -> str:

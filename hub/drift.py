@@ -1,6 +1,7 @@
 """Drift runs of a version: its recent logged inputs and outputs against its reference, compared by
-Evidently in a child process (`python -m monitor.drift`), so that neither the web process nor the build
-workers ever import it. The run, its per-column verdicts and its HTML report (a blob) are stored.
+Evidently in a child process (`python -m monitor.driftworker --serve`, kept up between runs), so that
+neither the web process nor the build workers ever import it. The run, its per-column verdicts and
+its HTML report (a blob) are stored.
 
 The reference is the package's `reference_data` when it has one, else the version's first N logged
 calls (which the window then leaves out). Outputs are compared with the model's answers on the reference
@@ -15,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +26,7 @@ from monitor import driftruns
 from monitor.tables import DriftRun
 from registry.blobs import BlobStore
 from registry.models import VersionRow
+from vocab.states import DriftRunStatus
 from vocab.times import parse_duration, utcnow
 
 PACKAGE, FIRST_CALLS = "package", "first predictions"
@@ -41,8 +44,9 @@ def parse_window(text: str) -> timedelta:
 
 
 class DriftRunner:
-    def __init__(self, blobs: BlobStore, reference_rows: int, max_rows: int, min_rows: int):
+    def __init__(self, blobs: BlobStore, reference_rows: int, max_rows: int, min_rows: int, log: Path):
         self.blobs = blobs
+        self.worker = DriftWorker(log)
         self.reference_rows = reference_rows  # the first N calls, when a package has no reference
         self.max_rows = max_rows  # the newest calls of the window at most
         self.min_rows = min_rows  # fewer calls than this: no run
@@ -93,19 +97,17 @@ class DriftRunner:
         with tempfile.TemporaryDirectory(prefix="aidhub-drift-") as folder:
             out = Path(folder)
             (out / "job.json").write_text(json.dumps(job), encoding="utf-8")
-            done = subprocess.run(
-                [sys.executable, "-m", "monitor.drift", str(out / "job.json"), str(out)],
-                capture_output=True, text=True, timeout=TIMEOUT_S, env={**os.environ, "DO_NOT_TRACK": "1"},
-            )  # fmt: skip
-            if done.returncode != 0:
-                error = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-                return driftruns.record_run(version_id, span, reference, status="failed", error=error)
+            error = self.worker.run(out / "job.json", out)
+            if error:
+                return driftruns.record_run(
+                    version_id, span, reference, status=DriftRunStatus.FAILED, error=error
+                )
             result = json.loads((out / "result.json").read_text(encoding="utf-8"))
             report = self._store_report(out / "report.html")
         inputs = result["inputs"]
         return driftruns.record_run(
-            version_id, span, reference, status="done", share=inputs["share"], drifted=inputs["drifted"],
-            result=result, report=report,
+            version_id, span, reference, status=DriftRunStatus.DONE, share=inputs["share"],
+            drifted=inputs["drifted"], result=result, report=report,
         )  # fmt: skip
 
     def _store_report(self, path: Path) -> str | None:
@@ -117,6 +119,58 @@ class DriftRunner:
     def report(self, run: DriftRun) -> str:
         """The run's Evidently HTML report."""
         return self.blobs.path(run.report).read_text(encoding="utf-8")
+
+
+class DriftWorker:
+    """One long-lived child process, `python -m monitor.driftworker --serve`, that runs the drift jobs
+    one at a time: Evidently is imported once, not for every run. Started at the first job; started
+    again when it died; killed when a job takes longer than TIMEOUT_S. Its stderr goes to `log`."""
+
+    def __init__(self, log: Path):
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+        self.lock = threading.Lock()
+
+    def run(self, job: Path, out: Path) -> str | None:
+        """Run one job; None when it is done, else what went wrong."""
+        request = json.dumps({"job": str(job), "out": str(out)}) + "\n"
+        with self.lock:
+            for _ in range(2):  # a worker that died since the last job is replaced once
+                reply = self._ask(request)
+                if reply is not None:
+                    return None if reply.get("ok") else str(reply.get("error"))
+                self.close()
+        return f"The drift worker stopped or took longer than {TIMEOUT_S} s; see {self.log}."
+
+    def _ask(self, request: str) -> dict | None:
+        proc = self._started()
+        timer = threading.Timer(TIMEOUT_S, proc.kill)
+        timer.start()
+        try:
+            proc.stdin.write(request)
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        except OSError:
+            line = ""
+        finally:
+            timer.cancel()
+        return json.loads(line) if line.strip() else None
+
+    def _started(self) -> subprocess.Popen:
+        if self.proc is None or self.proc.poll() is not None:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log, "ab") as err:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "monitor.driftworker", "--serve"], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, "DO_NOT_TRACK": "1"},
+                )  # fmt: skip
+        return self.proc
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
 
 
 def _answers(reference: Path, schema: dict, answer: Answer) -> list[dict]:

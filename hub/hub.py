@@ -31,6 +31,7 @@ from registry.blobs import BlobStore
 from registry.models import ModelRow, VersionRow
 from runners.base import Runner
 from vocab.names import normalise_task
+from vocab.states import DriftRunStatus
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 3.0  # longer than the route cache's TTL (hub/routes.py)
@@ -47,8 +48,9 @@ class Hub:
         blobs.remove_stale_uploads()
         self.catalog = Catalog(blobs, config.packages_dir, config.max_upload_bytes)
         self.drift_runner = DriftRunner(
-            blobs, config.drift_reference_rows, config.drift_max_rows, config.drift_min_rows
-        )
+            blobs, config.drift_reference_rows, config.drift_max_rows, config.drift_min_rows,
+            config.home / "logs" / "drift-worker.log",
+        )  # fmt: skip
         self.runner, self.runner_reason = (runner, "given") if runner else choose_runner(config)
         self.client = ModelClient()
         self.deployments = Deployments(
@@ -90,6 +92,7 @@ class Hub:
     def close(self) -> None:
         self.watcher.stop()
         self.drift_schedule.stop()
+        self.drift_runner.worker.close()
         self.deployments.close()
         self.predlog.close()
 
@@ -307,7 +310,11 @@ class Hub:
             return self.client.predict(route.url, inputs)
 
         run = self.drift_runner.run(version, self.catalog.unpack(version.digest), span, answer)
-        return present.drift_run(version, run, driftruns.result_of(run))
+        reply = present.drift_run(version, run, driftruns.result_of(run))
+        if run.status == DriftRunStatus.DONE:
+            drifted = sum(1 for c in reply["inputs"]["columns"] if c["drifted"])
+            self.metrics.observe_drift(version.model.name, version.version, run.share, drifted)
+        return reply
 
     def drift_history(self, name: str, ref: str | None = None) -> dict:
         """The latest drift run of NAME[@REF] (None before the first) and the runs before it."""

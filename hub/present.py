@@ -128,6 +128,7 @@ def drift_summary(run, result: dict | None) -> dict:
     columns = (result or {}).get("inputs", {}).get("columns", [])
     return {
         "share": run.share, "drifted": run.drifted, "at": isoformat(run.created_at), "run": run.id,
+        "reference": run.reference,
         "columns": {c["column"]: c["drifted"] for c in columns},
     }  # fmt: skip
 

@@ -1,6 +1,6 @@
 """Drift of logged inputs and outputs against a reference, computed with Evidently.
 
-Runs in a child process of the hub (`python -m monitor.drift JOB.json OUT_DIR`), never in the web
+Runs in a child process of the hub (`python -m monitor.driftworker`), never in the web
 process: Evidently is imported only inside the functions that call it. Logged values become one row
 per item (a batch of n is n rows) and one column per scalar, per element of a small fixed vector, or
 per summary of a larger tensor (mean, std, min, max, L2 norm; per channel when the shape has 2-4
@@ -11,10 +11,7 @@ when asked, renders its data drift report for the same columns with the same tes
 from __future__ import annotations
 
 import html as markup
-import json
 import math
-import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -367,33 +364,3 @@ def run_job(job: dict) -> tuple[dict, dict[str, str]]:
         page = result["outputs"].pop("html") or _notes_page(result["outputs"], "Output drift")
         pages["report-outputs.html"] = page
     return result, pages
-
-
-def _write(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m monitor.drift JOB.json OUT_DIR`: result.json and report.html in OUT_DIR."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        sys.stderr.write("usage: python -m monitor.drift JOB.json OUT_DIR\n")
-        return 2
-    os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's usage telemetry stays off
-    try:
-        result, pages = run_job(json.loads(Path(args[0]).read_text(encoding="utf-8")))
-    except ValueError as e:
-        sys.stderr.write(f"{e}\n")
-        return 2
-    out = Path(args[1])
-    out.mkdir(parents=True, exist_ok=True)
-    for name, page in pages.items():
-        _write(out / name, page)
-    _write(out / "result.json", json.dumps(result, indent=2) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,6 +14,7 @@ from datetime import datetime
 from peewee import fn
 
 from monitor.tables import DriftRun, Prediction, Rollup
+from vocab.states import DriftRunStatus
 from vocab.times import minute_of, utcnow
 
 
@@ -67,7 +68,7 @@ def record_run(version_id: int, window: tuple[datetime, datetime], reference: st
 def latest_run(version_id: int, done_only: bool = False) -> DriftRun | None:
     query = DriftRun.select().where(DriftRun.version_id == version_id)
     if done_only:
-        query = query.where(DriftRun.status == "done")
+        query = query.where(DriftRun.status == DriftRunStatus.DONE)
     return query.order_by(DriftRun.id.desc()).first()
 
 

@@ -51,6 +51,18 @@ class Metrics:
         self.feedback = Counter(
             "aidhub_feedback", "Feedback received.", ["model", "version", "correct"], registry=r
         )
+        self.drift_share = Gauge(
+            "aidhub_drift_share_ratio",
+            "Share of a version's input columns that drifted in its latest drift run.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.drift_columns = Gauge(
+            "aidhub_drift_columns_drifted",
+            "Input columns that drifted in a version's latest drift run.",
+            ["model", "version"],
+            registry=r,
+        )
         self.queue = Gauge(
             "aidhub_prediction_log_queue", "Predictions waiting to be written to the log.", registry=r
         )
@@ -67,6 +79,12 @@ class Metrics:
     def observe_feedback(self, model: str, version: str | None, correct: bool | None) -> None:
         verdict = "unknown" if correct is None else str(correct).lower()
         self.feedback.labels(model, version or "", verdict).inc()
+
+    def observe_drift(self, model: str, version: str, share: float | None, drifted: int) -> None:
+        """A finished drift run; a run without a verdict (too little data) leaves the share unset."""
+        if share is not None:
+            self.drift_share.labels(model, version).set(share)
+        self.drift_columns.labels(model, version).set(drifted)
 
     def watch_log(self, queued: Callable[[], float], dropped: Callable[[], float]) -> None:
         """Read the gauges at scrape time, e.g. `watch_log(lambda: log.queued, lambda: log.dropped)`."""

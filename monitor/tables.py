@@ -97,7 +97,7 @@ class DriftRun(BaseModel):
     window_start = DateTimeField()
     window_end = DateTimeField()
     reference = TextField()  # 'package' (its reference_data) | 'first predictions'
-    status = TextField()  # 'done' | 'failed'
+    status = TextField()  # vocab.states.DriftRunStatus
     error = TextField(null=True)
     share = FloatField(null=True)  # drifted input columns / input columns with a verdict
     drifted = BooleanField(null=True)  # the dataset verdict on the inputs

@@ -74,13 +74,14 @@ def test_packages_import_only_themselves_vocab_and_what_they_call(package):
 
 
 def child_process_only(path: Path) -> bool:
-    """A module that runs as `python -m` in a child process (it has a __main__ block) and that no
-    module of the project imports: what it loads never enters the hub's own processes."""
+    """A module that runs only in a child process: an entry point (`python -m`, it has a __main__
+    block) that no module of the project imports, or a module only such modules import. What it loads
+    never enters the hub's own processes."""
     module = ".".join(path.relative_to(REPO).with_suffix("").parts)
-    imported = any(
-        module in dotted_imports_of(p) for package in PACKAGES for p in sources(package) if p != path
-    )
-    return '__name__ == "__main__"' in path.read_text() and not imported
+    importers = [p for package in PACKAGES for p in sources(package) if module in dotted_imports_of(p)]
+    if not importers:
+        return '__name__ == "__main__"' in path.read_text()
+    return all(p != path and child_process_only(p) for p in importers)
 
 
 def dotted_imports_of(path: Path) -> set[str]:

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.drift import MIN_ROWS, columns_of, compare, input_frame, main, output_frame, reference_frame
+from monitor.drift import MIN_ROWS, columns_of, compare, input_frame, output_frame, reference_frame
+from monitor.driftworker import main
 
 ROOT = Path(__file__).resolve().parent.parent
 FEATURES = {"features": {"dtype": "float32", "shape": [-1, 4]}}
@@ -161,7 +162,7 @@ def test_main_end_to_end_writes_result_and_reports(tmp_path):
         reference_outputs=predicted([0, 1, 2] * 100),
         current_outputs=predicted([2] * 300),
     )
-    run = subprocess.run([sys.executable, "-m", "monitor.drift", str(job), str(tmp_path / "out")],
+    run = subprocess.run([sys.executable, "-m", "monitor.driftworker", str(job), str(tmp_path / "out")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode == 0, run.stderr
     result = json.loads((tmp_path / "out/result.json").read_text())
@@ -209,3 +210,31 @@ def test_timing_20_columns_10000_rows_against_5000():
     print(f"\ndrift 20 columns x 10,000 rows vs 5,000: {seconds}")
     assert fast["columns"] == full["columns"] and flagged(fast) == ["x.3"]
     assert "<html" in full["html"] and "Wasserstein distance (normed)" in full["html"]
+
+
+def test_a_serving_worker_answers_job_after_job_and_survives_a_bad_one(tmp_path):
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("features.9\n1\n")
+    (tmp_path / "bad").mkdir()
+    bad = write_job(tmp_path / "bad", reference_csv=str(bad_csv), current_inputs=[])
+    good = write_job(
+        tmp_path,
+        reference_inputs=logged("features", iris_like(100, seed=1)),
+        current_inputs=logged("features", iris_like(100, seed=2, shift=(0, 3.0, 0, 0))),
+    )
+    requests = [
+        {"job": str(bad), "out": str(tmp_path / "out-1")},
+        {"job": str(good), "out": str(tmp_path / "out-2")},
+    ]
+    worker = subprocess.run(
+        [sys.executable, "-m", "monitor.driftworker", "--serve"], cwd=ROOT, capture_output=True, text=True,
+        input="".join(json.dumps(r) + "\n" for r in requests), timeout=120,
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stderr
+    replies = [json.loads(line) for line in worker.stdout.splitlines()]
+    assert replies == [
+        {"ok": False, "error": "reference column 'features.9' is not in the inputs: features has 4 values"},
+        {"ok": True},
+    ]
+    result = json.loads((tmp_path / "out-2" / "result.json").read_text())
+    assert flagged(result["inputs"]) == ["features.1"]

@@ -36,6 +36,11 @@ class StepStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class DriftRunStatus(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+
+
 class BuildStep(StrEnum):
     """The steps every build goes through, in this order."""
 

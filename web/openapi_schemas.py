@@ -217,7 +217,8 @@ def drift_schemas() -> dict:
 
 
 def drift_summary() -> dict:
-    summary = fields(number="share", time="at", integer="run") | {"drifted": typed("boolean", nullable=True)}
+    summary = fields(number="share", time="at", integer="run", string="reference")
+    summary |= {"drifted": typed("boolean", nullable=True)}
     verdicts = {"type": "object", "additionalProperties": typed("boolean", nullable=True)}
     return nullable(obj(summary | {"columns": verdicts}))
 

@@ -1,0 +1,78 @@
+"""The drift worker: the child process in which drift jobs run (`monitor.drift`, Evidently).
+
+`python -m monitor.driftworker JOB.json OUT_DIR` runs one job. `python -m monitor.driftworker --serve`
+stays up and runs job after job: one JSON request a line on stdin, {"job": path, "out": folder}, one
+JSON reply a line on stdout, {"ok": true} or {"ok": false, "error": "..."}; Evidently is imported once,
+at start, instead of for every run (seconds each time). Each job writes OUT/result.json and the reports
+(OUT/report.html, OUT/report-outputs.html). A job that is wrong (a reference column that is not an
+input, say) is answered with its error; the worker goes on with the next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from monitor.drift import run_job
+
+
+def run(job_path: str, out: str) -> None:
+    """Run one job file; ValueError names what is wrong with it."""
+    result, pages = run_job(json.loads(Path(job_path).read_text(encoding="utf-8")))
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, page in pages.items():
+        _write(folder / name, page)
+    _write(folder / "result.json", json.dumps(result, indent=2) + "\n")
+
+
+def _write(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
+def answer(request: str) -> dict:
+    """The reply to one request line."""
+    try:
+        fields = json.loads(request)
+        run(fields["job"], fields["out"])
+    except (ValueError, KeyError, TypeError) as e:
+        return {"ok": False, "error": str(e)}
+    except Exception as e:  # a bug or Evidently failing: say so, keep serving
+        traceback.print_exc(file=sys.stderr)
+        return {"ok": False, "error": f"{e.__class__.__name__}: {e}"}
+    return {"ok": True}
+
+
+def serve(requests=sys.stdin, replies=sys.stdout) -> int:
+    import evidently  # noqa: F401 - loaded once, before the first job asks for it
+
+    for line in requests:
+        if line.strip():
+            replies.write(json.dumps(answer(line)) + "\n")
+            replies.flush()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's usage telemetry stays off
+    if args == ["--serve"]:
+        return serve()
+    if len(args) != 2:
+        sys.stderr.write("usage: python -m monitor.driftworker JOB.json OUT_DIR | --serve\n")
+        return 2
+    try:
+        run(*args)
+    except ValueError as e:
+        sys.stderr.write(f"{e}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
