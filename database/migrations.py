@@ -64,6 +64,15 @@ def add_column(table: str, field) -> Step:
     return step
 
 
+def add_index(model, columns: tuple[str, ...], unique: bool = False) -> Step:
+    def step(db: Database) -> None:
+        table = model._meta.table_name
+        if tuple(columns) not in {tuple(i.columns) for i in db.get_indexes(table)}:
+            migrate_schema(SchemaMigrator.from_database(db).add_index(table, columns, unique))
+
+    return step
+
+
 def migrate(db: Database | None = None) -> list[str]:
     """Apply every registered step `db` (default: the bound database) lacks; return them as
     'component:number'."""

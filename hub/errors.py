@@ -74,7 +74,7 @@ def public(error: Exception) -> HubError:
     """The user-facing error for an exception of a lower package."""
     from database.connection import DatabaseUrlInvalid
     from monitor.errors import MonitorError
-    from monitor.feedback import FeedbackInvalid, PredictionNotFound
+    from monitor.feedback import FeedbackInvalid, LabelUnknown, PredictionNotFound
     from registry.blobs import BlobTooLarge
     from registry.errors import RegistryError
     from registry.manifest import PackageInvalid
@@ -89,6 +89,8 @@ def public(error: Exception) -> HubError:
             return TooLarge(f"{error} Shrink the package or raise the hub's upload limit.")
         case FeedbackInvalid():
             return Invalid(str(error))
+        case LabelUnknown():
+            return BadInput(str(error))
         case PredictionNotFound():
             return NotFound(str(error))
         case DatabaseUrlInvalid():

@@ -255,16 +255,23 @@ class Hub:
         """Inputs are checked first (422), then whether the version serves (503)."""
         return predict(self.client, self.predlog, self.metrics, self.route(name, ref), inputs, source)
 
-    def feedback(self, prediction_id: str, fields: dict) -> dict:
+    def feedback(self, prediction_id: str, fields: dict, client: str = "") -> dict:
+        """Feedback on one prediction; `client` (an address, a token's owner) gives one per prediction."""
         row = self._find_prediction(prediction_id)
-        reply = _record_feedback(prediction_id, row.version_id, row.model, fields)
+        version = VersionRow.get_or_none(VersionRow.id == row.version_id)
+        labels = tuple(version.manifest.get("labels") or ()) if version else ()
+        target = {"version_id": row.version_id, "client": client, "labels": labels}
+        reply = _record_feedback(prediction_id, row.model, fields, **target)
         self.metrics.observe_feedback(row.model, row.version, reply["correct"])
         return reply
 
-    def model_feedback(self, name: str, fields: dict, ref: str | None = None) -> dict:
+    def model_feedback(self, name: str, fields: dict, ref: str | None = None, client: str = "") -> dict:
+        """Feedback on a model generally (or a version): kept and shown, not counted toward accuracy."""
         version = self.catalog.resolve(name, ref) if ref else None
         model = self.catalog.model(name)
-        reply = _record_feedback(None, version.id if version else None, model.name, fields)
+        labels = tuple(version.manifest.get("labels") or ()) if version else ()
+        target = {"version_id": version.id if version else None, "client": client, "labels": labels}
+        reply = _record_feedback(None, model.name, fields, **target)
         self.metrics.observe_feedback(model.name, version.version if version else None, reply["correct"])
         return reply
 
@@ -335,11 +342,10 @@ class Hub:
         )
 
 
-def _record_feedback(prediction_id: str | None, version_id: int | None, model: str, fields) -> dict:
+def _record_feedback(prediction_id: str | None, model: str, fields, **target) -> dict:
+    """`target`: version_id, client and the model's labels."""
     with translated():
-        row = feedback_store.record_feedback(
-            prediction_id=prediction_id, version_id=version_id, model=model, **_feedback_fields(fields)
-        )
+        row = feedback_store.record_feedback(prediction_id, model=model, **target, **_feedback_fields(fields))
     return present.feedback(row)
 
 

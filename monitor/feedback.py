@@ -24,6 +24,13 @@ class FeedbackInvalid(MonitorError):
         self.message = f"{field}: {message}"
 
 
+class LabelUnknown(MonitorError):
+    """A label that is not one of the model's labels."""
+
+    def __init__(self, label: str, labels: tuple[str, ...]):
+        super().__init__(f"label: {label!r} is not one of the model's labels: {', '.join(labels)}.")
+
+
 class PredictionNotFound(MonitorError):
     def __init__(self, prediction_id: str):
         super().__init__(f"No prediction '{prediction_id}' is logged. Check the id (X-Prediction-Id).")
@@ -56,17 +63,20 @@ def find_prediction(prediction_id: str) -> Prediction | None:
     return Prediction.get_or_none(Prediction.id == prediction_id)
 
 
-def predicted_label(prediction: Prediction | None) -> str | None:
-    """The one text label a prediction output, if its outputs hold exactly one, else None."""
+def predicted_label(prediction: Prediction | None, labels: tuple[str, ...] = ()) -> str | None:
+    """The one label a prediction answered, if it did: its single text output, or, for a model with
+    labels, the label its `label` output (else its single output) points at. None otherwise."""
     try:
         outputs = json.loads(prediction.outputs) if prediction and prediction.outputs else None
     except ValueError:
         return None
-    if not isinstance(outputs, dict) or len(outputs) != 1:
+    if not isinstance(outputs, dict) or not outputs:
         return None
-    value = next(iter(outputs.values()))
+    value = outputs.get("label", next(iter(outputs.values())) if len(outputs) == 1 else None)
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(labels):
+        return labels[value]
     return value if isinstance(value, str) else None
 
 
@@ -79,25 +89,48 @@ def record_feedback(
     rating: int | None = None,
     comment: str | None = None,
     now: datetime | float | None = None,
+    client: str = "",
+    labels: tuple[str, ...] = (),
 ) -> Feedback:
-    """Validate, store the feedback and bump the (version, minute) rollup in one transaction.
+    """Validate, store the feedback and update the (version, minute) rollup in one transaction.
 
     With a prediction id and no version id, the version comes from the logged prediction
-    (PredictionNotFound if it is not logged). A label without `correct` is compared with the
-    prediction's single text label when it has one.
+    (PredictionNotFound if it is not logged). A label must be one of `labels` when the model has
+    them (LabelUnknown); without `correct`, it is compared with what the model answered. One client
+    gives one feedback per prediction: a repeat replaces the earlier one, in the rollups too. Only
+    feedback on a prediction counts toward accuracy; feedback on a model generally is kept and shown.
     """
     validate(correct, label, rating, comment)
+    if label and labels and label not in labels:
+        raise LabelUnknown(label, tuple(labels))
     at = utc_naive(datetime.now(UTC) if now is None else now)
     with database.atomic():
         prediction = _prediction_for(prediction_id, version_id)
         if prediction is not None:
             version_id = prediction.version_id if version_id is None else version_id
-            correct = _derive_correct(correct, label, prediction)
+            correct = _derive_correct(correct, label, prediction, tuple(labels))
+        aggregate = Aggregate()
+        _forget_earlier(prediction_id, client, aggregate)
         row = Feedback.create(prediction_id=prediction_id, version_id=version_id, model=model,
                               correct=correct, label=label, rating=rating, comment=comment,
-                              created_at=at)  # fmt: skip
-        _bump_rollup(version_id, at, correct, rating)
+                              created_at=at, client=client)  # fmt: skip
+        if version_id is not None:
+            aggregate.add_feedback(version_id, at, correct if prediction_id else None, rating)
+        aggregate.save()
     return row
+
+
+def _forget_earlier(prediction_id: str | None, client: str, aggregate: Aggregate) -> None:
+    """Remove the client's earlier feedback on the prediction, and take it out of the rollups."""
+    if prediction_id is None:
+        return
+    query = Feedback.select().where(Feedback.prediction_id == prediction_id, Feedback.client == client)
+    for earlier in query:
+        if earlier.version_id is not None:
+            aggregate.add_feedback(
+                earlier.version_id, earlier.created_at, earlier.correct, earlier.rating, -1
+            )
+        earlier.delete_instance()
 
 
 def _prediction_for(prediction_id: str | None, version_id: int | None) -> Prediction | None:
@@ -109,16 +142,8 @@ def _prediction_for(prediction_id: str | None, version_id: int | None) -> Predic
     return prediction
 
 
-def _derive_correct(correct: bool | None, label: str | None, prediction: Prediction) -> bool | None:
+def _derive_correct(correct: bool | None, label: str | None, prediction: Prediction, labels) -> bool | None:
     if correct is not None or not label:
         return correct
-    predicted = predicted_label(prediction)
+    predicted = predicted_label(prediction, labels)
     return None if predicted is None else predicted == label
-
-
-def _bump_rollup(version_id: int | None, at: datetime, correct: bool | None, rating: int | None):
-    if version_id is None:
-        return  # feedback on a model generally: stored, not attributable to a version's rollup
-    aggregate = Aggregate()
-    aggregate.add_feedback(version_id, at, correct, rating)
-    aggregate.save()

@@ -63,13 +63,16 @@ class Aggregate:
         row["latency_sum_ms"] += latency_ms
         self.buckets[(version_id, minute, bucket_of(latency_ms))] += 1
 
-    def add_feedback(self, version_id: int, at: datetime, correct: bool | None, rating: int | None):
+    def add_feedback(
+        self, version_id: int, at: datetime, correct: bool | None, rating: int | None, sign: int = 1
+    ) -> None:
+        """Count one feedback (`sign` -1: take one back, when a client replaces theirs)."""
         row = self._row(version_id, minute_of(at))
-        row["feedback"] += 1
-        row["correct"] += correct is True
-        row["incorrect"] += correct is False
-        row["rating_sum"] += rating or 0
-        row["rating_count"] += rating is not None
+        row["feedback"] += sign
+        row["correct"] += sign * (correct is True)
+        row["incorrect"] += sign * (correct is False)
+        row["rating_sum"] += sign * (rating or 0)
+        row["rating_count"] += sign * (rating is not None)
 
     def _row(self, version_id: int, minute: datetime) -> Counter:
         row = self.rollups.get((version_id, minute))

@@ -48,10 +48,11 @@ class Feedback(BaseModel):
     rating = SmallIntegerField(null=True)
     comment = TextField(null=True)
     created_at = DateTimeField()
+    client = TextField(default="")  # who gave it (a token's owner or an address): one per prediction
 
     class Meta:
         table_name = "monitor_feedback"
-        indexes = ((("version_id", "created_at"), False),)
+        indexes = ((("version_id", "created_at"), False), (("prediction_id", "client"), False))
 
 
 class Rollup(BaseModel):

@@ -14,6 +14,8 @@ from registry.models import TABLES
 EVERY_STEP = [
     "monitor:1",
     "monitor:2",
+    "monitor:3",
+    "monitor:4",
     "registry:1",
     "registry:2",
     "registry:3",

@@ -6,6 +6,7 @@ import pytest
 
 from monitor.feedback import (
     FeedbackInvalid,
+    LabelUnknown,
     PredictionNotFound,
     find_prediction,
     record_feedback,
@@ -61,9 +62,42 @@ def test_feedback_on_a_prediction_takes_its_version_and_bumps_the_rollup(db):
 
 def test_a_label_matching_the_single_predicted_label_counts_as_correct(db):
     prediction_id = logged(db, {"label": ["setosa"]})
-    assert record_feedback(prediction_id, None, "iris", label="setosa", now=NOW).correct is True
-    assert record_feedback(prediction_id, None, "iris", label="virginica", now=NOW).correct is False
+    assert record_feedback(prediction_id, None, "iris", label="setosa", now=NOW, client="a").correct is True
+    assert (
+        record_feedback(prediction_id, None, "iris", label="virginica", now=NOW, client="b").correct is False
+    )
     assert Rollup.get().correct == 1 and Rollup.get().incorrect == 1
+
+
+def test_a_label_is_judged_against_the_label_the_model_pointed_at(db):
+    prediction_id = logged(db, {"label": [1], "probabilities": [[0.1, 0.8, 0.1]]})
+    labels = ("setosa", "versicolor", "virginica")
+    row = record_feedback(prediction_id, None, "iris", label="versicolor", now=NOW, labels=labels)
+    assert row.correct is True and Rollup.get().correct == 1
+
+
+def test_a_label_that_is_not_one_of_the_models_labels_is_refused(db):
+    prediction_id = logged(db, {"label": [1]})
+    with pytest.raises(LabelUnknown) as caught:
+        record_feedback(prediction_id, None, "iris", label="rose", now=NOW, labels=("setosa", "versicolor"))
+    assert str(caught.value) == "label: 'rose' is not one of the model's labels: setosa, versicolor."
+    assert Feedback.select().count() == 0
+
+
+def test_a_client_giving_feedback_again_replaces_theirs_in_the_rollups_too(db):
+    prediction_id = logged(db, {"label": ["setosa"]})
+    record_feedback(prediction_id, None, "iris", correct=True, rating=5, now=NOW, client="10.0.0.7")
+    record_feedback(prediction_id, None, "iris", correct=False, rating=1, now=NOW, client="10.0.0.7")
+    assert [(f.correct, f.rating) for f in Feedback.select()] == [(False, 1)]
+    rollup = Rollup.get()
+    assert (rollup.feedback, rollup.correct, rollup.incorrect, rollup.rating_sum) == (1, 0, 1, 1)
+
+
+def test_feedback_on_a_model_generally_is_kept_but_not_counted_toward_accuracy(db):
+    row = record_feedback(None, 4, "iris", correct=True, rating=4, now=NOW)
+    assert Feedback.get_by_id(row.id).correct is True
+    rollup = Rollup.get()
+    assert (rollup.feedback, rollup.correct, rollup.incorrect, rollup.rating_count) == (1, 0, 0, 1)
 
 
 def test_a_label_is_not_judged_when_the_output_is_not_one_text_label(db):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from monitor.predlog import PredictionRecord
 from tests.demo_package import demo_build
 from tests.page_reading import Elements, get, text_of
 from vocab.states import BuildStatus
@@ -117,16 +118,13 @@ def test_feedback_form_posts_records_and_redirects_with_a_confirmation(client, h
     assert reply.status_code == 303
     assert reply.headers["Location"] == "/models/demo-adder?version=1.0.0&feedback=1#feedback"
     feedback = hub.scorecard("demo-adder", "1.0.0")["feedback"]
-    assert (feedback["count"], feedback["correct"], feedback["accuracy"], feedback["mean_rating"]) == (
-        1,
-        1,
-        1.0,
-        4.0,
-    )
+    # feedback on a model generally is kept and rated, but only feedback on predictions judges accuracy
+    judged = (feedback["count"], feedback["correct"], feedback["accuracy"], feedback["mean_rating"])
+    assert judged == (1, 0, None, 4.0)
     text = text_of(get(client, "/models/demo-adder?version=1.0.0&feedback=1"))
     assert "Thank you: feedback #1 was recorded." in text
     assert (
-        "Feedback 1 1 right, 0 wrong Accuracy 100.0% 95% CI 20.6% – 100.0% Mean rating 4.00 of 5, 1 ratings"
+        "Feedback 1 0 right, 0 wrong Accuracy — no judged predictions Mean rating 4.00 of 5, 1 ratings"
         in text
     )
 
@@ -270,10 +268,13 @@ def test_requests_chart_scales_bars_to_the_busiest_minute():
 def test_leaderboard_ranks_versions_by_the_wilson_lower_bound(hub, client, publish):
     publish(name="alpha")
     publish(name="beta")
-    for correct in [True] * 3:  # alpha: 3/3, little evidence
-        hub.model_feedback("alpha", {"correct": correct}, "1.0.0")
-    for correct in [True] * 18 + [False] * 2:  # beta: 18/20, more evidence, higher lower bound
-        hub.model_feedback("beta", {"correct": correct}, "1.0.0")
+    for name, verdicts in [("alpha", [True] * 3), ("beta", [True] * 18 + [False] * 2)]:
+        # alpha: 3/3, little evidence; beta: 18/20, more evidence, a higher lower bound
+        version_id = hub.catalog.resolve(name, "1.0.0").id
+        for correct in verdicts:
+            record = PredictionRecord(version_id=version_id, model=name, version="1.0.0", latency_ms=2.0)
+            hub.predlog.record(record)
+            hub.feedback(record.id, {"correct": correct})
     board = hub.leaderboard("Regression")
     assert [(r["rank"], r["model"], r["accuracy"]) for r in board["versions"]] == [
         (1, "beta", 0.9),

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from hub.errors import Invalid
 from vocab import names
-from web.context import get_hub
+from web.context import client, get_hub
 from web.fastpath import predict_reply
 from web.openapi import document
 
@@ -101,13 +101,13 @@ def predict(name):
 
 @blueprint.post("/predictions/<prediction_id>/feedback")
 def prediction_feedback(prediction_id):
-    return jsonify(get_hub().feedback(prediction_id, json_body())), 201
+    return jsonify(get_hub().feedback(prediction_id, json_body(), client())), 201
 
 
 @blueprint.post("/models/<path:name>/feedback")
 def model_feedback(name):
     name, ref = split_ref(name)
-    return jsonify(get_hub().model_feedback(name, json_body(), ref)), 201
+    return jsonify(get_hub().model_feedback(name, json_body(), ref, client())), 201
 
 
 @blueprint.get("/models/<path:name>/scorecard")

@@ -18,3 +18,8 @@ def get_hub() -> Hub:
 def wants_json() -> bool:
     """API, v2 and metrics requests get JSON errors; every other path gets an HTML page."""
     return request.path.startswith(JSON_PREFIXES) or request.path == "/metrics"
+
+
+def client() -> str:
+    """Who is calling, as far as the hub can tell: the address the request came from."""
+    return request.remote_addr or ""

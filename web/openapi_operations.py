@@ -13,7 +13,7 @@ ERROR_TEXT = {
     404: "The model, version, build or prediction does not exist; `error` lists what does.",
     409: "It conflicts with what is stored: a version published with other content, or a build that ended.",
     413: "The upload is larger than the hub's limit.",
-    422: "The inputs do not fit the model's schema; `errors` names each field.",
+    422: "The inputs do not fit the model's schema (`errors` names each field), or a label is unknown.",
     500: "Unexpected server error.",
     502: "The model's server failed or did not answer.",
     503: "The model is not deployed or not ready; run `aid deploy`.",
@@ -144,13 +144,20 @@ def prediction_operations() -> dict:
             tag="predict",
         ),
         ("/api/v1/predictions/{prediction_id}/feedback", "POST"): op(
-            "Feedback on one prediction", feedback, 400, 404, body=json_body("FeedbackRequest"), tag="predict"
-        ),
-        ("/api/v1/models/{name}/feedback", "POST"): op(
-            "Feedback on a model (or a version)",
+            "Feedback on one prediction (one per client: a repeat replaces it)",
             feedback,
             400,
             404,
+            422,
+            body=json_body("FeedbackRequest"),
+            tag="predict",
+        ),
+        ("/api/v1/models/{name}/feedback", "POST"): op(
+            "Feedback on a model (or a version): kept, not counted toward accuracy",
+            feedback,
+            400,
+            404,
+            422,
             body=json_body("FeedbackRequest"),
             params=[VERSION_QUERY],
             tag="predict",

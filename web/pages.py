@@ -11,7 +11,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from hub.errors import Invalid
 from vocab.states import IN_FLIGHT, DeploymentStatus
 from web import charts, snippets
-from web.context import get_hub
+from web.context import client, get_hub
 from web.markdown import render_card
 
 blueprint = Blueprint("pages", __name__)
@@ -58,8 +58,8 @@ def feedback(name):
 def _send_feedback(name: str, ref: str | None, prediction_id: str, fields: dict) -> dict:
     hub = get_hub()
     if prediction_id:
-        return hub.feedback(prediction_id, fields)
-    return hub.model_feedback(name, fields, ref)
+        return hub.feedback(prediction_id, fields, client())
+    return hub.model_feedback(name, fields, ref, client())
 
 
 def feedback_fields(form) -> dict:
