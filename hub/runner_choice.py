@@ -47,7 +47,7 @@ def engine_problem(docker_host: str) -> str | None:
     import docker  # the SDK; only the hub process that chooses a runner loads it
 
     try:
-        client = docker.DockerClient(base_url=docker_host, timeout=3)
+        client = docker.DockerClient(base_url=docker_host, timeout=10)
         try:
             client.ping()
         finally:

@@ -11,7 +11,6 @@ input, say) is answered with its error; the worker goes on with the next.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -60,7 +59,6 @@ def serve(requests=sys.stdin, replies=sys.stdout) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's usage telemetry stays off
     if args == ["--serve"]:
         return serve()
     if len(args) != 2:

@@ -47,8 +47,8 @@ def test_percentile_interpolates_inside_the_bucket():
 
 def test_scorecard_exact_numbers(db):
     log_predictions(db, [10.0] * 8 + [20.0, 30.0], ["ok"] * 8 + ["error", "error"])
-    for correct in [True] * 7 + [False] * 2:
-        record_feedback(None, 7, "iris", correct=correct, now=T0)
+    for i, correct in enumerate([True] * 7 + [False] * 2):  # judged: on predictions (queued ids)
+        record_feedback(f"01PREDICTION{i}", 7, "iris", correct=correct, now=T0)
     for rating in (5, 4, 4):
         record_feedback(None, 7, "iris", rating=rating, now=T0 + timedelta(minutes=1))
     card = scorecard(7)
