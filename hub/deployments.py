@@ -45,6 +45,7 @@ class Deployments:
         self.queue = BuildQueue(huey, self.run)
         self.on_change = lambda: None  # called after a deployment's state changed
         self.on_ready: Callable[[BuildRow], None] = lambda build: None  # inside the ready transaction
+        self.on_finished: Callable[[BuildRow, str, float], None] = lambda build, status, seconds: None
 
     def deploy(self, version: VersionRow, alias: str = "", retire: int | None = None) -> BuildRow:
         """Start (or keep) the version's server; the build runs on the queue.
@@ -181,6 +182,7 @@ class Deployments:
         BuildRow.update(status=status, finished_at=utcnow(), seconds=round(seconds, 2)).where(
             BuildRow.id == build.id
         ).execute()
+        self.on_finished(build, status, seconds)
 
     def cancel(self, build_id: int) -> BuildRow:
         """A queued build ends at once; a running one at its next log line or step."""

@@ -20,6 +20,7 @@ from hub.driftschedule import DriftSchedule
 from hub.errors import Invalid, NotFound, translated
 from hub.routes import Route, Routes
 from hub.runner_choice import choose_runner
+from hub.scrape import version_states
 from hub.serving import ModelClient, predict, smoke_test
 from hub.specs import spec_for
 from hub.watcher import Watcher
@@ -67,6 +68,10 @@ class Hub:
         self.deployments.on_change = self.routes.clear
         self.metrics = Metrics()
         self.metrics.watch_log(lambda: self.predlog.queued, lambda: self.predlog.dropped)
+        self.metrics.watch_versions(version_states)
+        self.deployments.on_finished = lambda build, status, seconds: self.metrics.observe_build(
+            build.version.model.name, build.version.version, status, seconds
+        )
         self.watcher = Watcher(self.deployments, config.watch_seconds)
         self.drift_schedule = DriftSchedule(
             lambda v: self.drift(v.model.name, v.version),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -12,6 +13,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 LATENCY_BUCKETS_S = (
     0.001,
@@ -32,6 +34,40 @@ LATENCY_BUCKETS_S = (
 )
 
 
+BUILD_BUCKETS_S = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """What a scrape reports of one deployed version."""
+
+    model: str
+    version: str
+    up: bool  # its server is ready
+    accuracy: float | None  # feedback accuracy (point estimate), None before any judged feedback
+    accuracy_low: float | None  # the Wilson 95% lower bound of it
+
+
+class _VersionCollector:
+    def __init__(self, read: Callable[[], Iterable[VersionState]]):
+        self.read = read
+
+    def collect(self):
+        up = GaugeMetricFamily("aidhub_deployment_up", "1 when the version's server is ready.",
+                               labels=["model", "version"])  # fmt: skip
+        accuracy = GaugeMetricFamily("aidhub_accuracy_ratio", "Feedback accuracy, point estimate.",
+                                     labels=["model", "version"])  # fmt: skip
+        low = GaugeMetricFamily("aidhub_accuracy_lower_bound_ratio", "Wilson 95% lower bound of accuracy.",
+                                labels=["model", "version"])  # fmt: skip
+        for state in self.read():
+            labels = [state.model, state.version]
+            up.add_metric(labels, 1.0 if state.up else 0.0)
+            if state.accuracy is not None:
+                accuracy.add_metric(labels, state.accuracy)
+                low.add_metric(labels, state.accuracy_low)
+        yield from (up, accuracy, low)
+
+
 class Metrics:
     """The hub's counters, histogram and gauges; `render()` gives the /metrics body."""
 
@@ -50,6 +86,13 @@ class Metrics:
         )
         self.feedback = Counter(
             "aidhub_feedback", "Feedback received.", ["model", "version", "correct"], registry=r
+        )
+        self.builds = Histogram(
+            "aidhub_build_duration_seconds",
+            "Builds, queued to ready (or failed, or cancelled).",
+            ["model", "version", "status"],
+            buckets=BUILD_BUCKETS_S,
+            registry=r,
         )
         self.drift_share = Gauge(
             "aidhub_drift_share_ratio",
@@ -79,6 +122,13 @@ class Metrics:
     def observe_feedback(self, model: str, version: str | None, correct: bool | None) -> None:
         verdict = "unknown" if correct is None else str(correct).lower()
         self.feedback.labels(model, version or "", verdict).inc()
+
+    def observe_build(self, model: str, version: str, status: str, seconds: float) -> None:
+        self.builds.labels(model, version, status).observe(seconds)
+
+    def watch_versions(self, read: Callable[[], Iterable[VersionState]]) -> None:
+        """Read each deployed version's state at scrape time (`aidhub_deployment_up`, accuracy)."""
+        self.registry.register(_VersionCollector(read))
 
     def observe_drift(self, model: str, version: str, share: float | None, drifted: int) -> None:
         """A finished drift run; a run without a verdict (too little data) leaves the share unset."""

@@ -75,6 +75,9 @@ def test_shifted_columns_and_only_they_drift(hub):
     assert (card["run"], card["share"], card["columns"]) == (run["id"], 0.5, verdicts)
     metrics = httpx.get(f"{hub.url}/metrics").text
     assert 'aidhub_drift_share_ratio{model="iris-onnx",version="1.0.0"} 0.5' in metrics
+    assert 'aidhub_deployment_up{model="iris-onnx",version="1.0.0"} 1.0' in metrics
+    built = 'aidhub_build_duration_seconds_count{model="iris-onnx",status="succeeded",version="1.0.0"} 1.0'
+    assert built in metrics
     assert 'aidhub_drift_columns_drifted{model="iris-onnx",version="1.0.0"} 2.0' in metrics
     history = httpx.get(f"{hub.url}/api/v1/models/iris-onnx/drift").json()
     assert history["latest"]["id"] == run["id"] and [r["id"] for r in history["runs"]][0] == run["id"]

@@ -158,6 +158,8 @@ def test_feedback_rolls_into_the_scorecard_exactly(hub):
     metrics = httpx.get(f"{hub.url}/metrics").text
     assert 'aidhub_feedback_total{correct="true",model="digits-torch",version="1.0.0"} 8.0' in metrics
     assert 'aidhub_feedback_total{correct="false",model="digits-torch",version="1.0.0"} 2.0' in metrics
+    assert 'aidhub_accuracy_ratio{model="digits-torch",version="1.0.0"} 0.8' in metrics
+    assert 'aidhub_deployment_up{model="digits-torch",version="1.0.0"} 1.0' in metrics
     human = hub.aid("scorecard", name).stdout
     assert "accuracy      0.800 (95% CI 0.490-0.943)" in human
     assert "mean rating   3.90" in human

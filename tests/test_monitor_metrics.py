@@ -2,7 +2,7 @@
 
 import prometheus_client
 
-from monitor.metrics import Metrics
+from monitor.metrics import Metrics, VersionState
 
 
 def lines(metrics: Metrics) -> list[str]:
@@ -51,3 +51,25 @@ def test_render_uses_its_own_registry_and_the_exposition_content_type():
     assert content_type == prometheus_client.CONTENT_TYPE_LATEST
     assert b"aidhub_predictions_total" not in prometheus_client.generate_latest()
     assert not [line for line in lines(Metrics()) if line.startswith("aidhub_predictions_total{")]
+
+
+def test_versions_are_read_at_scrape_time_and_builds_are_timed():
+    metrics = Metrics()
+    states = [
+        VersionState("iris", "1.0.0", True, 0.8, 0.4902),
+        VersionState("wine", "2.0.0", False, None, None),
+    ]
+    metrics.watch_versions(lambda: states)
+    metrics.observe_build("iris", "1.0.0", "succeeded", 4.2)
+    text = metrics.render()[0].decode()
+    assert 'aidhub_deployment_up{model="iris",version="1.0.0"} 1.0' in text
+    assert 'aidhub_deployment_up{model="wine",version="2.0.0"} 0.0' in text
+    assert 'aidhub_accuracy_ratio{model="iris",version="1.0.0"} 0.8' in text
+    assert 'aidhub_accuracy_lower_bound_ratio{model="iris",version="1.0.0"} 0.4902' in text
+    assert 'aidhub_accuracy_ratio{model="wine"' not in text  # no judged feedback: no sample
+    assert (
+        'aidhub_build_duration_seconds_bucket{le="5.0",model="iris",status="succeeded",version="1.0.0"} 1.0'
+        in text
+    )
+    states[0] = VersionState("iris", "1.0.0", False, 0.8, 0.4902)  # read again at the next scrape
+    assert 'aidhub_deployment_up{model="iris",version="1.0.0"} 0.0' in metrics.render()[0].decode()
