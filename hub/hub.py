@@ -66,12 +66,7 @@ class Hub:
         )
         self.routes = Routes()
         self.deployments.on_change = self.routes.clear
-        self.metrics = Metrics()
-        self.metrics.watch_log(lambda: self.predlog.queued, lambda: self.predlog.dropped)
-        self.metrics.watch_versions(version_states)
-        self.deployments.on_finished = lambda build, status, seconds: self.metrics.observe_build(
-            build.version.model.name, build.version.version, status, seconds
-        )
+        self.metrics = self._metrics()
         self.watcher = Watcher(self.deployments, config.watch_seconds)
         self.drift_schedule = DriftSchedule(
             lambda v: self.drift(v.model.name, v.version),
@@ -79,12 +74,25 @@ class Hub:
             config.drift_after_calls,
         )
         if background:
-            self.deployments.reconcile()
-            self.deployments.queue.start(config.build_workers)
-            if config.watch_seconds > 0:
-                self.watcher.start()
-            if config.drift_every_seconds > 0:
-                self.drift_schedule.start()
+            self._start_background()
+
+    def _metrics(self) -> Metrics:
+        metrics = Metrics()
+        metrics.watch_log(lambda: self.predlog.queued, lambda: self.predlog.dropped)
+        metrics.watch_versions(version_states)
+        self.deployments.on_finished = lambda build, status, seconds: metrics.observe_build(
+            build.version.model.name, build.version.version, status, seconds
+        )
+        return metrics
+
+    def _start_background(self) -> None:
+        """Adopt what runs, run builds, watch the servers and, unless switched off, drift."""
+        self.deployments.reconcile()
+        self.deployments.queue.start(self.config.build_workers)
+        if self.config.watch_seconds > 0:
+            self.watcher.start()
+        if self.config.drift_every_seconds > 0:
+            self.drift_schedule.start()
 
     def _spec(self, version: VersionRow):
         return spec_for(version, self.catalog.unpack(version.digest))

@@ -94,18 +94,20 @@ class Metrics:
             buckets=BUILD_BUCKETS_S,
             registry=r,
         )
+        self._watch_gauges(r)
+
+    def _watch_gauges(self, r: CollectorRegistry) -> None:
+        version = ["model", "version"]
         self.drift_share = Gauge(
             "aidhub_drift_share_ratio",
             "Share of a version's input columns that drifted in its latest drift run.",
-            ["model", "version"],
+            version,
             registry=r,
         )
         self.drift_columns = Gauge(
-            "aidhub_drift_columns_drifted",
-            "Input columns that drifted in a version's latest drift run.",
-            ["model", "version"],
+            "aidhub_drift_columns_drifted", "Input columns that drifted in its latest drift run.", version,
             registry=r,
-        )
+        )  # fmt: skip
         self.queue = Gauge(
             "aidhub_prediction_log_queue", "Predictions waiting to be written to the log.", registry=r
         )
