@@ -322,6 +322,7 @@ class Hub:
         """Run drift now for NAME[@REF] over the last `window` (e.g. 24h); the stored run."""
         version = self.catalog.resolve(name, ref)
         span = parse_window(window)
+        self.predlog.flush()  # the calls served until now, some of them still queued, count
 
         def answer(inputs: dict) -> dict:
             route = self.route(name, version.version)
