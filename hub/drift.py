@@ -31,6 +31,7 @@ from vocab.times import parse_duration, utcnow
 
 PACKAGE, FIRST_CALLS = "package", "first predictions"
 Answer = Callable[[dict], dict]
+NO_CALLS = driftruns.Payloads([], [], None)
 TIMEOUT_S = 600
 
 
@@ -56,9 +57,9 @@ class DriftRunner:
         `answer(inputs)` calls the version (for its answers on the reference rows)."""
         until = utcnow()
         span = (until - window, until)
-        first = driftruns.first_payloads(version.id, self.reference_rows)
         reference = self._reference_csv(version, package_dir)
-        after = None if reference else first.last_id
+        first = NO_CALLS if reference else driftruns.first_payloads(version.id, self.reference_rows)
+        after = first.last_id
         current = driftruns.recent_payloads(version.id, *span, self.max_rows, after)
         self._check_enough(version, current, first, reference, window)
         job = self._job(version, reference, first, current)

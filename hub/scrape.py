@@ -17,14 +17,14 @@ def version_states() -> list[VersionState]:
     """One state per deployment row (a stopped one is down); [] when the database is away."""
     try:
         rows = list(DeploymentRow.select(DeploymentRow, VersionRow, ModelRow).join(VersionRow).join(ModelRow))
-        return [_state(row) for row in rows]
+        feedback = scorecard.feedback_by_version([row.version.id for row in rows])
+        return [_state(row, feedback[row.version.id]) for row in rows]
     except Exception:  # a scrape must answer even then; the log says why the states are missing
         log.exception("Reading the deployments for /metrics failed")
         return []
 
 
-def _state(row: DeploymentRow) -> VersionState:
-    feedback = scorecard.scorecard(row.version.id)["feedback"]
+def _state(row: DeploymentRow, feedback: dict) -> VersionState:
     return VersionState(
         model=row.version.model.name, version=row.version.version,
         up=row.status == DeploymentStatus.READY,

@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
+from peewee import fn
+
 from monitor.rollups import COUNTERS, bucket_range
 from monitor.tables import LatencyBucket, Rollup
 from vocab.times import minute_of, utc_naive
@@ -88,6 +90,19 @@ def _feedback(totals: Counter) -> dict:
         "mean_rating": _ratio(totals["rating_sum"], totals["rating_count"], 2),
         "ratings": totals["rating_count"],
     }
+
+
+def feedback_by_version(version_ids: list[int]) -> dict[int, dict]:
+    """The scorecard's `feedback` part of each version, from one grouped query over the rollups."""
+    if not version_ids:
+        return {}
+    sums = [fn.SUM(getattr(Rollup, c)).alias(c) for c in COUNTERS]
+    query = Rollup.select(Rollup.version_id, *sums).where(Rollup.version_id.in_(version_ids))
+    found = {
+        row.version_id: _feedback(Counter({c: getattr(row, c) or 0 for c in COUNTERS}))
+        for row in query.group_by(Rollup.version_id)
+    }
+    return {vid: found.get(vid) or _feedback(Counter()) for vid in version_ids}
 
 
 def _step_start(minute: datetime, step: int) -> datetime:

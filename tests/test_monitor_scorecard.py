@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from monitor.feedback import record_feedback
 from monitor.predlog import PredictionLog, PredictionRecord
 from monitor.rollups import BOUNDS_MS, OVERFLOW, bucket_of, bucket_range
-from monitor.scorecard import percentile, scorecard, wilson_interval
+from monitor.scorecard import feedback_by_version, percentile, scorecard, wilson_interval
 
 T0 = datetime(2025, 3, 1, 12, 0, 0)
 
@@ -108,3 +108,13 @@ def test_versions_are_kept_apart(db):
     log_predictions(db, [5.0] * 3, version_id=1)
     log_predictions(db, [5.0] * 2, version_id=2)
     assert (scorecard(1)["requests"], scorecard(2)["requests"]) == (3, 2)
+
+
+def test_feedback_of_many_versions_in_one_query_matches_their_scorecards(db):
+    log_predictions(db, [10.0] * 4, version_id=7)
+    for i, correct in enumerate([True, True, False]):
+        record_feedback(f"01SEVEN{i}", 7, "iris", correct=correct, rating=4, now=T0)
+    record_feedback("01EIGHT", 8, "iris", correct=True, now=T0)
+    found = feedback_by_version([7, 8, 9])
+    assert found == {v: scorecard(v)["feedback"] for v in (7, 8, 9)}
+    assert (found[7]["accuracy"], found[9]["count"]) == (0.6667, 0)
