@@ -6,13 +6,15 @@ import os
 import platform
 import sys
 
-from benchmarks import containers, drift, predlog, serving
+from benchmarks import containers, direct, drift, predlog, scorecard, serving
 
 BENCHMARKS = {
     "predlog": predlog.run,
     "serving": serving.run,
+    "direct": direct.run,
     "containers": containers.run,
     "drift": drift.run,
+    "scorecard": scorecard.run,
 }
 
 

@@ -40,6 +40,6 @@ def post_load(url: str, body: dict, seconds: int, concurrency: int = 16) -> dict
     match = re.search(r"RESULT (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", out)
     requests, errors, micros, p50, p99, mean = match.groups()
     return {
-        "rps": int(requests) / (int(micros) / 1e6), "errors": int(errors),
+        "rps": int(requests) / (int(micros) / 1e6), "errors": int(errors), "requests": int(requests),
         "p50_ms": float(p50), "p99_ms": float(p99), "mean_ms": float(mean),
     }  # fmt: skip

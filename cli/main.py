@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from cli import output
+from cli.alerts import alert
 from cli.client import DEFAULT_URL, HubClient, HubReplyError, HubUnreachable
 from cli.hubprocess import serve, worker
 from hub.errors import HubError
@@ -43,6 +44,7 @@ def cli(ctx: click.Context, hub: str) -> None:
 
 cli.add_command(serve)
 cli.add_command(worker)
+cli.add_command(alert)
 
 
 @cli.command()
@@ -308,12 +310,14 @@ def feedback(client: HubClient, prediction_id, model_ref, correct, label, rating
 
 @cli.command()
 @click.argument("ref")
+@click.option("--window", default="24h", show_default=True, help="How far back: 1h, 24h, 7d, 30d or all.")
+@click.option("--step", default=None, help="The series' step, e.g. 5m or 1h (default: 48-96 points).")
 @READ
 @click.pass_obj
-def scorecard(client: HubClient, ref: str, as_json: bool) -> None:
-    """Requests, errors, latency, feedback accuracy and rating of NAME[@VERSION]."""
+def scorecard(client: HubClient, ref: str, window: str, step: str | None, as_json: bool) -> None:
+    """Requests, errors, latency, feedback accuracy and rating of NAME[@VERSION] over a window."""
     path, version = model_path(ref, "/scorecard")
-    data = client.get(path, version=version)
+    data = client.get(path, version=version, window=window, step=step)
     output.emit_json(data) if as_json else output.scorecard(data)
 
 

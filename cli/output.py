@@ -57,8 +57,8 @@ def scorecard(card: dict) -> None:
         f" (95% CI {fb['accuracy_low']:.3f}-{fb['accuracy_high']:.3f})" if fb["accuracy"] is not None else ""
     )
     lines = [
-        f"{card['model']}@{card['version']}",
-        f"  requests      {card['requests']}",
+        f"{card['model']}@{card['version']}, {_window(card.get('window'))}",
+        f"  requests      {card['requests']}{_sources(card.get('sources'))}",
         f"  errors        {card['errors']} ({_fmt(card['error_rate'], '{:.2%}')})",
         f"  latency ms    p50 {_fmt(lat['p50'])}  p95 {_fmt(lat['p95'])}  p99 {_fmt(lat['p99'])}",
         f"  feedback      {fb['count']} ({fb['correct']} correct, {fb['incorrect']} wrong)",
@@ -67,6 +67,14 @@ def scorecard(card: dict) -> None:
         f"  drift         {_drift_line(card.get('drift'))}",
     ]
     click.echo("\n".join(lines))
+
+
+def _window(window: str | None) -> str:
+    return f"last {window}" if window else "all time"
+
+
+def _sources(sources: dict | None) -> str:
+    return f" ({sources['hub']} through the hub, {sources['direct']} direct)" if sources else ""
 
 
 def _drift_line(drift: dict | None) -> str:

@@ -43,6 +43,13 @@ class Config:
     drift_min_rows: int = 30  # and needs at least N
     drift_every_seconds: float = 3600.0  # AIDHUB_DRIFT_EVERY: a drift run per serving version ("0": none)
     drift_after_calls: int = 1000  # AIDHUB_DRIFT_AFTER_CALLS: and after this many new calls
+    retention_days: int = 30  # AIDHUB_RETENTION_DAYS: logged calls older than this are deleted (0: never)
+    alert_every_seconds: float = 30.0  # AIDHUB_ALERT_EVERY: how often alert rules are evaluated ("0": never)
+    webhook_secret: str = ""  # AIDHUB_WEBHOOK_SECRET: signs webhooks of rules without a secret of their own
+    public_url: str = ""  # AIDHUB_PUBLIC_URL: the hub's URL in webhook links (default http://host:port)
+    webhook_attempts: int = 5  # tries per alert webhook delivery
+    webhook_backoff_seconds: float = 1.0  # before the 2nd try; doubled before each next one
+    webhook_timeout_seconds: float = 5.0  # for an answer to one try
 
     @property
     def blobs_dir(self) -> Path:
@@ -87,6 +94,10 @@ class Config:
             "max_cpus": _max_cpus(env.get("AIDHUB_MAX_CPUS", "")),
             "drift_every_seconds": _drift_every(env.get("AIDHUB_DRIFT_EVERY", "1h")),
             "drift_after_calls": _number(env, "AIDHUB_DRIFT_AFTER_CALLS", cls.drift_after_calls, int),
+            "retention_days": _number(env, "AIDHUB_RETENTION_DAYS", cls.retention_days, int),
+            "alert_every_seconds": _alert_every(env.get("AIDHUB_ALERT_EVERY", "")),
+            "webhook_secret": env.get("AIDHUB_WEBHOOK_SECRET", ""),
+            "public_url": env.get("AIDHUB_PUBLIC_URL", "").rstrip("/"),
             "drift_reference_rows": _number(
                 env, "AIDHUB_DRIFT_REFERENCE_ROWS", cls.drift_reference_rows, int
             ),
@@ -165,6 +176,19 @@ def _drift_every(text: str) -> float:
     except ValueError as e:
         raise SettingInvalid(
             f"AIDHUB_DRIFT_EVERY={text!r} is not a duration; use e.g. 1h, 30m or 0 (never)."
+        ) from e
+
+
+def _alert_every(text: str) -> float:
+    """'30' (seconds), '1m', '0' (never); empty: 30 seconds."""
+    text = text.strip()
+    if not text:
+        return Config.alert_every_seconds
+    try:
+        return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text).total_seconds()
+    except ValueError as e:
+        raise SettingInvalid(
+            f"AIDHUB_ALERT_EVERY={text!r} is not a duration; use seconds (30), minutes (1m) or 0 (never)."
         ) from e
 
 

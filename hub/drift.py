@@ -21,7 +21,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from hub.errors import HubError, Invalid
+from hub import present
+from hub.errors import HubError, Invalid, NotFound
 from monitor import driftruns
 from monitor.tables import DriftRun
 from registry.blobs import BlobStore
@@ -215,3 +216,44 @@ def _say(window: timedelta) -> str:
     unit, size = next((u, n) for u, n in (("day", 1440), ("hour", 60), ("minute", 1)) if minutes % n == 0)
     count = minutes // size
     return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+class DriftUseCases:
+    """The Hub's drift use cases (a mixin: it uses the Hub's catalog, log, routes, runner and metrics)."""
+
+    def drift(self, name: str, ref: str | None = None, window: str = "24h") -> dict:
+        """Run drift now for NAME[@REF] over the last `window` (e.g. 24h); the stored run."""
+        version = self.catalog.resolve(name, ref)
+        span = parse_window(window)
+        self.predlog.flush()  # the calls served until now, some of them still queued, count
+
+        def answer(inputs: dict) -> dict:
+            route = self.route(name, version.version)
+            if route.error:
+                raise route.error
+            return self.client.predict(route.url, inputs)
+
+        run = self.drift_runner.run(version, self.catalog.unpack(version.digest), span, answer)
+        reply = present.drift_run(version, run, driftruns.result_of(run))
+        if run.status == DriftRunStatus.DONE:
+            drifted = sum(1 for c in reply["inputs"]["columns"] if c["drifted"])
+            self.metrics.observe_drift(version.model.name, version.version, run.share, drifted)
+        return reply
+
+    def drift_history(self, name: str, ref: str | None = None) -> dict:
+        """The latest drift run of NAME[@REF] (None before the first) and the runs before it."""
+        version = self.catalog.resolve(name, ref)
+        runs = [present.drift_run(version, r, driftruns.result_of(r)) for r in driftruns.runs(version.id)]
+        return {"model": version.model.name, "version": version.version, "latest": runs[0] if runs else None,
+                "runs": runs}  # fmt: skip
+
+    def drift_report(self, name: str, run_id: int) -> str:
+        """The Evidently HTML report of drift run `run_id` of model NAME (any version)."""
+        model = self.catalog.model(name)
+        for version in self.catalog.versions(model):
+            run = driftruns.run_by_id(version.id, run_id)
+            if run is not None and run.report:
+                return self.drift_runner.report(run)
+        raise NotFound(
+            f"Model {name!r} has no drift report {run_id}. 'aid drift {name} --json' lists its runs."
+        )

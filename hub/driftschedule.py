@@ -6,11 +6,11 @@ failed and the loop goes on."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 
 from hub.errors import HubError
+from hub.periodic import Periodic
 from monitor import driftruns
 from registry.models import DeploymentRow, VersionRow
 from vocab.states import DeploymentStatus
@@ -20,25 +20,19 @@ log = logging.getLogger(__name__)
 CHECK_EVERY_S = 60.0
 
 
-class DriftSchedule:
+class DriftSchedule(Periodic):
+    name = "drift-schedule"
+    failure = "Checking which versions are due a drift run failed"
+    interval = CHECK_EVERY_S
+
     def __init__(self, run: Callable[[VersionRow], None], every: timedelta, after_calls: int):
+        super().__init__()
         self.run = run  # runs drift for one version now (Hub.drift with the default window)
         self.every = every
         self.after_calls = after_calls
-        self.stopping = threading.Event()
 
-    def start(self, interval: float = CHECK_EVERY_S) -> None:
-        threading.Thread(target=self._loop, args=(interval,), name="drift-schedule", daemon=True).start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-
-    def _loop(self, interval: float) -> None:
-        while not self.stopping.wait(interval):
-            try:
-                self.check()
-            except Exception:  # the database is away for a moment: look again next time
-                log.exception("Checking which versions are due a drift run failed")
+    def run_once(self) -> list[VersionRow]:
+        return self.check()
 
     def check(self) -> list[VersionRow]:
         """Run drift for every serving version that is due; the versions it ran for."""

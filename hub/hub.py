@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from datetime import timedelta
 from typing import BinaryIO
 
@@ -11,19 +12,23 @@ import monitor.migrations  # noqa: F401 - registers the monitor's schema steps
 import registry.migrations  # noqa: F401 - registers the registry's schema steps
 from database import connection, migrations
 from hub import present
+from hub.alerts import AlertUseCases
 from hub.buildqueue import make_huey
 from hub.catalog import Catalog
+from hub.collector import Collector, report_token
 from hub.config import Config
 from hub.deployments import Deployments
-from hub.drift import DriftRunner, parse_window
+from hub.drift import DriftRunner, DriftUseCases
 from hub.driftschedule import DriftSchedule
 from hub.errors import Invalid, NotFound, translated
+from hub.housekeeping import Housekeeping
 from hub.routes import Route, Routes
 from hub.runner_choice import choose_runner
-from hub.scrape import version_states
+from hub.scrape import seed_counters, version_states
 from hub.serving import ModelClient, predict, smoke_test
 from hub.specs import spec_for
 from hub.watcher import Watcher
+from hub.windows import scorecard_span
 from monitor import driftruns, scorecard
 from monitor import feedback as feedback_store
 from monitor.metrics import Metrics
@@ -31,14 +36,14 @@ from monitor.predlog import PredictionLog
 from registry.blobs import BlobStore
 from registry.models import ModelRow, VersionRow
 from runners.base import Runner
+from runners.flavors.calls import PAYLOAD_CAP_ENV, TOKEN_ENV
 from vocab.names import normalise_task
-from vocab.states import DriftRunStatus
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 3.0  # longer than the route cache's TTL (hub/routes.py)
 
 
-class Hub:
+class Hub(AlertUseCases, DriftUseCases):
     """`background=True` (the server) adopts running servers, runs builds and the watcher;
     `aid worker` makes one with `background=False` and runs the build queue itself."""
 
@@ -53,7 +58,7 @@ class Hub:
             config.home / "logs" / "drift-worker.log",
         )  # fmt: skip
         self.runner, self.runner_reason = (runner, "given") if runner else choose_runner(config)
-        self.client = ModelClient()
+        self.client = ModelClient(token=report_token(config.home))
         self.deployments = Deployments(
             self.runner,
             self._spec,
@@ -67,12 +72,15 @@ class Hub:
         self.routes = Routes()
         self.deployments.on_change = self.routes.clear
         self.metrics = self._metrics()
+        self._open_alerts()  # rules, their schedule, webhooks and aidhub_alerts_firing (hub/alerts.py)
+        self.collector = Collector(self.client, self.predlog, self.metrics)
         self.watcher = Watcher(self.deployments, config.watch_seconds)
         self.drift_schedule = DriftSchedule(
             lambda v: self.drift(v.model.name, v.version),
             timedelta(seconds=config.drift_every_seconds),
             config.drift_after_calls,
         )
+        self.housekeeping = Housekeeping(self.db, config.retention_days, config.drift_reference_rows)
         if background:
             self._start_background()
 
@@ -87,15 +95,26 @@ class Hub:
 
     def _start_background(self) -> None:
         """Adopt what runs, run builds, watch the servers and, unless switched off, drift."""
+        seed_counters(self.metrics)
+        self.metrics.watch_direct_calls(self.collector.dropped_total)
         self.deployments.reconcile()
         self.deployments.queue.start(self.config.build_workers)
+        self.collector.start()
         if self.config.watch_seconds > 0:
             self.watcher.start()
         if self.config.drift_every_seconds > 0:
             self.drift_schedule.start()
+        self.housekeeping.start()
+        self._start_alerts()
 
     def _spec(self, version: VersionRow):
-        return spec_for(version, self.catalog.unpack(version.digest))
+        spec = spec_for(version, self.catalog.unpack(version.digest))
+        return replace(spec, env={**spec.env, **self._server_env()})
+
+    def _server_env(self) -> dict[str, str]:
+        """What every server is told: the token it knows the hub by, and the payload cap of the log."""
+        token = report_token(self.config.home)
+        return {TOKEN_ENV: token, PAYLOAD_CAP_ENV: str(self.config.log_payload_bytes)}
 
     def release_connection(self) -> None:
         """Close this thread's (or greenlet's) database connection, if a request opened one."""
@@ -104,7 +123,10 @@ class Hub:
 
     def close(self) -> None:
         self.watcher.stop()
+        self.collector.stop()
         self.drift_schedule.stop()
+        self.housekeeping.stop()
+        self._close_alerts()
         self.drift_runner.worker.close()
         self.deployments.close()
         self.predlog.close()
@@ -114,6 +136,7 @@ class Hub:
     def publish(self, stream: BinaryIO, length: int | None = None) -> dict:
         """Store a package archive streamed in (`length` bytes when known); 413 over the limit."""
         version, created = self.catalog.publish(stream, length)
+        self._alerts_from_package(version, created)
         self.routes.clear()
         return {**self._version(version), "created": created}
 
@@ -125,7 +148,7 @@ class Hub:
         versions = self.catalog.versions(model)
         deployments = self.deployments.rows(versions)
         pairs = [(v, deployments.get(v.id)) for v in versions]
-        return present.model(model, self.catalog.aliases(model), pairs)
+        return present.model(model, self.catalog.aliases(model), pairs, self._alerts_firing(model.name))
 
     def version(self, name: str, ref: str | None = None) -> dict:
         return self._version(self.catalog.resolve(name, ref), detail=True)
@@ -143,7 +166,8 @@ class Hub:
     def _summary(self, model: ModelRow) -> dict:
         aliases = self.catalog.aliases(model)
         shown = self.catalog.version_of(model, present.shown_version(aliases))
-        return present.model_summary(model, aliases, self.deployments.row(shown) if shown else None)
+        deployment = self.deployments.row(shown) if shown else None
+        return present.model_summary(model, aliases, deployment, self._alerts_firing(model.name))
 
     def set_alias(self, name: str, alias: str, ref: str, retire: bool = False) -> dict:
         """Point `alias` at a version. When the alias's version serves and the new one does not, the new
@@ -178,6 +202,7 @@ class Hub:
             version = VersionRow.get_or_none(VersionRow.id == version_id)
             if version is not None and not self.catalog.aliases_of(version):
                 log.info("retiring %s@%s", version.model.name, version.version)
+                self.collector.collect()
                 self.deployments.undeploy(version)
             self.release_connection()
 
@@ -192,6 +217,7 @@ class Hub:
 
     def undeploy(self, name: str, ref: str | None = None) -> dict:
         version = self.catalog.resolve(name, ref)
+        self.collector.collect()  # what its server holds of the calls made straight to it
         self.deployments.undeploy(version)
         return self._version(version)
 
@@ -292,6 +318,8 @@ class Hub:
         if self.predlog.find_pending(prediction_id):
             self.predlog.flush()  # it was served moments ago and is still queued
         row = feedback_store.find_prediction(prediction_id)
+        if row is None and self.collector.collect():  # a direct call, not collected yet
+            row = feedback_store.find_prediction(prediction_id)
         if row is None:
             raise NotFound(
                 f"Prediction {prediction_id!r} does not exist. Use the id a predict call returned."
@@ -303,57 +331,27 @@ class Hub:
         versions = self.catalog.versions_for_task(normalise_task(task))
         deployments = self.deployments.rows(versions)
         rows = [
-            present.leaderboard_row(version, scorecard.scorecard(version.id), deployments.get(version.id))
+            present.leaderboard_row(
+                version, scorecard.scorecard(version.id), deployments.get(version.id),
+                driftruns.latest_run(version.id, done_only=True),
+            )  # fmt: skip
             for version in versions
         ]
         rows.sort(key=present.leaderboard_key)
         return {"task": normalise_task(task), "versions": [{"rank": i, **r} for i, r in enumerate(rows, 1)]}
 
-    def scorecard(self, name: str, ref: str | None = None) -> dict:
+    def scorecard(
+        self, name: str, ref: str | None = None, window: str = "24h", step: str | None = None
+    ) -> dict:
+        """NAME[@REF]'s scorecard over the last `window` ('24h'; 'all': all time) in steps of `step`
+        (default: 48-96 points)."""
+        span, every = scorecard_span(window, step)
         version = self.catalog.resolve(name, ref)
-        card = scorecard.scorecard(version.id)
+        card = scorecard.scorecard(version.id, window=span, step=every)
         latest = driftruns.latest_run(version.id, done_only=True)
         drift = present.drift_summary(latest, driftruns.result_of(latest)) if latest else None
-        return {"model": version.model.name, "version": version.version, **card, "drift": drift}
-
-    # --- drift --------------------------------------------------------------------------
-
-    def drift(self, name: str, ref: str | None = None, window: str = "24h") -> dict:
-        """Run drift now for NAME[@REF] over the last `window` (e.g. 24h); the stored run."""
-        version = self.catalog.resolve(name, ref)
-        span = parse_window(window)
-        self.predlog.flush()  # the calls served until now, some of them still queued, count
-
-        def answer(inputs: dict) -> dict:
-            route = self.route(name, version.version)
-            if route.error:
-                raise route.error
-            return self.client.predict(route.url, inputs)
-
-        run = self.drift_runner.run(version, self.catalog.unpack(version.digest), span, answer)
-        reply = present.drift_run(version, run, driftruns.result_of(run))
-        if run.status == DriftRunStatus.DONE:
-            drifted = sum(1 for c in reply["inputs"]["columns"] if c["drifted"])
-            self.metrics.observe_drift(version.model.name, version.version, run.share, drifted)
-        return reply
-
-    def drift_history(self, name: str, ref: str | None = None) -> dict:
-        """The latest drift run of NAME[@REF] (None before the first) and the runs before it."""
-        version = self.catalog.resolve(name, ref)
-        runs = [present.drift_run(version, r, driftruns.result_of(r)) for r in driftruns.runs(version.id)]
-        return {"model": version.model.name, "version": version.version, "latest": runs[0] if runs else None,
-                "runs": runs}  # fmt: skip
-
-    def drift_report(self, name: str, run_id: int) -> str:
-        """The Evidently HTML report of drift run `run_id` of model NAME (any version)."""
-        model = self.catalog.model(name)
-        for version in self.catalog.versions(model):
-            run = driftruns.run_by_id(version.id, run_id)
-            if run is not None and run.report:
-                return self.drift_runner.report(run)
-        raise NotFound(
-            f"Model {name!r} has no drift report {run_id}. 'aid drift {name} --json' lists its runs."
-        )
+        asked = {"window": window.strip()} if span else {}  # as written: 24h, not 1d
+        return {"model": version.model.name, "version": version.version, **card, **asked, "drift": drift}
 
 
 def _record_feedback(prediction_id: str | None, model: str, fields, **target) -> dict:

@@ -43,22 +43,26 @@ def shown_version(aliases: dict[str, str]) -> str | None:
     return aliases.get("production") or aliases.get("latest")
 
 
-def model_summary(model: ModelRow, aliases: dict[str, str], shown: DeploymentRow | None) -> dict:
-    """The model's catalog card; `shown` is the deployment of `shown_version(aliases)`."""
+def model_summary(
+    model: ModelRow, aliases: dict[str, str], shown: DeploymentRow | None, alerts_firing: int = 0
+) -> dict:
+    """The model's catalog card; `shown` is the deployment of `shown_version(aliases)`;
+    `alerts_firing` counts its alert rules firing (one per rule and serving version)."""
     return {
         "name": model.name, "task": model.task, "summary": model.summary, "tags": model.tags,
         "latest": aliases.get("latest"), "production": aliases.get("production"),
         "shown": shown_version(aliases), "deployment": deployment(shown),
-        "updated_at": isoformat(model.updated_at),
+        "updated_at": isoformat(model.updated_at), "alerts_firing": alerts_firing,
     }  # fmt: skip
 
 
 def model(
-    row: ModelRow, aliases: dict[str, str], versions: list[tuple[VersionRow, DeploymentRow | None]]
+    row: ModelRow, aliases: dict[str, str], versions: list[tuple[VersionRow, DeploymentRow | None]],
+    alerts_firing: int = 0,
 ) -> dict:
     """The model with its versions (newest first), each with its deployment."""
     deployments = {v.version: dep for v, dep in versions}
-    summary = model_summary(row, aliases, deployments.get(shown_version(aliases)))
+    summary = model_summary(row, aliases, deployments.get(shown_version(aliases)), alerts_firing)
     return {**summary, "aliases": aliases, "versions": [version(v, aliases, dep) for v, dep in versions]}
 
 
@@ -97,12 +101,14 @@ def feedback(row) -> dict:
     }  # fmt: skip
 
 
-def leaderboard_row(row: VersionRow, card: dict, dep: DeploymentRow | None) -> dict:
+def leaderboard_row(row: VersionRow, card: dict, dep: DeploymentRow | None, drift=None) -> dict:
+    """`drift` is the version's latest finished drift run (None before the first)."""
     fb, lat = card["feedback"], card["latency_ms"]
     return {
         "model": row.model.name, "version": row.version, "requests": card["requests"],
         "error_rate": card["error_rate"], "p95_ms": lat["p95"], "feedback": fb["count"],
         "accuracy": fb["accuracy"], "accuracy_low": fb["accuracy_low"], "accuracy_high": fb["accuracy_high"],
+        "drift_share": drift.share if drift is not None else None,
         "mean_rating": fb["mean_rating"], "deployment": deployment(dep)["status"],
     }  # fmt: skip
 

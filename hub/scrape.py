@@ -1,12 +1,12 @@
-"""What the hub reports to Prometheus at scrape time, beside the counters it keeps as calls happen:
-each deployed version's state (up, feedback accuracy), read from the deployments and the rollups."""
+"""What the hub reports to Prometheus from its database: each deployed version's state (up, feedback
+accuracy) at scrape time, and, at start, the totals its counters continue from."""
 
 from __future__ import annotations
 
 import logging
 
 from monitor import scorecard
-from monitor.metrics import VersionState
+from monitor.metrics import Metrics, VersionState
 from registry.models import DeploymentRow, ModelRow, VersionRow
 from vocab.states import DeploymentStatus
 
@@ -30,3 +30,17 @@ def _state(row: DeploymentRow, feedback: dict) -> VersionState:
         up=row.status == DeploymentStatus.READY,
         accuracy=feedback["accuracy"], accuracy_low=feedback["accuracy_low"],
     )  # fmt: skip
+
+
+def seed_counters(metrics: Metrics) -> None:
+    """Start the prediction and feedback counters at the totals the rollups hold, so that a restart
+    of the hub is not a counter reset to Prometheus and `rate()` stays sane."""
+    try:
+        versions = list(VersionRow.select(VersionRow, ModelRow).join(ModelRow))
+        totals = scorecard.totals_by_version([v.id for v in versions])
+    except Exception:  # the hub starts anyway; its counters start at zero
+        log.exception("Reading the totals to start the counters from failed")
+        return
+    for version in versions:
+        if totals.get(version.id):
+            metrics.seed(version.model.name, version.version, totals[version.id])

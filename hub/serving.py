@@ -17,8 +17,10 @@ from monitor.predlog import PredictionLog, PredictionRecord, new_prediction_id
 from registry.models import VersionRow
 from registry.package import check_example_outputs
 from registry.tensors import check_inputs
+from runners.flavors.calls import COLLECT_ROUTE, TOKEN_HEADER
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+
 
 
 class ModelClient:
@@ -28,8 +30,9 @@ class ModelClient:
     in a threaded process (tests, scripts) each thread keeps its own pools, since gevent objects belong
     to the thread that made them."""
 
-    def __init__(self, concurrency: int = 64):
+    def __init__(self, concurrency: int = 64, token: str = ""):
         self.concurrency = concurrency
+        self.headers = {**JSON_HEADERS, TOKEN_HEADER: token}  # the server leaves calls with it to us
         self.shared: dict | None = {} if monkey.is_module_patched("socket") else None
         self.local = threading.local()
 
@@ -44,13 +47,26 @@ class ModelClient:
 
     def predict(self, url: str, inputs: dict) -> dict:
         try:
-            reply = self._pool(url).post("/predict", json.dumps({"inputs": inputs}).encode(), JSON_HEADERS)
+            reply = self._pool(url).post("/predict", json.dumps({"inputs": inputs}).encode(), self.headers)
             data = reply.read()
         except (OSError, HTTPException) as e:
             raise ModelFailed(f"The model server at {url} did not answer: {e}. See 'aid logs'.") from e
         if reply.status_code != 200:
             detail = data.decode(errors="replace")[:500]
             raise ModelFailed(f"The model failed (HTTP {reply.status_code} from its server): {detail}")
+        return json.loads(data)
+
+    def direct_calls(self, url: str, ack: dict[str, int], limit: int) -> dict:
+        """The calls made straight to the server at `url` that it still holds (acknowledging `ack`)."""
+        headers = {**JSON_HEADERS, "Authorization": f"Bearer {self.headers[TOKEN_HEADER]}"}
+        body = json.dumps({"ack": ack, "limit": limit}).encode()
+        try:
+            reply = self._pool(url).post(COLLECT_ROUTE, body, headers)
+            data = reply.read()
+        except (OSError, HTTPException) as e:
+            raise ModelFailed(f"The model server at {url} did not answer: {e}") from e
+        if reply.status_code != 200:
+            raise ModelFailed(f"{url}{COLLECT_ROUTE} answered HTTP {reply.status_code}: {data[:200]!r}")
         return json.loads(data)
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from hub.deployments import Deployments
+from hub.periodic import Periodic
 from registry.models import DeploymentRow
 from vocab.states import SERVING, DeploymentStatus
 
@@ -19,29 +19,20 @@ def backoff(failures: int) -> float:
     return min(MAX_BACKOFF_S, 2.0**failures)
 
 
-class Watcher:
+class Watcher(Periodic):
+    name = "watcher"
+    failure = "Checking the deployed servers failed"
+
     def __init__(self, deployments: Deployments, interval: float, clock=time.monotonic):
+        super().__init__()
         self.deployments = deployments
         self.interval = interval
         self.clock = clock
         self.failures: dict[int, int] = {}  # deployment id -> restarts that failed in a row
         self.next_try: dict[int, float] = {}
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._loop, name="watcher", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-
-    def _loop(self) -> None:
-        while not self.stopping.wait(self.interval):
-            try:
-                self.check()
-            except Exception:  # the database is away for a moment: look again next time
-                log.exception("Checking the deployed servers failed")
+    def run_once(self) -> None:
+        self.check()
 
     def check(self) -> None:
         """One pass over the deployments that should serve."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -75,7 +75,10 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.predictions = Counter(
-            "aidhub_predictions", "Predictions served.", ["model", "version", "status"], registry=r
+            "aidhub_predictions",
+            "Predictions served, through the hub or straight to a model's server.",
+            ["model", "version", "status", "source"],
+            registry=r,
         )
         self.latency = Histogram(
             "aidhub_prediction_latency_seconds",
@@ -117,9 +120,27 @@ class Metrics:
             registry=r,
         )
 
-    def observe_prediction(self, model: str, version: str, status: str, latency_ms: float) -> None:
-        self.predictions.labels(model, version, status).inc()
+    def observe_prediction(
+        self, model: str, version: str, status: str, latency_ms: float, source: str = "hub"
+    ) -> None:
+        self.predictions.labels(model, version, status, source).inc()
         self.latency.labels(model, version).observe(latency_ms / 1000.0)
+
+    def seed(self, model: str, version: str, totals: Mapping[str, float]) -> None:
+        """Continue a version's counters from its all-time rollup totals (at start)."""
+        direct, direct_errors = totals["direct"], totals["direct_errors"]
+        hub, hub_errors = totals["requests"] - direct, totals["errors"] - direct_errors
+        unjudged = totals["feedback"] - totals["correct"] - totals["incorrect"]
+        for source, status, count in (
+            ("hub", "ok", hub - hub_errors), ("hub", "error", hub_errors),
+            ("direct", "ok", direct - direct_errors), ("direct", "error", direct_errors),
+        ):  # fmt: skip
+            if count > 0:
+                self.predictions.labels(model, version, status, source).inc(count)
+        verdicts = (("true", totals["correct"]), ("false", totals["incorrect"]), ("unknown", unjudged))
+        for verdict, count in verdicts:
+            if count > 0:
+                self.feedback.labels(model, version, verdict).inc(count)
 
     def observe_feedback(self, model: str, version: str | None, correct: bool | None) -> None:
         verdict = "unknown" if correct is None else str(correct).lower()
@@ -132,6 +153,20 @@ class Metrics:
         """Read each deployed version's state at scrape time (`aidhub_deployment_up`, accuracy)."""
         self.registry.register(_VersionCollector(read))
 
+    def watch_alerts(self, read: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
+        """`aidhub_alerts_firing{model,version}`: alert rules firing per version, read at scrape time from
+        (model, version, firing) triples."""
+
+        class Firing:
+            def collect(self):
+                family = GaugeMetricFamily("aidhub_alerts_firing", "Alert rules firing for the version.",
+                                           labels=["model", "version"])  # fmt: skip
+                for model, version, firing in read():
+                    family.add_metric([model, version], float(firing))
+                yield family
+
+        self.registry.register(Firing())
+
     def observe_drift(self, model: str, version: str, share: float | None, drifted: int) -> None:
         """A finished drift run; a run without a verdict (too little data) leaves the share unset."""
         if share is not None:
@@ -142,6 +177,14 @@ class Metrics:
         """Read the gauges at scrape time, e.g. `watch_log(lambda: log.queued, lambda: log.dropped)`."""
         self.queue.set_function(queued)
         self.dropped.set_function(dropped)
+
+    def watch_direct_calls(self, dropped: Callable[[], float]) -> None:
+        """Read at scrape time how many direct calls the model servers dropped (buffer full)."""
+        Gauge(
+            "aidhub_direct_calls_dropped",
+            "Calls made straight to model servers that they dropped before the hub collected them.",
+            registry=self.registry,
+        ).set_function(dropped)
 
     def render(self) -> tuple[bytes, str]:
         """(body, content type) of the Prometheus text exposition."""

@@ -2,8 +2,59 @@
 
 from __future__ import annotations
 
+from peewee import Database, PostgresqlDatabase, fn
+
 from database.migrations import add_column, add_index, create_tables, register
-from monitor.tables import TABLES, DriftRun, Feedback
+from monitor.rollups import COUNTERS, GRAINS, Grain
+from monitor.tables import (
+    COARSE_TABLES,
+    TABLES,
+    DriftRun,
+    Feedback,
+    LatencyBucket,
+    LatencyBucketDay,
+    LatencyBucketHour,
+    Rollup,
+)
+
+COVERING = {g: ("version_id", g, "bucket", "count") for g in ("minute", "hour", "day")}
+SQLITE_STARTS = {"hour": "%Y-%m-%d %H:00:00", "day": "%Y-%m-%d 00:00:00"}
+
+
+def _period_start(db: Database, grain: Grain, column):
+    """SQL for the start of the hour or day holding `column` (a timestamp)."""
+    if isinstance(db, PostgresqlDatabase):
+        return fn.date_trunc(grain.name, column)
+    return fn.strftime(SQLITE_STARTS[grain.name], column)
+
+
+def backfill_coarse_rollups(db: Database) -> None:
+    """Sum the minute rows a database already holds into hour and day rows, unless it has some."""
+    for grain in GRAINS[1:]:
+        if not grain.rollup.select().exists():
+            _backfill_rollups(db, grain)
+        if not grain.buckets.select().exists():
+            _backfill_buckets(db, grain)
+
+
+def _backfill_rollups(db: Database, grain: Grain) -> None:
+    start = _period_start(db, grain, Rollup.minute)
+    sums = [fn.SUM(getattr(Rollup, c)) for c in COUNTERS]
+    query = Rollup.select(Rollup.version_id, start, *sums).group_by(Rollup.version_id, start)
+    table = grain.rollup
+    fields = [table.version_id, grain.column(table), *(getattr(table, c) for c in COUNTERS)]
+    table.insert_from(query, fields).execute()
+
+
+def _backfill_buckets(db: Database, grain: Grain) -> None:
+    start = _period_start(db, grain, LatencyBucket.minute)
+    query = LatencyBucket.select(
+        LatencyBucket.version_id, start, LatencyBucket.bucket, fn.SUM(LatencyBucket.count)
+    ).group_by(LatencyBucket.version_id, start, LatencyBucket.bucket)
+    table = grain.buckets
+    fields = [table.version_id, grain.column(table), table.bucket, table.count]
+    table.insert_from(query, fields).execute()
+
 
 register(
     "monitor",
@@ -12,5 +63,12 @@ register(
         (2, "drift runs", create_tables([DriftRun])),
         (3, "monitor_feedback.client", add_column("monitor_feedback", Feedback.client)),
         (4, "feedback by prediction and client", add_index(Feedback, ("prediction_id", "client"))),
+        (5, "monitor_rollup.direct", add_column("monitor_rollup", Rollup.direct)),
+        (6, "monitor_rollup.direct_errors", add_column("monitor_rollup", Rollup.direct_errors)),
+        (7, "hourly and daily rollups", create_tables(COARSE_TABLES)),
+        (8, "hourly and daily rollups from the minute rows", backfill_coarse_rollups),
+        (9, "latency buckets readable from their index", add_index(LatencyBucket, COVERING["minute"])),
+        (10, "hourly latency buckets likewise", add_index(LatencyBucketHour, COVERING["hour"])),
+        (11, "daily latency buckets likewise", add_index(LatencyBucketDay, COVERING["day"])),
     ],
 )

@@ -127,6 +127,13 @@ class PredictionLog:
             self._cond.wait_for(lambda: self._settled >= target or self._failures != failures, timeout)
             return self._settled >= target
 
+    def write_now(self, records: list[PredictionRecord]) -> None:
+        """Write `records` on the calling thread in one transaction, raising when that fails: for a
+        caller that must know they are stored (the collector of direct calls, before it acknowledges)."""
+        rows = [self._row(rec) for rec in records]
+        with self.database.atomic():
+            write_predictions(rows)
+
     def close(self, timeout: float = 30.0) -> bool:
         """Flush and stop the writer thread; True when nothing is left unwritten."""
         with self._cond:
@@ -263,24 +270,28 @@ class PredictionLog:
 @functools.lru_cache(maxsize=8)
 def _insert_sql(param: str, rows: int) -> str:
     """Multi-row INSERT of Prediction rows; built by hand because peewee's per-value SQL
-    generation costs ~10x the database's own time. Ids already stored are ignored."""
+    generation costs ~10x the database's own time. Ids already stored are ignored; the ids
+    actually inserted come back (RETURNING: SQLite >= 3.35 and PostgreSQL)."""
     columns = ", ".join(f'"{f.column_name}"' for f in FIELDS)
     values = ", ".join(["(" + ", ".join([param] * len(FIELDS)) + ")"] * rows)
     table = Prediction._meta.table_name
-    return f'INSERT INTO "{table}" ({columns}) VALUES {values} ON CONFLICT ("id") DO NOTHING'
+    return f'INSERT INTO "{table}" ({columns}) VALUES {values} ON CONFLICT ("id") DO NOTHING RETURNING "id"'
 
 
 def write_predictions(batch: list[Row]) -> None:
-    """Insert the rows and add them to the rollups; call inside a transaction."""
+    """Insert the rows and add those inserted to the rollups (a row whose id is already stored,
+    e.g. a batch sent again, counts once); call inside a transaction."""
     db = connection.database.obj
     size = rows_per_statement(len(FIELDS))
+    aggregate = Aggregate()
     for start in range(0, len(batch), size):
         chunk = batch[start : start + size]
         params = [value for row in chunk for value in row]
-        db.execute_sql(_insert_sql(db.param, len(chunk)), params)
-    aggregate = Aggregate()
-    for row in batch:
-        aggregate.add_prediction(row[1], row[4], row[5], row[6] == "ok")
+        inserted = {found for (found,) in db.execute_sql(_insert_sql(db.param, len(chunk)), params)}
+        for row in chunk:
+            if row[0] in inserted:
+                inserted.discard(row[0])  # an id twice in one batch: its first row is the one stored
+                aggregate.add_prediction(row[1], row[4], row[5], row[6] == "ok", direct=row[8] == "direct")
     aggregate.save()
 
 

@@ -1,4 +1,9 @@
-"""Per-version, per-minute rollups: fixed latency buckets, in-memory aggregation and upserts.
+"""Per-version rollups per minute, hour and day: fixed latency buckets, in-memory aggregation, upserts.
+
+Every increment is written through to the three periods in the caller's transaction (the minute,
+hour and day rows of a prediction or feedback change together), so the coarse rows never lag the log
+and a late change to an old minute (feedback taken back) lands in its hour and day too. Old minute and
+hour rows are deleted later (monitor.compaction); day rows are kept forever.
 
 Upserts are `INSERT ... ON CONFLICT (...) DO UPDATE SET col = col + excluded.col`, which SQLite
 and PostgreSQL both run, so concurrent writers add to a row instead of overwriting it.
@@ -9,12 +14,20 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from peewee import EXCLUDED
+from peewee import EXCLUDED, Model
 
 from database.connection import rows_per_statement
-from monitor.tables import LatencyBucket, Rollup
+from monitor.tables import (
+    LatencyBucket,
+    LatencyBucketDay,
+    LatencyBucketHour,
+    Rollup,
+    RollupDay,
+    RollupHour,
+)
 from vocab.times import minute_of
 
 # Upper bounds (ms) of the latency buckets, log-spaced from 0.5 ms to 60 s; bucket len(BOUNDS_MS)
@@ -30,11 +43,39 @@ BOUNDS_MS: tuple[float, ...] = (
 OVERFLOW = len(BOUNDS_MS)
 COUNTERS = (
     "requests", "errors", "latency_sum_ms", "feedback",
-    "correct", "incorrect", "rating_sum", "rating_count",
+    "correct", "incorrect", "rating_sum", "rating_count", "direct", "direct_errors",
 )  # fmt: skip
 
-RollupKey = tuple[int, datetime]  # (version_id, minute)
-BucketKey = tuple[int, datetime, int]  # (version_id, minute, bucket)
+
+@dataclass(frozen=True)
+class Grain:
+    """One period of rollups: its tables, their time column (`name`) and how long its rows are kept."""
+
+    name: str  # "minute" | "hour" | "day": the time column of both tables
+    length: timedelta
+    rollup: type[Model]
+    buckets: type[Model]
+    kept: timedelta | None  # None: forever
+
+    def start(self, at: datetime) -> datetime:
+        """The start of the period holding `at` (a naive UTC datetime)."""
+        at = minute_of(at)
+        if self.length >= DAY:
+            return at.replace(hour=0, minute=0)
+        return at.replace(minute=0) if self.length >= HOUR else at
+
+    def column(self, table: type[Model]):
+        return getattr(table, self.name)
+
+
+MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
+MINUTES = Grain("minute", MINUTE, Rollup, LatencyBucket, timedelta(days=3))
+HOURS = Grain("hour", HOUR, RollupHour, LatencyBucketHour, timedelta(days=90))
+DAYS = Grain("day", DAY, RollupDay, LatencyBucketDay, None)
+GRAINS = (MINUTES, HOURS, DAYS)  # finest first
+
+RollupKey = tuple[int, datetime]  # (version_id, period start)
+BucketKey = tuple[int, datetime, int]  # (version_id, period start, bucket)
 
 
 def bucket_of(latency_ms: float) -> int:
@@ -49,18 +90,23 @@ def bucket_range(bucket: int) -> tuple[float, float]:
 
 
 class Aggregate:
-    """Rollup and bucket increments of a batch, summed in memory before one upsert each."""
+    """Rollup and bucket increments of a batch, summed in memory per minute; `save()` upserts them
+    into the minute, hour and day tables."""
 
     def __init__(self) -> None:
         self.rollups: dict[RollupKey, Counter] = {}
         self.buckets: Counter[BucketKey] = Counter()
 
-    def add_prediction(self, version_id: int, at: datetime, latency_ms: float, ok: bool) -> None:
+    def add_prediction(
+        self, version_id: int, at: datetime, latency_ms: float, ok: bool, direct: bool = False
+    ) -> None:
         minute = minute_of(at)
         row = self._row(version_id, minute)
         row["requests"] += 1
         row["errors"] += 0 if ok else 1
         row["latency_sum_ms"] += latency_ms
+        row["direct"] += direct
+        row["direct_errors"] += direct and not ok
         self.buckets[(version_id, minute, bucket_of(latency_ms))] += 1
 
     def add_feedback(
@@ -81,20 +127,29 @@ class Aggregate:
         return row
 
     def save(self) -> None:
-        """Upsert the sums; call inside the caller's transaction."""
-        upsert_rollups(self._rollup_rows())
-        upsert_buckets(self._bucket_rows())
+        """Upsert the sums into every period's tables; call inside the caller's transaction. Rows go in
+        one order (table by table, keys ascending), so concurrent writers on PostgreSQL wait for one
+        another's row locks instead of deadlocking."""
+        for grain in GRAINS:
+            upsert_rollups(grain, self._rollup_rows(grain))
+            upsert_buckets(grain, self._bucket_rows(grain))
 
-    def _rollup_rows(self) -> list[dict]:
+    def _rollup_rows(self, grain: Grain) -> list[dict]:
+        sums: dict[RollupKey, Counter] = {}
+        for (vid, minute), counts in self.rollups.items():
+            sums.setdefault((vid, grain.start(minute)), Counter()).update(counts)
         return [
-            {"version_id": vid, "minute": minute, **{c: sums[c] for c in COUNTERS}}
-            for (vid, minute), sums in self.rollups.items()
+            {"version_id": vid, grain.name: start, **{c: counts[c] for c in COUNTERS}}
+            for (vid, start), counts in sorted(sums.items())
         ]
 
-    def _bucket_rows(self) -> list[dict]:
+    def _bucket_rows(self, grain: Grain) -> list[dict]:
+        sums: Counter[BucketKey] = Counter()
+        for (vid, minute, bucket), count in self.buckets.items():
+            sums[(vid, grain.start(minute), bucket)] += count
         return [
-            {"version_id": vid, "minute": minute, "bucket": bucket, "count": count}
-            for (vid, minute, bucket), count in self.buckets.items()
+            {"version_id": vid, grain.name: start, "bucket": bucket, "count": count}
+            for (vid, start, bucket), count in sorted(sums.items())
         ]
 
 
@@ -102,17 +157,19 @@ def _chunks(rows: list, size: int) -> Iterable[list]:
     return (rows[i : i + size] for i in range(0, len(rows), size))
 
 
-def upsert_rollups(rows: list[dict]) -> None:
+def upsert_rollups(grain: Grain, rows: list[dict]) -> None:
+    table = grain.rollup
     size = rows_per_statement(len(COUNTERS) + 2)
-    update = {getattr(Rollup, c): getattr(Rollup, c) + getattr(EXCLUDED, c) for c in COUNTERS}
-    target = [Rollup.version_id, Rollup.minute]
+    update = {getattr(table, c): getattr(table, c) + getattr(EXCLUDED, c) for c in COUNTERS}
+    target = [table.version_id, grain.column(table)]
     for chunk in _chunks(rows, size):
-        Rollup.insert_many(chunk).on_conflict(conflict_target=target, update=update).execute()
+        table.insert_many(chunk).on_conflict(conflict_target=target, update=update).execute()
 
 
-def upsert_buckets(rows: list[dict]) -> None:
+def upsert_buckets(grain: Grain, rows: list[dict]) -> None:
+    table = grain.buckets
     size = rows_per_statement(4)
-    update = {LatencyBucket.count: LatencyBucket.count + EXCLUDED.count}
-    target = [LatencyBucket.version_id, LatencyBucket.minute, LatencyBucket.bucket]
+    update = {table.count: table.count + EXCLUDED.count}
+    target = [table.version_id, grain.column(table), table.bucket]
     for chunk in _chunks(rows, size):
-        LatencyBucket.insert_many(chunk).on_conflict(conflict_target=target, update=update).execute()
+        table.insert_many(chunk).on_conflict(conflict_target=target, update=update).execute()

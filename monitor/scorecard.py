@@ -1,19 +1,33 @@
-"""Per-version scorecards, computed from Rollup and LatencyBucket rows only (never the log)."""
+"""Per-version scorecards over a window, computed from the rollups only (never the log).
+
+A window is read from one period table: the finest whose period fits the step (minute rows for steps
+under an hour, hour rows under a day, else day rows) and that still holds the whole window (minute
+rows are kept 3 days, hour rows 90; monitor.compaction). So a scorecard reads at most a few thousand
+rows however many predictions it counts. Steps are whole periods of that table, aligned to the Unix
+epoch (so to midnight UTC for steps that divide a day), and the window starts at a step's start.
+"""
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Mapping
+import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from peewee import fn
+from peewee import PostgresqlDatabase, fn
 
-from monitor.rollups import COUNTERS, bucket_range
-from monitor.tables import LatencyBucket, Rollup
-from vocab.times import minute_of, utc_naive
+from database.connection import database
+from monitor.rollups import COUNTERS, DAY, DAYS, GRAINS, HOUR, MINUTE, Grain, bucket_range
+from vocab.times import utc_naive, utcnow
 
 Z95 = 1.959964
+EPOCH = datetime(1970, 1, 1)
+NICE_STEPS = tuple(
+    timedelta(minutes=m) for m in (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080, 43200)
+)
+MAX_POINTS = 96  # the automatic step is the smallest nice one giving at most this many points
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
@@ -46,107 +60,209 @@ def _ratio(part: int | float, whole: int | float, digits: int = 4) -> float | No
     return round(part / whole, digits) if whole else None
 
 
-def _window(query, model, since: datetime | None, until: datetime | None):
-    if since is not None:
-        query = query.where(model.minute >= minute_of(since))
-    if until is not None:
-        query = query.where(model.minute < utc_naive(until))
-    return query
-
-
-def _rollup_rows(version_id: int, since, until) -> list[Rollup]:
-    query = Rollup.select().where(Rollup.version_id == version_id).order_by(Rollup.minute)
-    return list(_window(query, Rollup, since, until))
-
-
-def _bucket_rows(version_id: int, since, until) -> list[tuple[datetime, int, int]]:
-    query = LatencyBucket.select(LatencyBucket.minute, LatencyBucket.bucket, LatencyBucket.count)
-    query = query.where(LatencyBucket.version_id == version_id)
-    return list(_window(query, LatencyBucket, since, until).tuples())
-
-
-def _totals(rows: list[Rollup]) -> Counter:
-    totals: Counter = Counter()
-    for row in rows:
-        totals.update({c: getattr(row, c) for c in COUNTERS})
-    return totals
-
-
-def _latency(totals: Counter, histogram: Mapping[int, int]) -> dict:
+def _latency(totals: Mapping, histogram: Mapping[int, int]) -> dict:
     mean = _ratio(totals["latency_sum_ms"], totals["requests"], 1)
     return {f"p{q}": percentile(histogram, q / 100) for q in (50, 95, 99)} | {"mean": mean}
 
 
-def _feedback(totals: Counter) -> dict:
-    judged = totals["correct"] + totals["incorrect"]
-    bounds = wilson_interval(totals["correct"], judged) or (None, None)
+def _accuracy(correct: int, incorrect: int) -> dict:
+    bounds = wilson_interval(correct, correct + incorrect) or (None, None)
+    return {
+        "accuracy": _ratio(correct, correct + incorrect),
+        "accuracy_low": None if bounds[0] is None else round(bounds[0], 4),
+        "accuracy_high": None if bounds[1] is None else round(bounds[1], 4),
+    }
+
+
+def _feedback(totals: Mapping) -> dict:
     return {
         "count": totals["feedback"],
         "correct": totals["correct"],
         "incorrect": totals["incorrect"],
-        "accuracy": _ratio(totals["correct"], judged),
-        "accuracy_low": None if bounds[0] is None else round(bounds[0], 4),
-        "accuracy_high": None if bounds[1] is None else round(bounds[1], 4),
+        **_accuracy(totals["correct"], totals["incorrect"]),
         "mean_rating": _ratio(totals["rating_sum"], totals["rating_count"], 2),
         "ratings": totals["rating_count"],
     }
 
 
-def feedback_by_version(version_ids: list[int]) -> dict[int, dict]:
-    """The scorecard's `feedback` part of each version, from one grouped query over the rollups."""
+def totals_by_version(version_ids: Iterable[int]) -> dict[int, Counter]:
+    """All-time sums of every rollup counter (COUNTERS) per version, from one grouped query over the
+    day rows; an empty Counter for a version without any."""
+    version_ids = list(version_ids)
     if not version_ids:
         return {}
-    sums = [fn.SUM(getattr(Rollup, c)).alias(c) for c in COUNTERS]
-    query = Rollup.select(Rollup.version_id, *sums).where(Rollup.version_id.in_(version_ids))
+    table = DAYS.rollup
+    sums = [fn.SUM(getattr(table, c)) for c in COUNTERS]
+    query = table.select(table.version_id, *sums).where(table.version_id.in_(version_ids))
     found = {
-        row.version_id: _feedback(Counter({c: getattr(row, c) or 0 for c in COUNTERS}))
-        for row in query.group_by(Rollup.version_id)
+        vid: Counter({c: value or 0 for c, value in zip(COUNTERS, values, strict=True)})
+        for vid, *values in query.group_by(table.version_id).tuples()
     }
-    return {vid: found.get(vid) or _feedback(Counter()) for vid in version_ids}
+    return {vid: found.get(vid, Counter()) for vid in version_ids}
 
 
-def _step_start(minute: datetime, step: int) -> datetime:
-    return minute - timedelta(minutes=(minute.hour * 60 + minute.minute) % step)
+def feedback_by_version(version_ids: list[int]) -> dict[int, dict]:
+    """The scorecard's `feedback` part of each version (all time), from one grouped query."""
+    return {vid: _feedback(totals) for vid, totals in totals_by_version(version_ids).items()}
 
 
-def _series(rows: list[Rollup], buckets: list, step: int) -> list[dict]:
-    points: dict[datetime, Counter] = {}
-    histograms: dict[datetime, Counter] = {}
-    for row in rows:
-        point = points.setdefault(_step_start(row.minute, step), Counter())
-        point.update(requests=row.requests, errors=row.errors)
-    for minute, bucket, count in buckets:
-        histograms.setdefault(_step_start(minute, step), Counter())[bucket] += count
-    return [
-        {"minute": at.isoformat() + "Z", "requests": p["requests"], "errors": p["errors"],
-         "p95": percentile(histograms.get(at, {}), 0.95)}
-        for at, p in sorted(points.items())
-    ]  # fmt: skip
+# --- windows and steps ----------------------------------------------------------------------
+
+
+def format_duration(span: timedelta) -> str:
+    """timedelta(minutes=15) -> '15m'; whole days as 'd', whole hours as 'h'."""
+    for unit, length in (("d", DAY), ("h", HOUR)):
+        if span % length == timedelta(0):
+            return f"{span // length}{unit}"
+    return f"{math.ceil(span / MINUTE)}m"
+
+
+def auto_step(span: timedelta) -> timedelta:
+    """The smallest nice step (1m, 2m, 5m, ... 12h, 1d, ...) giving at most MAX_POINTS steps."""
+    return next((s for s in NICE_STEPS if span <= s * MAX_POINTS), NICE_STEPS[-1])
+
+
+def floor_to(at: datetime, step: timedelta) -> datetime:
+    """The start of the step (epoch-aligned) holding `at`."""
+    return EPOCH + step * ((at - EPOCH) // step)
+
+
+def grain_for(step: timedelta, start: datetime | None, now: datetime) -> Grain:
+    """The finest period table fitting `step` that still holds rows from `start` (None: all time)."""
+    wanted = 0 if step < HOUR else 1 if step < DAY else 2
+    for grain in GRAINS[wanted:]:
+        if grain.kept is None or (start is not None and start >= now - grain.kept):
+            return grain
+    return DAYS
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one scorecard reads: the rows of `grain` from `lower` to before `upper` (None: no bound),
+    in steps of `step` whose starts run from `first` to `last`."""
+
+    grain: Grain
+    step: timedelta
+    first: datetime
+    last: datetime
+    lower: datetime | None
+    upper: datetime | None
+
+
+def plan(version_id: int, since, until, window, step, now: datetime) -> Plan | None:
+    """The plan of a scorecard (see `scorecard`); None for all time when the version has no rows."""
+    end = utc_naive(until) if until is not None else now
+    start = end - window if window else utc_naive(since) if since is not None else None
+    all_time = start is None
+    if all_time and (start := _first_day(version_id)) is None:
+        return None
+    step = step or max(auto_step(max(end - start, MINUTE)), DAY if all_time else MINUTE)
+    grain = grain_for(step, None if all_time else start, now)
+    step = grain.length * math.ceil(step / grain.length)
+    first, last = floor_to(start, step), floor_to(end - timedelta(microseconds=1), step)
+    lower = None if all_time else first
+    upper = None if all_time and until is None else last + step
+    return Plan(grain, step, first, last, lower, upper)
+
+
+def _first_day(version_id: int) -> datetime | None:
+    table = DAYS.rollup
+    row = table.select(table.day).where(table.version_id == version_id).order_by(table.day).first()
+    return None if row is None else row.day
+
+
+def _bounded(query, column, p: Plan):
+    if p.lower is not None:
+        query = query.where(column >= p.lower)
+    return query if p.upper is None else query.where(column < p.upper)
+
+
+def _step_number(column, step: timedelta):
+    """SQL for the number of the (epoch-aligned) step holding `column`: floor(epoch seconds / step)."""
+    seconds = int(step.total_seconds())
+    if isinstance(database.obj, PostgresqlDatabase):
+        return fn.FLOOR(fn.date_part("epoch", column) / seconds)
+    if sqlite3.sqlite_version_info >= (3, 38, 0):
+        return fn.unixepoch(column) / seconds  # parses twice as fast as strftime('%s')
+    return fn.strftime("%s", column).cast("INTEGER") / seconds
+
+
+def _fetch(query) -> list[tuple]:
+    """The rows of a query of sums, as the driver returns them (skipping peewee's per-value work)."""
+    return database.obj.execute_sql(*query.sql()).fetchall()
+
+
+def _read(version_id: int, p: Plan) -> tuple[dict[datetime, Counter], dict[datetime, Counter]]:
+    """(counters, latency histogram) per step start, summed per step by the database."""
+    table = p.grain.rollup
+    number = _step_number(p.grain.column(table), p.step)
+    sums = [fn.SUM(getattr(table, c)) for c in COUNTERS]
+    query = table.select(number, *sums).where(table.version_id == version_id).group_by(number)
+    counts = {
+        EPOCH + p.step * int(n): Counter(dict(zip(COUNTERS, values, strict=True)))
+        for n, *values in _fetch(_bounded(query, p.grain.column(table), p))
+    }
+    table = p.grain.buckets
+    number = _step_number(p.grain.column(table), p.step)
+    query = table.select(number, table.bucket, fn.SUM(table.count)).where(table.version_id == version_id)
+    histograms: dict[int, Counter] = defaultdict(Counter)
+    for n, bucket, count in _fetch(_bounded(query, p.grain.column(table), p).group_by(number, table.bucket)):
+        histograms[n][bucket] += count
+    return counts, {EPOCH + p.step * int(n): histogram for n, histogram in histograms.items()}
+
+
+def _point(at: datetime, counts: Mapping, histogram: Mapping[int, int]) -> dict:
+    when = at.isoformat() + "Z"
+    return {
+        "at": when, "minute": when,  # "minute": the key older callers read
+        "requests": counts["requests"], "errors": counts["errors"], "direct": counts["direct"],
+        **{f"p{q}": percentile(histogram, q / 100) for q in (50, 95, 99)},
+        "feedback": counts["feedback"], "correct": counts["correct"], "incorrect": counts["incorrect"],
+        **_accuracy(counts["correct"], counts["incorrect"]),
+    }  # fmt: skip
+
+
+def _series(p: Plan, counts: dict, histograms: dict) -> list[dict]:
+    """A point per step from the first to the last, zeros (and nulls) where nothing was counted."""
+    steps = (p.last - p.first) // p.step + 1
+    starts = (p.first + p.step * i for i in range(max(steps, 0)))
+    return [_point(at, counts.get(at, Counter()), histograms.get(at, {})) for at in starts]
+
+
+def _summed(parts: Iterable[Mapping]) -> Counter:
+    total: Counter = Counter()
+    for part in parts:
+        total.update(part)
+    return total
 
 
 def scorecard(
     version_id: int,
     since: datetime | None = None,
     until: datetime | None = None,
-    step_minutes: int = 1,
+    *,
+    window: timedelta | None = None,
+    step: timedelta | None = None,
+    now: datetime | None = None,
 ) -> dict:
-    """Requests, errors, latency percentiles, feedback accuracy and a per-step series.
+    """Requests, errors, sources, latency percentiles, feedback accuracy and a per-step series.
 
-    `since`/`until` are UTC datetimes (naive = UTC) bounding the minutes counted; `step_minutes`
-    (a divisor of 1440) coarsens the series for long windows.
+    The window is the last `window` before `until` (default: now), else from `since`, else all time
+    (None for both). `step` (default: the nice one giving 48-96 points) is rounded up to whole periods
+    of the table read (see the module); the window starts at a step's start. UTC datetimes, naive = UTC.
     """
-    rows = _rollup_rows(version_id, since, until)
-    buckets = _bucket_rows(version_id, since, until)
-    histogram: Counter = Counter()
-    for _, bucket, count in buckets:
-        histogram[bucket] += count
-    totals = _totals(rows)
+    p = plan(version_id, since, until, window, step, utc_naive(now) if now else utcnow())
+    counts, histograms = _read(version_id, p) if p else ({}, {})
+    totals, histogram = _summed(counts.values()), _summed(histograms.values())
     return {
         "version_id": version_id,
+        "window": format_duration(window) if window else None,
+        "step": format_duration(p.step) if p else None,
         "requests": totals["requests"],
         "errors": totals["errors"],
         "error_rate": _ratio(totals["errors"], totals["requests"]),
+        "sources": {"hub": totals["requests"] - totals["direct"], "direct": totals["direct"]},
         "latency_ms": _latency(totals, histogram),
         "feedback": _feedback(totals),
-        "series": _series(rows, buckets, step_minutes),
+        "series": _series(p, counts, histograms) if p else [],
     }

@@ -55,12 +55,9 @@ class Feedback(BaseModel):
         indexes = ((("version_id", "created_at"), False), (("prediction_id", "client"), False))
 
 
-class Rollup(BaseModel):
-    """Counts per version per minute, kept up to date as predictions and feedback arrive."""
+class _Counts(BaseModel):
+    """The counters every rollup row carries (rollups.COUNTERS), whatever its period."""
 
-    id = AutoField()
-    version_id = IntegerField()
-    minute = DateTimeField()
     requests = IntegerField(default=0)
     errors = IntegerField(default=0)
     latency_sum_ms = FloatField(default=0.0)
@@ -69,10 +66,44 @@ class Rollup(BaseModel):
     incorrect = IntegerField(default=0)
     rating_sum = IntegerField(default=0)
     rating_count = IntegerField(default=0)
+    direct = IntegerField(default=0)  # requests whose Prediction.source is 'direct'
+    direct_errors = IntegerField(default=0)
+
+
+class Rollup(_Counts):
+    """Counts per version per minute, kept up to date as predictions and feedback arrive."""
+
+    id = AutoField()
+    version_id = IntegerField()
+    minute = DateTimeField()
 
     class Meta:
         table_name = "monitor_rollup"
         indexes = ((("version_id", "minute"), True),)
+
+
+class RollupHour(_Counts):
+    """The same counts per version per hour (written with the minute rows, kept longer)."""
+
+    id = AutoField()
+    version_id = IntegerField()
+    hour = DateTimeField()
+
+    class Meta:
+        table_name = "monitor_rollup_hour"
+        indexes = ((("version_id", "hour"), True),)
+
+
+class RollupDay(_Counts):
+    """The same counts per version per day (written with the minute rows, kept forever)."""
+
+    id = AutoField()
+    version_id = IntegerField()
+    day = DateTimeField()
+
+    class Meta:
+        table_name = "monitor_rollup_day"
+        indexes = ((("version_id", "day"), True),)
 
 
 class LatencyBucket(BaseModel):
@@ -86,7 +117,40 @@ class LatencyBucket(BaseModel):
 
     class Meta:
         table_name = "monitor_latency_bucket"
-        indexes = ((("version_id", "minute", "bucket"), True),)
+        indexes = (
+            (("version_id", "minute", "bucket"), True),
+            (("version_id", "minute", "bucket", "count"), False),  # a scorecard reads the index alone
+        )
+
+
+class LatencyBucketHour(BaseModel):
+    id = AutoField()
+    version_id = IntegerField()
+    hour = DateTimeField()
+    bucket = SmallIntegerField()
+    count = IntegerField(default=0)
+
+    class Meta:
+        table_name = "monitor_latency_bucket_hour"
+        indexes = (
+            (("version_id", "hour", "bucket"), True),
+            (("version_id", "hour", "bucket", "count"), False),  # a scorecard reads the index alone
+        )
+
+
+class LatencyBucketDay(BaseModel):
+    id = AutoField()
+    version_id = IntegerField()
+    day = DateTimeField()
+    bucket = SmallIntegerField()
+    count = IntegerField(default=0)
+
+    class Meta:
+        table_name = "monitor_latency_bucket_day"
+        indexes = (
+            (("version_id", "day", "bucket"), True),
+            (("version_id", "day", "bucket", "count"), False),  # a scorecard reads the index alone
+        )
 
 
 class DriftRun(BaseModel):
@@ -109,4 +173,5 @@ class DriftRun(BaseModel):
         table_name = "monitor_drift_run"
 
 
-TABLES = (Prediction, Feedback, Rollup, LatencyBucket, DriftRun)
+TABLES = (Prediction, Feedback, Rollup, LatencyBucket, DriftRun)  # migration step 1: never change
+COARSE_TABLES = (RollupHour, RollupDay, LatencyBucketHour, LatencyBucketDay)

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from registry.errors import RegistryError
+from vocab.alerts import RULE_KEYS, ConditionInvalid, parse_rule
 from vocab.images import IMAGE_HINT, MANIFEST_BASE_IMAGE_KEYS, is_image
 from vocab.names import FRAMEWORKS, MODEL_NAME_RE, PYTHON_VERSION_RE, SEMVER_RE, TAG_RE, normalise_task
 from vocab.requirements import REQUIREMENT_HINT, is_requirement
@@ -61,6 +62,7 @@ class Manifest:
     base_image: str | dict | None = None  # an image reference, or {cpu: ref, gpu: ref}
     reference_data: str | None = None
     examples: str | None = None
+    alerts: tuple[dict, ...] | None = None  # rules of the model, normalised; None: not declared
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -121,6 +123,7 @@ def check_manifest(data: dict) -> tuple[Manifest, list[Problem]]:
         base_image=checks.base_image(),
         reference_data=checks.relpath("reference_data"),
         examples=checks.relpath("examples"),
+        alerts=checks.alerts(),
     )
     _check_framework_fields(manifest, data, problems)
     return manifest, problems
@@ -264,6 +267,30 @@ class _FieldChecks:
                 "resources.memory",
                 f"{memory!r} is {size} bytes, under the smallest limit 6Mi; write a unit, e.g. 512Mi",
             )
+
+    def alerts(self) -> tuple[dict, ...] | None:
+        """`alerts:`, a list of {when: CONDITION, for: 10m, window: 1h, webhook: URL} (vocab/alerts.py)."""
+        value = self.data.get("alerts")
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            return self.fail("alerts", "must be a list of rules, e.g. [{when: 'accuracy_low < 0.8'}]")
+        return tuple(rule for i, entry in enumerate(value) if (rule := self._alert(f"alerts[{i}]", entry)))
+
+    def _alert(self, path: str, entry) -> dict | None:
+        if not isinstance(entry, dict):
+            return self.fail(path, "must be a rule such as {when: 'error_rate > 0.05', for: 10m}")
+        for key in entry:
+            if key == "secret":
+                self.fail(f"{path}.secret", "keep secrets out of packages: 'aid alert add --secret' or "
+                          "AIDHUB_WEBHOOK_SECRET on the hub sign webhooks")  # fmt: skip
+            elif key not in RULE_KEYS:
+                self.fail(f"{path}.{key}", f"unknown key; use {', '.join(RULE_KEYS)}")
+        try:
+            when, for_, window, webhook = (entry.get(key) for key in RULE_KEYS)
+            return parse_rule(when, for_, window, webhook).to_dict()
+        except ConditionInvalid as e:
+            return self.fail(f"{path}.{e.field}", e.message)
 
     def base_image(self) -> str | dict | None:
         value = self.data.get("base_image")

@@ -25,17 +25,19 @@ _TEMPLATE = '''\
 from __future__ import annotations
 
 import json
+import time
 
 import bentoml
 from starlette.responses import Response
 
 import aid_flavors
-from aid_flavors import serving
+from aid_flavors import calls, serving
 
 serving.install_fixes()
 
 MODEL = json.loads({model_json})
 LOAD_ARGS = json.loads({load_json})
+DIRECT_CALLS = calls.CallBuffer.from_environment()  # None: not served by a hub
 
 
 @bentoml.service(
@@ -50,13 +52,28 @@ class AidService:
         self.dispatch = serving.Dispatcher(self.model.predict, threads={threads})
 
     @bentoml.api(route={route})
-    async def predict(self, inputs: dict) -> dict:
+    async def predict(self, inputs: dict, ctx: bentoml.Context) -> dict:
+        record = DIRECT_CALLS is not None and not DIRECT_CALLS.from_hub(ctx.request.headers)
+        started, clock = time.time(), time.perf_counter()
         try:
             outputs, status = await self.dispatch(inputs), 200
         except aid_flavors.InputError as e:
             outputs, status = {{"error": str(e)}}, 422
-        body = serving.json_body(outputs)
-        return Response(body, status_code=status, media_type="application/json")
+        except Exception as e:
+            if record:
+                error = f"{{type(e).__name__}}: {{e}}"
+                DIRECT_CALLS.add(started, (time.perf_counter() - clock) * 1000, inputs, None, error)
+            raise
+        ctx.response.status_code = status  # BentoML sets the reply's status from the context
+        response = Response(serving.json_body(outputs), status_code=status, media_type="application/json")
+        if record and status == 200:
+            pid = DIRECT_CALLS.add(started, (time.perf_counter() - clock) * 1000, inputs, outputs)
+            response.headers["X-Prediction-Id"] = pid
+        return response
+
+
+if DIRECT_CALLS is not None:
+    AidService = bentoml.asgi_app(calls.collect_app(DIRECT_CALLS), path=calls.ROUTE_PREFIX)(AidService)
 '''
 
 
@@ -114,7 +131,9 @@ def openapi_document(spec: ServeSpec) -> dict:
                 "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
                 "responses": {
                     "200": {"description": "The outputs", "content": {"application/json": {
-                        "schema": {"type": "object", "properties": outputs}}}},
+                        "schema": {"type": "object", "properties": outputs}}},
+                        "headers": {"X-Prediction-Id": {"schema": {"type": "string"}, "description":
+                            "The call's id in the hub's log, for feedback (calls not through the hub)."}}},
                     "422": {"description": "The inputs do not fit the schema"},
                 },
             }},

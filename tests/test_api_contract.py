@@ -365,7 +365,7 @@ def test_v2_infer_returns_binary_outputs_when_asked(client):
 def predictions_served(client) -> float:
     reply = client.get("/metrics")
     assert reply.status_code == 200 and reply.content_type.startswith("text/plain"), reply.data[:500]
-    line = 'aidhub_predictions_total{model="doubler",status="ok",version="1.0.0"} '
+    line = 'aidhub_predictions_total{model="doubler",source="hub",status="ok",version="1.0.0"} '
     found = [row for row in reply.get_data(as_text=True).splitlines() if row.startswith(line)]
     return float(found[0].removeprefix(line)) if found else 0.0
 

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import monitor.alertmigrations  # noqa: F401 - registers the alerts' steps
 import monitor.migrations  # noqa: F401 - registers the monitor's steps
 import registry.migrations  # noqa: F401 - registers the registry's steps
 from database.connection import DatabaseUrlInvalid, connect, database
@@ -12,10 +13,8 @@ from database.migrations import AppliedMigration, migrate
 from registry.models import TABLES
 
 EVERY_STEP = [
-    "monitor:1",
-    "monitor:2",
-    "monitor:3",
-    "monitor:4",
+    "alerts:1",
+    *[f"monitor:{n}" for n in range(1, 12)],
     "registry:1",
     "registry:2",
     "registry:3",
@@ -57,7 +56,7 @@ def test_a_database_made_by_an_older_hub_is_brought_up_to_date(fresh):
 
 MIGRATE = """
 import sys
-import monitor.migrations, registry.migrations
+import monitor.alertmigrations, monitor.migrations, registry.migrations
 from database.connection import connect, database
 from database.migrations import migrate
 db = connect(sys.argv[1]); database.initialize(db)

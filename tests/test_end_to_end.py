@@ -278,3 +278,79 @@ def test_every_aid_init_starter_deploys_and_answers(hub, tmp_path, framework):
     assert result.returncode == 0, result.stdout + result.stderr
     reply = json.loads(hub.aid("predict", f"starter-{framework}", "-i", "x=[[1.5, 2.5]]", "--json").stdout)
     assert [round(v, 4) for v in reply["outputs"]["y"][0]] == [3.0, 5.0]
+
+
+# --- calls made straight to a model's server ------------------------------------------------
+
+
+def server_url(hub, name: str) -> str:
+    detail = httpx.get(f"{hub.url}/api/v1/models/{name}/versions/1.0.0").json()
+    assert detail["deployment"]["status"] == "ready", detail["deployment"]
+    return detail["deployment"]["url"]
+
+
+def direct_predict(url: str, inputs: dict) -> httpx.Response:
+    reply = httpx.post(f"{url}/predict", json={"inputs": inputs})
+    assert reply.status_code == 200, reply.text
+    return reply
+
+
+@pytest.mark.usefixtures("examples")
+def test_a_call_straight_to_the_server_is_counted_and_takes_feedback(hub):
+    name = "wine-python"
+    before = scorecard(hub, name)
+    example = examples_of(name)[0]
+    replies = [direct_predict(server_url(hub, name), example["inputs"]) for _ in range(5)]
+    ids = [r.headers["X-Prediction-Id"] for r in replies]
+    assert len(set(ids)) == 5 and all(re.fullmatch(r"[0-9A-Z]{26}", i) for i in ids)
+    feedback = httpx.post(f"{hub.url}/api/v1/predictions/{ids[0]}/feedback", json={"correct": True})
+    assert feedback.status_code == 201, feedback.text  # found at once: feedback collects what waits
+    card = wait_for(
+        lambda: (c := scorecard(hub, name))["sources"]["direct"] == before["sources"]["direct"] + 5 and c
+    )
+    assert card, scorecard(hub, name)
+    assert card["requests"] == before["requests"] + 5
+    assert card["sources"]["hub"] == before["sources"]["hub"]
+    assert card["feedback"]["correct"] == before["feedback"]["correct"] + 1
+    metrics = httpx.get(f"{hub.url}/metrics").text
+    assert re.search(
+        r'aidhub_predictions_total\{model="wine-python",source="direct",status="ok",version="1.0.0"\} [1-9]',
+        metrics,
+    )
+    through_hub = httpx.post(f"{hub.url}/api/v1/models/{name}/predict", json={"inputs": example["inputs"]})
+    assert through_hub.status_code == 200
+    after = wait_for(
+        lambda: (c := scorecard(hub, name))["sources"]["hub"] == before["sources"]["hub"] + 1 and c
+    )
+    assert after and after["sources"]["direct"] == card["sources"]["direct"]  # not counted twice
+
+
+def served(hub, name: str, source: str) -> float:
+    """aidhub_predictions_total of the version's ok calls from `source` (0 when none yet)."""
+    line = f'aidhub_predictions_total{{model="{name}",source="{source}",status="ok",version="1.0.0"}} '
+    found = [r for r in httpx.get(f"{hub.url}/metrics").text.splitlines() if r.startswith(line)]
+    return float(found[0].removeprefix(line)) if found else 0.0
+
+
+@pytest.mark.usefixtures("examples")
+def test_direct_calls_made_while_the_hub_is_down_are_counted_once_it_is_back(hub):
+    """The servers keep the calls until the restarted hub collects them; its counters go on from
+    the totals, not from zero."""
+    name = "iris-onnx"
+    url, example = server_url(hub, name), examples_of(name)[0]
+    assert httpx.post(
+        f"{hub.url}/api/v1/models/{name}/predict", json={"inputs": example["inputs"]}
+    ).is_success
+    before = wait_for(lambda: (c := scorecard(hub, name))["sources"]["hub"] == served(hub, name, "hub") and c)
+    assert before, (scorecard(hub, name), served(hub, name, "hub"))
+    hub.stop()
+    try:
+        ids = {direct_predict(url, example["inputs"]).headers["X-Prediction-Id"] for _ in range(300)}
+    finally:
+        hub.start()
+    assert len(ids) == 300
+    direct = before["sources"]["direct"] + 300
+    card = wait_for(lambda: (c := scorecard(hub, name))["sources"]["direct"] == direct and c, timeout=15)
+    assert card, scorecard(hub, name)
+    assert served(hub, name, "hub") == before["sources"]["hub"]  # seeded from the rollups at start
+    assert served(hub, name, "direct") == direct

@@ -16,8 +16,8 @@ def test_predictions_are_counted_by_model_version_and_status():
     metrics.observe_prediction("iris", "1.0.0", "ok", 30.0)
     metrics.observe_prediction("iris", "1.0.0", "error", 2000.0)
     text = lines(metrics)
-    assert 'aidhub_predictions_total{model="iris",status="ok",version="1.0.0"} 2.0' in text
-    assert 'aidhub_predictions_total{model="iris",status="error",version="1.0.0"} 1.0' in text
+    assert 'aidhub_predictions_total{model="iris",source="hub",status="ok",version="1.0.0"} 2.0' in text
+    assert 'aidhub_predictions_total{model="iris",source="hub",status="error",version="1.0.0"} 1.0' in text
     assert 'aidhub_prediction_latency_seconds_count{model="iris",version="1.0.0"} 3.0' in text
     assert 'aidhub_prediction_latency_seconds_bucket{le="0.025",model="iris",version="1.0.0"} 1.0' in text
     assert 'aidhub_prediction_latency_seconds_sum{model="iris",version="1.0.0"} 2.042' in text

@@ -1,12 +1,22 @@
 """Scorecards from rollups: exact numbers, Wilson bounds, histogram percentiles, series."""
 
 import random
+from collections import Counter
 from datetime import datetime, timedelta
 
 from monitor.feedback import record_feedback
 from monitor.predlog import PredictionLog, PredictionRecord
 from monitor.rollups import BOUNDS_MS, OVERFLOW, bucket_of, bucket_range
-from monitor.scorecard import feedback_by_version, percentile, scorecard, wilson_interval
+from monitor.scorecard import (
+    auto_step,
+    feedback_by_version,
+    format_duration,
+    percentile,
+    scorecard,
+    totals_by_version,
+    wilson_interval,
+)
+from vocab.times import parse_duration
 
 T0 = datetime(2025, 3, 1, 12, 0, 0)
 
@@ -79,29 +89,89 @@ def test_percentiles_are_within_one_bucket_of_the_truth(db):
         assert abs(card["latency_ms"][f"p{q}"] - truth) <= upper - lower
 
 
-def test_series_per_minute_and_since(db):
+SERIES_KEYS = {
+    "at", "minute", "requests", "errors", "direct", "p50", "p95", "p99",
+    "feedback", "correct", "incorrect", "accuracy", "accuracy_low", "accuracy_high",
+}  # fmt: skip
+
+
+def test_series_per_minute_fills_empty_steps_and_since(db):
     log_predictions(db, [5.0] * 3, ["ok", "error", "ok"], start=T0)
     log_predictions(db, [50.0] * 2, start=T0 + timedelta(minutes=2))
-    series = scorecard(7)["series"]
-    assert [(p["minute"], p["requests"], p["errors"]) for p in series] == [
+    card = scorecard(7, window=timedelta(minutes=5), now=T0 + timedelta(minutes=5))
+    assert (card["window"], card["step"]) == ("5m", "1m")
+    series = card["series"]
+    assert [(p["at"], p["requests"], p["errors"]) for p in series] == [
         ("2025-03-01T12:00:00Z", 3, 1),
+        ("2025-03-01T12:01:00Z", 0, 0),
         ("2025-03-01T12:02:00Z", 2, 0),
+        ("2025-03-01T12:03:00Z", 0, 0),
+        ("2025-03-01T12:04:00Z", 0, 0),
     ]
+    assert all(set(p) == SERIES_KEYS and p["minute"] == p["at"] for p in series)
     assert series[0]["p95"] == percentile({bucket_of(5.0): 3}, 0.95)
-    later = scorecard(7, since=T0 + timedelta(minutes=1, seconds=30))
-    assert (later["requests"], len(later["series"])) == (2, 1)
-    assert scorecard(7, until=T0 + timedelta(minutes=1))["requests"] == 3
+    assert (series[1]["p95"], series[1]["accuracy"]) == (None, None)
+    later = scorecard(7, since=T0 + timedelta(minutes=1, seconds=30), now=T0 + timedelta(minutes=3))
+    assert (later["requests"], [p["requests"] for p in later["series"]]) == (2, [0, 2])
+    earlier = scorecard(7, since=T0, until=T0 + timedelta(minutes=1), now=T0 + timedelta(minutes=3))
+    assert (earlier["requests"], len(earlier["series"])) == (3, 1)
 
 
 def test_series_steps_group_minutes(db):
     log_predictions(db, [5.0] * 2, start=T0 + timedelta(minutes=1))
     log_predictions(db, [5.0] * 4, start=T0 + timedelta(minutes=4))
     log_predictions(db, [5.0] * 1, start=T0 + timedelta(minutes=5))
-    series = scorecard(7, step_minutes=5)["series"]
-    assert [(p["minute"], p["requests"]) for p in series] == [
+    card = scorecard(
+        7, window=timedelta(minutes=10), step=timedelta(minutes=5), now=T0 + timedelta(minutes=10)
+    )
+    assert [(p["minute"], p["requests"]) for p in card["series"]] == [
         ("2025-03-01T12:00:00Z", 6),
         ("2025-03-01T12:05:00Z", 1),
     ]
+
+
+def test_automatic_steps_give_48_to_96_points():
+    steps = {w: auto_step(parse_duration(w)) for w in ("1h", "24h", "7d", "30d")}
+    assert {w: format_duration(s) for w, s in steps.items()} == {
+        "1h": "1m", "24h": "15m", "7d": "2h", "30d": "12h",
+    }  # fmt: skip
+    assert all(48 <= parse_duration(w) / s <= 96 for w, s in steps.items())
+
+
+def test_all_time_reads_day_rows_in_steps_of_days(db):
+    log_predictions(db, [5.0] * 3, start=T0)
+    log_predictions(db, [5.0] * 2, start=T0 + timedelta(days=2))
+    card = scorecard(7, now=T0 + timedelta(days=3))
+    assert (card["window"], card["step"], card["requests"]) == (None, "1d", 5)
+    assert [(p["at"], p["requests"]) for p in card["series"]] == [
+        ("2025-03-01T00:00:00Z", 3), ("2025-03-02T00:00:00Z", 0),
+        ("2025-03-03T00:00:00Z", 2), ("2025-03-04T00:00:00Z", 0),
+    ]  # fmt: skip
+
+
+def test_a_window_past_minute_retention_reads_hour_rows(db):
+    log_predictions(db, [5.0] * 4, start=T0 + timedelta(minutes=20))
+    card = scorecard(7, window=timedelta(days=5), step=timedelta(minutes=15), now=T0 + timedelta(days=4))
+    assert (card["step"], card["requests"]) == ("1h", 4)
+    assert [p["requests"] for p in card["series"] if p["requests"]] == [4]
+    assert (card["series"][0]["at"], len(card["series"])) == ("2025-02-28T12:00:00Z", 120)
+
+
+def test_sources_and_per_step_accuracy(db):
+    with PredictionLog(db, flush_interval=60) as plog:
+        for i, source in enumerate(["hub", "direct", "direct"]):
+            plog.record(PredictionRecord(version_id=7, model="iris", version="1.0.0", latency_ms=5.0,
+                                         source=source, id=f"01SOURCE{i}", created_at=T0))  # fmt: skip
+    for i, correct in enumerate([True, True, False]):
+        record_feedback(f"01SOURCE{i}", 7, "iris", correct=correct, now=T0 + timedelta(seconds=5))
+    card = scorecard(7, window=timedelta(hours=1), now=T0 + timedelta(minutes=30))
+    assert card["sources"] == {"hub": 1, "direct": 2}
+    point = next(p for p in card["series"] if p["at"] == "2025-03-01T12:00:00Z")
+    assert (point["requests"], point["direct"], point["feedback"], point["correct"]) == (3, 2, 3, 2)
+    low, high = wilson_interval(2, 3)
+    assert (point["accuracy"], point["accuracy_low"], point["accuracy_high"]) == (
+        0.6667, round(low, 4), round(high, 4),
+    )  # fmt: skip
 
 
 def test_versions_are_kept_apart(db):
@@ -118,3 +188,12 @@ def test_feedback_of_many_versions_in_one_query_matches_their_scorecards(db):
     found = feedback_by_version([7, 8, 9])
     assert found == {v: scorecard(v)["feedback"] for v in (7, 8, 9)}
     assert (found[7]["accuracy"], found[9]["count"]) == (0.6667, 0)
+
+
+def test_totals_by_version_are_the_all_time_sums_of_every_counter(db):
+    log_predictions(db, [10.0, 30.0], ["ok", "error"], version_id=7)
+    log_predictions(db, [5.0], version_id=8, start=T0 + timedelta(days=40))
+    totals = totals_by_version([7, 8, 9])
+    assert (totals[7]["requests"], totals[7]["errors"], totals[7]["latency_sum_ms"]) == (2, 1, 40.0)
+    assert (totals[8]["requests"], totals[8]["direct"], totals[9]) == (1, 0, Counter())
+    assert totals[7]["requests"] == scorecard(7)["requests"]

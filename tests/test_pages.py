@@ -8,12 +8,14 @@ published-not-deployed models. tests/test_pages_in_browser.py drives the pages i
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
+from monitor import driftruns
 from monitor.predlog import PredictionRecord
 from tests.demo_package import demo_build
 from tests.page_reading import Elements, get, text_of
-from vocab.states import BuildStatus
-from web import charts
+from vocab.states import BuildStatus, DriftRunStatus
+from vocab.times import utcnow
 from web.markdown import render_card, sanitise
 
 # --- catalog ----------------------------------------------------------------------------------
@@ -76,7 +78,90 @@ def test_model_page_scorecard_is_zero_before_any_traffic(client, publish):
         "Requests 0 Error rate — 0 errors Latency p50 — p95 — p99 — Feedback 0 0 right, 0 wrong "
         "Accuracy — no judged predictions Mean rating — of 5, 0 ratings"
     ) in text
-    assert "No requests yet for this version." in text
+    assert "Requests per 15m No requests in this window." in text
+    assert "Latency p50 / p95 / p99 No latency measured in this window." in text
+    assert "Accuracy (95% interval) No judged predictions in this window." in text
+    assert "Drift share No drift run in this window." in text
+
+
+def log_traffic(hub, name: str = "demo-adder") -> None:
+    """Calls of NAME 1.0.0 logged as the hub logs them: four 40 minutes ago (one failed, one made
+    straight to the model's server), two three days ago; feedback judges two of the recent ones."""
+    version_id = hub.catalog.resolve(name, "1.0.0").id
+    calls = [(40, "ok", "hub"), (40, "error", "hub"), (40, "ok", "hub"), (40, "ok", "direct")]
+    calls += [(3 * 1440, "ok", "hub")] * 2
+    ids, now = [], utcnow()
+    for minutes_ago, status, source in calls:
+        at = now - timedelta(minutes=minutes_ago)
+        record = PredictionRecord(
+            version_id=version_id, model=name, version="1.0.0", latency_ms=4.0 + len(ids), status=status,
+            error="boom" if status == "error" else None, source=source, created_at=at,
+        )  # fmt: skip
+        ids.append(hub.predlog.record(record))
+    hub.feedback(ids[0], {"correct": True})
+    hub.feedback(ids[2], {"correct": False})
+    hub.predlog.flush()
+
+
+def chart_of(page: str, name: str) -> str:
+    return page.split(f'<figure class="chart" id="chart-{name}">', 1)[1].split("</figure>", 1)[0]
+
+
+def x_labels(page: str, name: str) -> list[str]:
+    return re.findall(r'<text class="tick x-tick"[^>]*>([^<]+)</text>', chart_of(page, name))
+
+
+def current_window(page: str) -> list[str]:
+    return re.findall(r'<a href="[^"]*" aria-current="true">([^<]+)</a>', page.split('id="scorecard"')[1])
+
+
+def test_scorecard_draws_traffic_latency_and_accuracy_over_the_last_24h(hub, client, publish):
+    publish()
+    log_traffic(hub)
+    page = get(client, "/models/demo-adder")
+    assert current_window(page) == ["24h"]
+    text = text_of(page)
+    assert "Requests 4 Error rate 25.0% 1 errors" in text
+    assert "Direct calls 1 3 through the hub" in text
+    traffic = chart_of(page, "traffic")
+    assert '<svg viewBox="0 0 360 190" role="img" aria-label="Requests per 15m">' in traffic
+    assert ">req/15m</text>" in traffic and ">UTC</text>" in traffic
+    assert "through the hub 3 direct 1 errors 1" in text_of(traffic)
+    assert all(re.fullmatch(r"\d\d:\d\d", label) for label in x_labels(page, "traffic"))
+    assert 4 <= len(x_labels(page, "traffic")) <= 6
+    assert re.search(r"<title>\w{3} \d+ \d\d:\d\d UTC: 4 requests \(1 direct\), 1 errors</title>", traffic)
+    latency = chart_of(page, "latency")
+    assert re.findall(r'<g class="line line-(p\d\d)">', latency) == ["p50", "p95", "p99"]
+    assert ">ms</text>" in latency
+    accuracy = chart_of(page, "accuracy")
+    assert '<polygon class="band"' in accuracy and ">100%</text>" in accuracy
+    assert "50.0% right of 2 judged (95% CI 9.4%–90.5%)" in accuracy
+
+
+def test_window_picker_keeps_the_version_and_redraws_the_charts_over_days(hub, client, publish):
+    publish()
+    log_traffic(hub)
+    page = get(client, "/models/demo-adder?version=1.0.0&window=7d")
+    assert current_window(page) == ["7d"]
+    links = Elements(page.split('<nav class="windows"')[1].split("</nav>")[0]).find("a")
+    assert links[0]["href"] == "/models/demo-adder?version=1.0.0&window=1h#scorecard"
+    assert "Requests 6 Error rate 16.7%" in text_of(page)
+    labels = x_labels(page, "traffic")
+    assert labels and all(re.fullmatch(r"[A-Z][a-z]{2} \d{1,2}", label) for label in labels)
+    assert x_labels(get(client, "/models/demo-adder?window=1h"), "traffic")[0].count(":") == 1
+    for window in ("30d", "all"):
+        page = get(client, f"/models/demo-adder?window={window}")
+        assert current_window(page) == [window] and "Requests 6 " in text_of(page)
+
+
+def test_a_window_that_is_not_one_shows_the_last_24h_and_says_why(hub, client, publish):
+    publish()
+    reply = client.get("/models/demo-adder?window=3weeks")
+    assert reply.status_code == 400
+    page = reply.get_data(as_text=True)
+    assert current_window(page) == ["24h"]
+    assert "Showing the last 24h; pick one of 1h, 24h, 7d, 30d, all." in text_of(page)
+    assert "3weeks" in text_of(page)
 
 
 def test_try_it_form_has_a_textarea_per_input_prefilled_with_the_first_example(client, publish):
@@ -252,19 +337,6 @@ def test_unknown_build_is_a_404_page(client):
     assert "Build 999 does not exist. 'aid show MODEL' lists a version's builds." in text
 
 
-def test_requests_chart_scales_bars_to_the_busiest_minute():
-    series = [
-        {"minute": "2024-05-01T12:00:00Z", "requests": 10, "errors": 5, "p95": 3.0},
-        {"minute": "2024-05-01T12:02:00Z", "requests": 20, "errors": 0, "p95": 3.0},
-    ]
-    chart = charts.requests_chart(series)
-    assert (chart["peak"], chart["start"], chart["end"]) == (20, "11:03", "12:02 UTC")
-    first, last = chart["bars"]
-    assert (first["h"], first["err_h"], last["h"]) == (60.0, 30.0, 120.0)
-    assert last["x"] == 591.0 and first["label"] == "12:00 UTC: 10 requests, 5 errors"
-    assert charts.requests_chart([{"minute": "2024-05-01T12:00:00Z", "requests": 0, "errors": 0}]) is None
-
-
 def test_leaderboard_ranks_versions_by_the_wilson_lower_bound(hub, client, publish):
     publish(name="alpha")
     publish(name="beta")
@@ -283,3 +355,27 @@ def test_leaderboard_ranks_versions_by_the_wilson_lower_bound(hub, client, publi
     page = get(client, "/tasks/regression")
     assert page.index("beta@1.0.0") < page.index("alpha@1.0.0")
     assert "<td>90.0%</td>" in page and "<td>69.9% – 97.2%</td>" in page
+
+
+def test_leaderboard_shows_the_latest_drift_share_beside_accuracy_and_p95(hub, client, publish):
+    publish(name="alpha")
+    publish(name="beta")
+    version_id = hub.catalog.resolve("alpha", "1.0.0").id
+    window = (utcnow() - timedelta(days=1), utcnow())
+    for status, share in [
+        (DriftRunStatus.DONE, 0.25),
+        (DriftRunStatus.DONE, 0.75),
+        (DriftRunStatus.FAILED, None),
+    ]:
+        driftruns.record_run(version_id, window, "package", status=status, share=share, drifted=None)
+    board = hub.leaderboard("regression")
+    assert [(r["model"], r["drift_share"]) for r in board["versions"]] == [("alpha", 0.75), ("beta", None)]
+    page = get(client, "/tasks/regression")
+    assert "# Version Accuracy 95% interval Drift p95 Feedback Requests Errors" in text_of(page)
+    assert re.findall(r'<td class="drift-share">([^<]+)</td>', page) == ["75.0%", "—"]
+    rows = client.get("/api/v1/tasks/regression/leaderboard").get_json()["versions"]
+    assert [r["drift_share"] for r in rows] == [0.75, None]
+    schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    described = schemas["Leaderboard"]["properties"]["versions"]["items"]
+    assert set(described["required"]) == set(rows[0])
+    assert described["properties"]["drift_share"] == {"type": ["number", "null"]}

@@ -212,7 +212,7 @@ def _assigned_literals(source: str) -> dict:
     tree = ast.parse(source)
     found = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and node.value.args:
             found[node.targets[0].id] = json.loads(ast.literal_eval(node.value.args[0]))
     return found
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from hub.alerts import alert_fields
 from hub.errors import Invalid
 from vocab import names
 from web.context import client, get_hub
@@ -112,7 +113,8 @@ def model_feedback(name):
 
 @blueprint.get("/models/<path:name>/scorecard")
 def scorecard(name):
-    return jsonify(get_hub().scorecard(*split_ref(name)))
+    window, step = request.args.get("window") or "24h", request.args.get("step")
+    return jsonify(get_hub().scorecard(*split_ref(name), window=window, step=step))
 
 
 @blueprint.post("/models/<path:name>/drift")
@@ -149,3 +151,19 @@ def prometheus_metrics():
     """GET /metrics (registered by create_app, outside /api/v1): the Prometheus text format."""
     body, content_type = get_hub().metrics_text()
     return Response(body, content_type=content_type)
+
+
+@blueprint.get("/models/<path:name>/alerts")
+def alerts(name):
+    return jsonify(get_hub().alerts(name))
+
+
+@blueprint.post("/models/<path:name>/alerts")
+def add_alert(name):
+    return jsonify(get_hub().add_alert(name, **alert_fields(json_body()))), 201
+
+
+@blueprint.delete("/models/<path:name>/alerts/<int:rule_id>")
+def remove_alert(name, rule_id):
+    get_hub().remove_alert(name, rule_id)
+    return "", 204

@@ -168,10 +168,15 @@ def prediction_operations() -> dict:
 def quality_operations() -> dict:
     return {
         ("/api/v1/models/{name}/scorecard", "GET"): op(
-            "Requests, errors, latency and feedback of a version",
+            "Requests, errors, latency and feedback of a version over a window, with a series per step",
             (200, reply("OK", ref("Scorecard"))),
             404,
-            params=[VERSION_QUERY],
+            422,
+            params=[
+                VERSION_QUERY,
+                query("window", "How far back: e.g. 1h, 24h (default), 7d, 30d, or `all`."),
+                query("step", "One point of `series` per step, e.g. 5m, 2h, 1d; default: 48-96 points."),
+            ],
             tag="predict",
         ),
         ("/api/v1/models/{name}/drift", "POST"): op(
@@ -224,7 +229,34 @@ def v2_operations() -> dict:
     return out
 
 
-GROUPS = (catalog_operations, deployment_operations, prediction_operations, quality_operations, v2_operations)
+def alert_operations() -> dict:
+    path = "/api/v1/models/{name}/alerts"
+    return {
+        (path, "GET"): op(
+            "A model's alert rules, each rule's state per serving version, and the latest state changes",
+            ok(200, "Alerts"),
+            404,
+            tag="monitor",
+        ),
+        (path, "POST"): op(
+            "Add an alert rule to a model (422 names what is wrong with it)",
+            ok(201, "AlertRule"),
+            400,
+            404,
+            422,
+            body=json_body("AlertRequest"),
+            tag="monitor",
+        ),
+        (path + "/{rule_id}", "DELETE"): op(
+            "Remove an alert rule (its history stays)", (204, reply("Removed")), 404, tag="monitor"
+        ),
+    }
+
+
+GROUPS = (
+    catalog_operations, deployment_operations, prediction_operations, quality_operations, v2_operations,
+    alert_operations,
+)  # fmt: skip
 
 
 def operations() -> dict:

@@ -5,6 +5,7 @@ Pure functions returning JSON Schema dicts; web/openapi_operations.py refers to 
 
 from __future__ import annotations
 
+from vocab.alerts import AlertState, DeliveryState
 from vocab.states import BUILD_STEPS, BuildStatus, DeploymentStatus, StepStatus
 
 KINDS = {
@@ -77,6 +78,7 @@ def catalog_schemas() -> dict:
     deployment = fields(text="url runner env_key error", integer="restarts", time="updated_at")
     version = fields(string="model version digest task framework", integer="size", time="created_at")
     summary = fields(string="name task summary", text="latest production shown", time="updated_at")
+    summary |= {"alerts_firing": typed("integer", description="Alert rules firing, per serving version.")}
     return {
         "TensorSpec": obj({"dtype": typed("string"), "shape": array(typed("integer"))}, ["dtype"]),
         "Deployment": obj({"status": status, **deployment}, ["status"]),
@@ -170,7 +172,8 @@ def prediction_schemas() -> dict:
 
 def leaderboard_row() -> dict:
     row = fields(integer="rank requests feedback", string="model version deployment")
-    return row | fields(number="error_rate p95_ms accuracy accuracy_low accuracy_high mean_rating")
+    numbers = "error_rate p95_ms accuracy accuracy_low accuracy_high drift_share mean_rating"
+    return row | fields(number=numbers)
 
 
 def feedback_request() -> dict:
@@ -186,8 +189,13 @@ def feedback_request() -> dict:
 def scorecard_properties() -> dict:
     feedback = fields(integer="count correct incorrect ratings", number="mean_rating")
     feedback |= fields(number="accuracy accuracy_low accuracy_high")
-    point = fields(time="minute", integer="requests errors", number="p95")
-    return fields(string="model version", integer="version_id requests errors", number="error_rate") | {
+    point = fields(time="at minute", integer="requests errors direct feedback correct incorrect")
+    point |= fields(number="p50 p95 p99 accuracy accuracy_low accuracy_high")
+    card = fields(string="model version", integer="version_id requests errors", number="error_rate")
+    return card | {
+        "window": typed("string", nullable=True, description="e.g. 24h; null: all time"),
+        "step": typed("string", nullable=True, description="the series' step, e.g. 15m"),
+        "sources": obj(fields(integer="hub direct")),
         "latency_ms": obj(fields(number="p50 p95 p99 mean")),
         "feedback": obj(feedback),
         "series": array(obj(point)),
@@ -250,6 +258,31 @@ def v2_schemas() -> dict:
 
 def components() -> dict:
     schemas = {"Error": error_schema()}
-    for part in (catalog_schemas, deployment_schemas, prediction_schemas, drift_schemas, v2_schemas):
+    for part in (catalog_schemas, deployment_schemas, prediction_schemas, drift_schemas, v2_schemas,
+                 alert_schemas):  # fmt: skip
         schemas |= part()
     return {"schemas": schemas}
+
+
+def alert_schemas() -> dict:
+    state, span = one_of(AlertState), typed("string", description="e.g. 10m, 1h, 1d; 0: none")
+    status = fields(string="version", time="since checked_at", number="value") | {"state": state}
+    rule = fields(integer="id", string="condition metric op window source", float="threshold")
+    rule |= fields(text="webhook", time="created_at since") | {"for": span, "state": state}
+    rule |= {"signed": typed("boolean"), "versions": array(obj(status))}
+    attempt = fields(integer="number", time="at", text="error", float="duration_ms")
+    attempt |= {"status": typed("integer", nullable=True)}
+    event = fields(integer="id rule", string="condition version", time="at", number="value")
+    event |= fields(float="threshold")
+    event |= {"previous": state, "state": state, "delivery": one_of(DeliveryState)}
+    request = {
+        "when": typed("string", description="METRIC OP NUMBER (accuracy_low < 0.8) or 'no traffic for 10m'"),
+        "for": span, "window": span, "webhook": typed("string", format="uri"),
+        "secret": typed("string", maxLength=200, description="Signs the webhook's body (HMAC-SHA256)"),
+    }  # fmt: skip
+    return {
+        "AlertRule": obj(rule),
+        "Alerts": obj(fields(string="model", integer="firing") | {"rules": array(ref("AlertRule")),
+                      "history": array(obj(event | {"attempts": array(obj(attempt))}))}),
+        "AlertRequest": obj(request, ["when"], additionalProperties=False),
+    }  # fmt: skip

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
-from hub.errors import Invalid
+from hub.errors import BadInput, Invalid
 from vocab.states import IN_FLIGHT, DeploymentStatus
 from web import charts, snippets
 from web.context import client, get_hub
 from web.markdown import render_card
 
 blueprint = Blueprint("pages", __name__)
+WINDOWS = ("1h", "24h", "7d", "30d", "all")  # the scorecard's window picker
+DEFAULT_WINDOW = "24h"
 # An Evidently report runs its own inline scripts: in a sandbox, with no access to the hub's origin.
 REPORT_CSP = (
     "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
@@ -39,7 +41,9 @@ def catalog():
 
 @blueprint.get("/models/<path:name>")
 def model(name):
-    return render_template("model.html", **model_page(name, request.args.get("version") or None))
+    args = request.args
+    page = model_page(name, args.get("version") or None, window=args.get("window") or DEFAULT_WINDOW)
+    return render_template("model.html", **page), 400 if page["window_error"] else 200
 
 
 @blueprint.post("/models/<path:name>/feedback")
@@ -75,21 +79,36 @@ def feedback_fields(form) -> dict:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def model_page(name: str, ref: str | None, feedback_error: str = "", form=None) -> dict:
-    """Everything the model page shows, for one version (`ref`, else production, else latest)."""
+def model_page(
+    name: str, ref: str | None, feedback_error: str = "", form=None, window: str = DEFAULT_WINDOW
+) -> dict:
+    """Everything the model page shows, for one version (`ref`, else production, else latest);
+    its scorecard over `window` (the default window, and why, when that is not one)."""
     hub = get_hub()
     model, version = hub.model(name), hub.version(name, ref)
     number = version["version"]
+    card, window, window_error = scorecard_over(name, number, window)
     return {
         "model": model, "version": version, "ref": ref, "card": render_card(version["card"]),
         "ready": version["deployment"]["status"] == DeploymentStatus.READY,
-        "scorecard": (card := hub.scorecard(name, number)),
-        "chart": charts.requests_chart(card["series"]),
+        "scorecard": card, "windows": WINDOWS, "window": window, "window_error": window_error,
+        "charts": charts.scorecard_charts(card, hub.drift_history(name, number)["runs"]),
         "build": hub.latest_build(name, number),
+        "alerts": hub.alerts(name),
         "api": api_snippets(name, ref and number, version),
         "feedback_id": request.args.get("feedback", type=int),
         "feedback_error": feedback_error, "form": form or {},
     }  # fmt: skip
+
+
+def scorecard_over(name: str, number: str, window: str) -> tuple[dict, str, str]:
+    """(scorecard, window, problem): over `window`, else over DEFAULT_WINDOW with what was wrong."""
+    hub = get_hub()
+    try:
+        return hub.scorecard(name, number, window=window), window, ""
+    except (Invalid, BadInput) as e:
+        shown = f"Showing the last {DEFAULT_WINDOW}; pick one of {', '.join(WINDOWS)}."
+        return hub.scorecard(name, number, window=DEFAULT_WINDOW), DEFAULT_WINDOW, f"{e.message} {shown}"
 
 
 def api_snippets(name: str, pinned: str | None, version: dict) -> dict:

@@ -1,0 +1,95 @@
+"""Calls straight to a model's server: throughput with the direct-call record on (the hub's own
+server, collected by the hub every second) vs off (a copy of the same service started without the
+hub's token), loaded in turns in one run; and whether every direct call reached the scorecard."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks.load import post_load
+from benchmarks.serving import ROUNDS, SECONDS, row
+from runners.base import server_key
+from runners.flavors.calls import TOKEN_ENV
+from tests.hubserver import REPO, HubProcess
+from tests.postgres import _free_port
+
+MODEL = "iris-onnx"
+
+
+def _inputs() -> dict:
+    return json.loads((REPO / "examples" / MODEL / "examples.json").read_text())[0]["inputs"]
+
+
+def _scorecard(hub: HubProcess) -> dict:
+    return httpx.get(f"{hub.url}/api/v1/models/{MODEL}/scorecard").json()
+
+
+def _unreported_server(hub: HubProcess, env_key: str, folder: Path) -> tuple[subprocess.Popen, str]:
+    """The hub's service folder for the version, served again without the token: nothing recorded."""
+    service = folder / "service"
+    shutil.copytree(hub.home / "deployments" / server_key(MODEL, "1.0.0") / "service", service)
+    envs = Path(hub.env.get("AIDHUB_ENVS") or hub.home / "envs")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV} | {"BENTOML_HOME": str(folder / "b")}
+    command = [str(envs / env_key / "bin" / "bentoml"), "serve", "service:AidService", "--port", str(port)]
+    proc = subprocess.Popen(
+        command, cwd=service, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the unreported copy of the service did not get ready in 60 s")
+
+
+def _rows(hub: HubProcess, reported: str, unreported: str) -> list[dict]:
+    body = {"inputs": _inputs()}
+    time.sleep(3)  # the warm-up's calls are collected
+    before = _scorecard(hub)["sources"]["direct"]
+    on, off, sent = [], [], 0
+    for _ in range(ROUNDS):
+        on.append(post_load(f"{reported}/predict", body, SECONDS))
+        off.append(post_load(f"{unreported}/predict", body, SECONDS))
+        sent += on[-1]["requests"]
+    time.sleep(3)  # the collector's next rounds
+    counted = _scorecard(hub)["sources"]["direct"] - before
+    rps_on, rps_off = (sum(r["rps"] for r in runs) / len(runs) for runs in (on, off))
+    return [
+        row("direct predict, calls recorded, c=16", rps_on, "req/s"),
+        row("direct predict, not recorded, c=16", rps_off, "req/s"),
+        row("throughput ratio recorded/not", rps_on / rps_off, "", ">= 0.95"),
+        row("direct calls counted / answered", counted / max(sent, 1), "", "1.00"),
+    ]
+
+
+def run() -> list[dict]:
+    hub = HubProcess(Path(tempfile.mkdtemp(prefix="aidhub-bench-"))).start()
+    folder = Path(tempfile.mkdtemp(prefix="aidhub-bench-off-"))
+    proc = None
+    try:
+        assert hub.aid("publish", str(REPO / "examples" / MODEL), "--deploy").returncode == 0
+        deployment = httpx.get(f"{hub.url}/api/v1/models/{MODEL}/versions/1.0.0").json()["deployment"]
+        proc, unreported = _unreported_server(hub, deployment["env_key"], folder)
+        post_load(f"{unreported}/predict", {"inputs": _inputs()}, 3)  # warm both
+        post_load(f"{deployment['url']}/predict", {"inputs": _inputs()}, 3)
+        return _rows(hub, deployment["url"], unreported)
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(30)
+        hub.undeploy_all()
+        hub.stop()
+        shutil.rmtree(folder, ignore_errors=True)

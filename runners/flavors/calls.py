@@ -1,0 +1,129 @@
+"""Calls made straight to a model's endpoint, kept until the hub collects them.
+
+The hub counts what it serves itself; a call that skips the hub is recorded here, off the
+request's way (a deque append), and the hub fetches the records from `POST /aidhub/calls` every
+second. A fetch acknowledges what the previous one returned, so records stay here until the hub has
+stored them: while the hub is down they wait, up to `max_calls` records or `max_bytes` of payload,
+past which the oldest are dropped and counted. Each worker process has its own buffer, named by
+`worker`; the hub acknowledges per worker.
+
+The hub's own calls carry its token (`X-Aidhub-Token`) and are not recorded twice. Without a
+token in the environment (a service started by hand) nothing is recorded and the route is absent.
+
+Imports only the standard library and, where the route is served, Starlette (BentoML's own).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets
+import threading
+import time
+from collections import deque
+
+TOKEN_ENV = "AIDHUB_REPORT_TOKEN"
+PAYLOAD_CAP_ENV = "AIDHUB_LOG_PAYLOAD_BYTES"
+TOKEN_HEADER = "x-aidhub-token"
+ROUTE_PREFIX = "/aidhub"
+COLLECT_ROUTE = ROUTE_PREFIX + "/calls"
+MAX_CALLS = 50_000  # 8 minutes at 100 calls/s
+MAX_BYTES = 128 * 1024 * 1024
+ERROR_CAP = 2000
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_prediction_id(now: float | None = None) -> str:
+    """A 26-char ULID (48-bit milliseconds + 80 random bits, Crockford base32): sorts by time.
+    The same form as the hub's own ids."""
+    millis = int((time.time() if now is None else now) * 1000) & (2**48 - 1)
+    value = millis << 80 | secrets.randbits(80)
+    return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def capped_json(value, cap: int) -> str:
+    """`value` as JSON text, or a `{"_truncated": true, "bytes": N}` marker past `cap` bytes."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    if len(text) <= cap or len(text.encode()) <= cap:
+        return text
+    return json.dumps({"_truncated": True, "bytes": len(text.encode())})
+
+
+class CallBuffer:
+    """Records of direct calls, oldest first, numbered per worker process."""
+
+    def __init__(self, token: str, payload_cap: int = 16384, max_calls: int = MAX_CALLS,
+                 max_bytes: int = MAX_BYTES):  # fmt: skip
+        self.token = token
+        self.payload_cap, self.max_calls, self.max_bytes = payload_cap, max_calls, max_bytes
+        self.worker = secrets.token_hex(6)
+        self.dropped = 0
+        self._rows: deque[tuple[int, int, dict]] = deque()  # (seq, bytes, record)
+        self._seq = self._bytes = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_environment(cls) -> CallBuffer | None:
+        token = os.environ.get(TOKEN_ENV, "")
+        if not token:
+            return None
+        return cls(token, int(os.environ.get(PAYLOAD_CAP_ENV) or 16384))
+
+    def from_hub(self, headers) -> bool:
+        """Whether a request came through the hub (which logs it itself)."""
+        given = headers.get(TOKEN_HEADER, "")
+        return bool(given) and hmac.compare_digest(given, self.token)
+
+    def add(self, started: float, latency_ms: float, inputs, outputs, error: str | None = None) -> str:
+        """Record one direct call; returns its prediction id."""
+        pid = new_prediction_id(started)
+        record = {
+            "id": pid, "at": started, "latency_ms": round(latency_ms, 3),
+            "status": "error" if error else "ok", "error": error[:ERROR_CAP] if error else None,
+            "inputs": capped_json(inputs, self.payload_cap),
+            "outputs": None if outputs is None else capped_json(outputs, self.payload_cap),
+        }  # fmt: skip
+        size = len(record["inputs"]) + len(record["outputs"] or "") + 200
+        with self._lock:
+            self._seq += 1
+            self._rows.append((self._seq, size, record))
+            self._bytes += size
+            while len(self._rows) > self.max_calls or self._bytes > self.max_bytes:
+                self._bytes -= self._rows.popleft()[1]
+                self.dropped += 1
+        return pid
+
+    def take(self, ack: int, limit: int) -> dict:
+        """Forget what the hub acknowledged (seq <= `ack`); the next `limit` records after it."""
+        with self._lock:
+            while self._rows and self._rows[0][0] <= ack:
+                self._bytes -= self._rows.popleft()[1]
+            rows = [self._rows[i] for i in range(min(limit, len(self._rows)))]
+            waiting, dropped = len(self._rows), self.dropped
+        return {
+            "worker": self.worker, "calls": [r for _, _, r in rows],
+            "last": rows[-1][0] if rows else ack, "waiting": waiting, "dropped": dropped,
+        }  # fmt: skip
+
+
+def collect_app(buffer: CallBuffer):
+    """The ASGI app of `POST /aidhub/calls` {"ack": {worker: seq}, "limit": n}, token required."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def calls(request: Request) -> Response:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given, buffer.token):
+            return JSONResponse({"error": "A valid hub token is needed."}, status_code=401)
+        try:
+            body = json.loads(await request.body() or b"{}")
+            ack = int((body.get("ack") or {}).get(buffer.worker, 0))
+            limit = max(1, min(int(body.get("limit", 5000)), 20_000))
+        except (ValueError, TypeError, AttributeError):
+            return JSONResponse({"error": 'Send {"ack": {worker: seq}, "limit": n}.'}, status_code=400)
+        return Response(json.dumps(buffer.take(ack, limit)), media_type="application/json")
+
+    return Starlette(routes=[Route("/calls", calls, methods=["POST"])])

@@ -1,0 +1,93 @@
+"""Calls made straight to a model's server: the server's buffer and how the hub reads its records.
+(The whole path, a real server and a real hub stopped and started again, is in test_end_to_end.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from hub.collector import record_of, report_token
+from monitor.predlog import new_prediction_id as hub_prediction_id
+from runners.flavors.calls import CallBuffer, capped_json, new_prediction_id
+
+VERSION = SimpleNamespace(id=7, version="1.0.0", model=SimpleNamespace(name="iris"))
+
+
+def test_the_server_makes_ids_of_the_hubs_form_and_order():
+    now = time.time()
+    mine, hubs = new_prediction_id(now), hub_prediction_id(now)
+    assert len(mine) == 26 and mine[:10] == hubs[:10]  # the same 48-bit time, the same alphabet
+    assert new_prediction_id(now) < new_prediction_id(now + 0.002)
+
+
+def test_payloads_past_the_cap_become_a_marker():
+    assert capped_json({"x": [1, 2]}, 100) == '{"x":[1,2]}'
+    assert json.loads(capped_json({"x": "é" * 100}, 100)) == {"_truncated": True, "bytes": 208}
+
+
+def test_records_wait_until_acknowledged_then_go():
+    buffer = CallBuffer("secret")
+    ids = [buffer.add(time.time(), 1.5, {"x": i}, {"y": i}) for i in range(5)]
+    first = buffer.take(ack=0, limit=3)
+    assert [c["id"] for c in first["calls"]] == ids[:3] and first["last"] == 3 and first["waiting"] == 5
+    again = buffer.take(ack=0, limit=3)  # not acknowledged (the hub failed to store them): sent again
+    assert [c["id"] for c in again["calls"]] == ids[:3]
+    rest = buffer.take(ack=first["last"], limit=10)
+    assert [c["id"] for c in rest["calls"]] == ids[3:] and rest["waiting"] == 2
+    assert buffer.take(ack=rest["last"], limit=10)["calls"] == []
+
+
+def test_beyond_the_bound_the_oldest_are_dropped_and_counted():
+    buffer = CallBuffer("secret", max_calls=100)
+    for i in range(130):
+        buffer.add(time.time(), 1.0, {"x": i}, None, error="boom")
+    reply = buffer.take(ack=0, limit=1000)
+    assert reply["dropped"] == 30 and len(reply["calls"]) == 100
+    assert json.loads(reply["calls"][0]["inputs"]) == {"x": 30}
+    assert reply["calls"][0]["status"] == "error"
+
+
+def test_only_the_hubs_token_marks_a_call_as_the_hubs():
+    buffer = CallBuffer("secret")
+    assert buffer.from_hub({"x-aidhub-token": "secret"})
+    assert not buffer.from_hub({"x-aidhub-token": "guess"}) and not buffer.from_hub({})
+
+
+def test_no_token_in_the_environment_no_buffer(monkeypatch):
+    monkeypatch.delenv("AIDHUB_REPORT_TOKEN", raising=False)
+    assert CallBuffer.from_environment() is None
+    monkeypatch.setenv("AIDHUB_REPORT_TOKEN", "t")
+    monkeypatch.setenv("AIDHUB_LOG_PAYLOAD_BYTES", "64")
+    assert CallBuffer.from_environment().payload_cap == 64
+
+
+def test_a_record_becomes_a_direct_prediction_of_the_version():
+    buffer = CallBuffer("secret")
+    buffer.add(time.time(), 2.5, {"features": [[1.0, 2.0]]}, {"label": [1]})
+    call = buffer.take(0, 1)["calls"][0]
+    rec = record_of(VERSION, call)
+    assert (rec.id, rec.version_id, rec.model, rec.version) == (call["id"], 7, "iris", "1.0.0")
+    assert (rec.source, rec.status, rec.latency_ms) == ("direct", "ok", 2.5)
+    assert rec.inputs == {"features": [[1.0, 2.0]]} and rec.outputs == {"label": [1]}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"id": "../../etc"}, {"status": "maybe"}, {"at": 1e20}, {"latency_ms": "slow"}, {"inputs": "{"}],
+)
+def test_a_malformed_record_is_skipped_not_stored(change):
+    good = {"id": new_prediction_id(), "at": time.time(), "latency_ms": 1.0, "status": "ok",
+            "error": None, "inputs": "{}", "outputs": None}  # fmt: skip
+    assert record_of(VERSION, good) is not None
+    assert record_of(VERSION, good | change) is None
+
+
+def test_the_report_token_is_made_once_and_kept_private(tmp_path):
+    token = report_token(tmp_path)
+    assert len(token) >= 40 and report_token(tmp_path) == token
+    assert stat.S_IMODE(os.stat(tmp_path / "report-token").st_mode) == 0o600
