@@ -332,7 +332,9 @@ class Hub(AlertUseCases, DriftUseCases):
         deployments = self.deployments.rows(versions)
         rows = [
             present.leaderboard_row(
-                version, scorecard.scorecard(version.id), deployments.get(version.id),
+                version,
+                scorecard.scorecard(version.id),
+                deployments.get(version.id),
                 driftruns.latest_run(version.id, done_only=True),
             )  # fmt: skip
             for version in versions

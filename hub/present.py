@@ -57,7 +57,9 @@ def model_summary(
 
 
 def model(
-    row: ModelRow, aliases: dict[str, str], versions: list[tuple[VersionRow, DeploymentRow | None]],
+    row: ModelRow,
+    aliases: dict[str, str],
+    versions: list[tuple[VersionRow, DeploymentRow | None]],
     alerts_firing: int = 0,
 ) -> dict:
     """The model with its versions (newest first), each with its deployment."""

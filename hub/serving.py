@@ -22,7 +22,6 @@ from runners.flavors.calls import COLLECT_ROUTE, TOKEN_HEADER
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-
 class ModelClient:
     """Pooled keep-alive HTTP clients for the model servers (geventhttpclient: a C parser on gevent).
 
