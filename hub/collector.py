@@ -10,7 +10,6 @@ twice is stored once, by its id. A server that does not answer is tried again wi
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -24,7 +23,7 @@ from hub.errors import ModelFailed
 from hub.periodic import Periodic
 from hub.serving import ModelClient
 from monitor.metrics import Metrics
-from monitor.predlog import STATUSES, PredictionLog, PredictionRecord
+from monitor.predlog import STATUSES, JSONText, PredictionLog, PredictionRecord
 from registry.models import DeploymentRow, ModelRow, VersionRow
 from vocab.states import DeploymentStatus
 
@@ -106,8 +105,8 @@ class Collector(Periodic):
                         len(calls) - len(records), version.model.name, version.version)  # fmt: skip
         if records:
             self.predlog.write_now(records)
-        for rec in records:
-            self.metrics.observe_prediction(rec.model, rec.version, rec.status, rec.latency_ms, "direct")
+        calls = [(rec.status, rec.latency_ms) for rec in records]
+        self.metrics.observe_predictions(version.model.name, version.version, "direct", calls)
 
     def _failed(self, url: str, error: Exception) -> None:
         failures = self.failures[url] = self.failures.get(url, 0) + 1
@@ -126,12 +125,14 @@ def record_of(version: VersionRow, call: dict) -> PredictionRecord | None:
             return None
         if not (0 <= latency_ms < 1e9 and abs(at - time.time()) < 366 * 86400):
             return None
-        outputs, error = call.get("outputs"), call.get("error")
+        inputs, outputs, error = call["inputs"], call.get("outputs"), call.get("error")
+        if not isinstance(inputs, str) or not isinstance(outputs, str | None):
+            return None
         return PredictionRecord(
             id=call["id"], version_id=version.id, model=version.model.name, version=version.version,
             latency_ms=latency_ms, status=call["status"], error=None if error is None else str(error),
-            source="direct", inputs=json.loads(call["inputs"]),
-            outputs=None if outputs is None else json.loads(outputs), created_at=at,
+            source="direct", inputs=JSONText(inputs), created_at=at,
+            outputs=None if outputs is None else JSONText(outputs), truncated=call.get("truncated") is True,
         )  # fmt: skip
     except (KeyError, TypeError, ValueError):
         return None

@@ -51,8 +51,15 @@ def recent_payloads(
 
 
 def _parsed(rows: list[Prediction]) -> Payloads:
-    inputs = [json.loads(r.inputs) for r in rows]
-    outputs = [json.loads(r.outputs) if r.outputs else {} for r in rows]
+    """The rows' payloads; a row whose stored JSON does not parse (a model server's record) is left out."""
+    inputs, outputs = [], []
+    for row in rows:
+        try:
+            pair = json.loads(row.inputs), json.loads(row.outputs) if row.outputs else {}
+        except ValueError:
+            continue
+        inputs.append(pair[0])
+        outputs.append(pair[1])
     return Payloads(inputs, outputs, rows[-1].id if rows else None)
 
 

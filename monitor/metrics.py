@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -125,6 +126,16 @@ class Metrics:
     ) -> None:
         self.predictions.labels(model, version, status, source).inc()
         self.latency.labels(model, version).observe(latency_ms / 1000.0)
+
+    def observe_predictions(
+        self, model: str, version: str, source: str, calls: list[tuple[str, float]]
+    ) -> None:
+        """Many calls of one version at once: (status, latency in ms) each."""
+        for status, count in Tally(status for status, _ in calls).items():
+            self.predictions.labels(model, version, status, source).inc(count)
+        latency = self.latency.labels(model, version)
+        for _, latency_ms in calls:
+            latency.observe(latency_ms / 1000.0)
 
     def seed(self, model: str, version: str, totals: Mapping[str, float]) -> None:
         """Continue a version's counters from its all-time rollup totals (at start)."""

@@ -60,17 +60,22 @@ class PredictionRecord:
     status: str = "ok"  # 'ok' | 'error'
     error: str | None = None
     source: str = "hub"  # 'hub' | 'direct'
-    inputs: Any = None  # JSON-able; encoded and capped by record()
+    inputs: Any = None  # JSON-able (or JSONText); encoded and capped by record()
     outputs: Any = None
+    truncated: bool = False  # a payload was cut before it got here (JSONText from a model server)
     id: str = field(default_factory=new_prediction_id)
     created_at: datetime | None = None  # UTC (naive = UTC); None: the log's clock at record()
+
+
+class JSONText(str):
+    """A payload already encoded as JSON (by the model server that answered): stored as it is."""
 
 
 def encode_payload(value: Any, cap: int) -> tuple[str | None, bool]:
     """(JSON text, truncated): a `{"_truncated": true, "bytes": N}` marker past `cap` bytes."""
     if value is None:
         return None, False
-    text = _ENCODER.encode(value)
+    text = value if isinstance(value, JSONText) else _ENCODER.encode(value)
     size = len(text.encode())
     if size <= cap:
         return text, False
@@ -169,7 +174,7 @@ class PredictionLog:
         at = utc_naive(self.clock() if rec.created_at is None else rec.created_at)
         return (rec.id, rec.version_id, rec.model, rec.version, at, float(rec.latency_ms),
                 rec.status, _clean_error(rec.error), rec.source, inputs, outputs,
-                cut_in or cut_out)  # fmt: skip
+                cut_in or cut_out or rec.truncated)  # fmt: skip
 
     def _drop_beyond_bound(self) -> None:
         """Drop the oldest rows past max_queue; call with the lock held."""

@@ -65,9 +65,10 @@ class AidService:
                 DIRECT_CALLS.add(started, (time.perf_counter() - clock) * 1000, inputs, None, error)
             raise
         ctx.response.status_code = status  # BentoML sets the reply's status from the context
-        response = Response(serving.json_body(outputs), status_code=status, media_type="application/json")
+        body = serving.json_body(outputs)
+        response = Response(body, status_code=status, media_type="application/json")
         if record and status == 200:
-            pid = DIRECT_CALLS.add(started, (time.perf_counter() - clock) * 1000, inputs, outputs)
+            pid = DIRECT_CALLS.add(started, (time.perf_counter() - clock) * 1000, inputs, body)
             response.headers["X-Prediction-Id"] = pid
         return response
 

@@ -26,13 +26,14 @@ def test_the_server_makes_ids_of_the_hubs_form_and_order():
 
 
 def test_payloads_past_the_cap_become_a_marker():
-    assert capped_json({"x": [1, 2]}, 100) == '{"x":[1,2]}'
-    assert json.loads(capped_json({"x": "é" * 100}, 100)) == {"_truncated": True, "bytes": 208}
+    assert capped_json({"x": [1, 2]}, 100) == ('{"x":[1,2]}', False)
+    text, cut = capped_json({"x": "é" * 100}, 100)
+    assert json.loads(text) == {"_truncated": True, "bytes": 208} and cut
 
 
 def test_records_wait_until_acknowledged_then_go():
     buffer = CallBuffer("secret")
-    ids = [buffer.add(time.time(), 1.5, {"x": i}, {"y": i}) for i in range(5)]
+    ids = [buffer.add(time.time(), 1.5, {"x": i}, b'{"y": %d}' % i) for i in range(5)]
     first = buffer.take(ack=0, limit=3)
     assert [c["id"] for c in first["calls"]] == ids[:3] and first["last"] == 3 and first["waiting"] == 5
     again = buffer.take(ack=0, limit=3)  # not acknowledged (the hub failed to store them): sent again
@@ -68,17 +69,24 @@ def test_no_token_in_the_environment_no_buffer(monkeypatch):
 
 def test_a_record_becomes_a_direct_prediction_of_the_version():
     buffer = CallBuffer("secret")
-    buffer.add(time.time(), 2.5, {"features": [[1.0, 2.0]]}, {"label": [1]})
+    buffer.add(time.time(), 2.5, {"features": [[1.0, 2.0]]}, b'{"label":[1]}')
     call = buffer.take(0, 1)["calls"][0]
     rec = record_of(VERSION, call)
     assert (rec.id, rec.version_id, rec.model, rec.version) == (call["id"], 7, "iris", "1.0.0")
-    assert (rec.source, rec.status, rec.latency_ms) == ("direct", "ok", 2.5)
-    assert rec.inputs == {"features": [[1.0, 2.0]]} and rec.outputs == {"label": [1]}
+    assert (rec.source, rec.status, rec.latency_ms, rec.truncated) == ("direct", "ok", 2.5, False)
+    assert (rec.inputs, rec.outputs) == ('{"features":[[1.0,2.0]]}', '{"label":[1]}')  # stored as sent
+
+
+def test_a_payload_past_the_cap_is_stored_as_a_marker_and_the_call_marked_truncated():
+    buffer = CallBuffer("secret", payload_cap=64)
+    buffer.add(time.time(), 1.0, {"pixels": [0.5] * 100}, b'{"label":[1]}')
+    rec = record_of(VERSION, buffer.take(0, 1)["calls"][0])
+    assert json.loads(rec.inputs) == {"_truncated": True, "bytes": 412} and rec.truncated
 
 
 @pytest.mark.parametrize(
     "change",
-    [{"id": "../../etc"}, {"status": "maybe"}, {"at": 1e20}, {"latency_ms": "slow"}, {"inputs": "{"}],
+    [{"id": "../../etc"}, {"status": "maybe"}, {"at": 1e20}, {"latency_ms": "slow"}, {"inputs": [1]}],
 )
 def test_a_malformed_record_is_skipped_not_stored(change):
     good = {"id": new_prediction_id(), "at": time.time(), "latency_ms": 1.0, "status": "ok",
@@ -91,3 +99,15 @@ def test_the_report_token_is_made_once_and_kept_private(tmp_path):
     token = report_token(tmp_path)
     assert len(token) >= 40 and report_token(tmp_path) == token
     assert stat.S_IMODE(os.stat(tmp_path / "report-token").st_mode) == 0o600
+
+
+def test_a_stored_payload_that_does_not_parse_is_left_out_of_drift(db):
+    from monitor import driftruns
+    from monitor.predlog import JSONText, PredictionLog, PredictionRecord
+
+    with PredictionLog(db) as log:
+        log.write_now([
+            PredictionRecord(7, "iris", "1.0.0", 1.0, source="direct", inputs=JSONText(text))
+            for text in ('{"x": [1]}', "{", '{"x": [2]}')
+        ])  # fmt: skip
+    assert sorted(p["x"] for p in driftruns.first_payloads(7, 10).inputs) == [[1], [2]]

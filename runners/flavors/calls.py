@@ -42,12 +42,16 @@ def new_prediction_id(now: float | None = None) -> str:
     return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
-def capped_json(value, cap: int) -> str:
-    """`value` as JSON text, or a `{"_truncated": true, "bytes": N}` marker past `cap` bytes."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    if len(text) <= cap or len(text.encode()) <= cap:
-        return text
-    return json.dumps({"_truncated": True, "bytes": len(text.encode())})
+def capped(text: str, cap: int) -> tuple[str, bool]:
+    """(JSON `text`, False), or a `{"_truncated": true, "bytes": N}` marker and True past `cap` bytes."""
+    if len(text) <= cap // 4 or len(text.encode()) <= cap:
+        return text, False
+    return json.dumps({"_truncated": True, "bytes": len(text.encode())}), True
+
+
+def capped_json(value, cap: int) -> tuple[str, bool]:
+    """`value` as JSON text, capped (see `capped`)."""
+    return capped(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str), cap)
 
 
 class CallBuffer:
@@ -75,16 +79,18 @@ class CallBuffer:
         given = headers.get(TOKEN_HEADER, "")
         return bool(given) and hmac.compare_digest(given, self.token)
 
-    def add(self, started: float, latency_ms: float, inputs, outputs, error: str | None = None) -> str:
-        """Record one direct call; returns its prediction id."""
+    def add(self, started: float, latency_ms: float, inputs, outputs: bytes | None,
+            error: str | None = None) -> str:  # fmt: skip
+        """Record one direct call (`outputs`: the reply's JSON body); returns its prediction id."""
         pid = new_prediction_id(started)
+        inputs_text, cut_in = capped_json(inputs, self.payload_cap)
+        outputs_text, cut_out = capped(outputs.decode(), self.payload_cap) if outputs else (None, False)
         record = {
             "id": pid, "at": started, "latency_ms": round(latency_ms, 3),
             "status": "error" if error else "ok", "error": error[:ERROR_CAP] if error else None,
-            "inputs": capped_json(inputs, self.payload_cap),
-            "outputs": None if outputs is None else capped_json(outputs, self.payload_cap),
+            "inputs": inputs_text, "outputs": outputs_text, "truncated": cut_in or cut_out,
         }  # fmt: skip
-        size = len(record["inputs"]) + len(record["outputs"] or "") + 200
+        size = len(inputs_text) + len(outputs_text or "") + 200
         with self._lock:
             self._seq += 1
             self._rows.append((self._seq, size, record))
