@@ -10,6 +10,7 @@ twice is stored once, by its id. A server that does not answer is tried again wi
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ from hub.serving import ModelClient
 from monitor.metrics import Metrics
 from monitor.predlog import STATUSES, JSONText, PredictionLog, PredictionRecord
 from registry.models import DeploymentRow, ModelRow, VersionRow
+from runners.flavors.calls import parse_reply
 from vocab.states import DeploymentStatus
 
 log = logging.getLogger(__name__)
@@ -84,15 +86,15 @@ class Collector(Periodic):
         for _ in range(MAX_BATCHES):
             acks = self.acks.setdefault(url, {})
             try:
-                reply = self.client.direct_calls(url, acks, BATCH)
-            except ModelFailed as e:
+                head, calls = parse_reply(self.client.direct_calls(url, acks, BATCH))
+                worker, last, dropped = str(head["worker"]), int(head["last"]), int(head["dropped"])
+            except (ModelFailed, ValueError, KeyError, TypeError) as e:  # a reply that does not parse too
                 self._failed(url, e)
                 return stored
             self.failures.pop(url, None)
-            calls = reply.get("calls") or []
             self._store(version, calls)
-            acks[str(reply["worker"])] = int(reply["last"])
-            self.dropped.setdefault(url, {})[str(reply["worker"])] = int(reply.get("dropped") or 0)
+            acks[worker] = last
+            self.dropped.setdefault(url, {})[worker] = dropped
             stored += len(calls)
             if len(calls) < BATCH:
                 break
@@ -117,22 +119,20 @@ class Collector(Periodic):
                 url, failures, delay, error)  # fmt: skip
 
 
-def record_of(version: VersionRow, call: dict) -> PredictionRecord | None:
-    """The log record of one call a server reported; None when the record is malformed."""
+def record_of(version: VersionRow, call: dict[str, str]) -> PredictionRecord | None:
+    """The log record of one call a server reported (runners.flavors.calls.FIELDS, as text); None
+    when the record is malformed. The payloads are stored as the server wrote them."""
     try:
-        at, latency_ms = float(call["at"]), float(call["latency_ms"])
-        if not _ID.fullmatch(call["id"]) or call["status"] not in STATUSES:
+        at, latency_ms, error = float(call["at"]), float(call["latency_ms"]), call["error"]
+        if not _ID.fullmatch(call["id"]) or call["status"] not in STATUSES or not call["inputs"]:
             return None
         if not (0 <= latency_ms < 1e9 and abs(at - time.time()) < 366 * 86400):
             return None
-        inputs, outputs, error = call["inputs"], call.get("outputs"), call.get("error")
-        if not isinstance(inputs, str) or not isinstance(outputs, str | None):
-            return None
         return PredictionRecord(
             id=call["id"], version_id=version.id, model=version.model.name, version=version.version,
-            latency_ms=latency_ms, status=call["status"], error=None if error is None else str(error),
-            source="direct", inputs=JSONText(inputs), created_at=at,
-            outputs=None if outputs is None else JSONText(outputs), truncated=call.get("truncated") is True,
+            latency_ms=latency_ms, status=call["status"], error=str(json.loads(error)) if error else None,
+            source="direct", inputs=JSONText(call["inputs"]), outputs=JSONText(call["outputs"]) or None,
+            created_at=at, truncated=call["truncated"] == "1",
         )  # fmt: skip
     except (KeyError, TypeError, ValueError):
         return None

@@ -55,8 +55,9 @@ class ModelClient:
             raise ModelFailed(f"The model failed (HTTP {reply.status_code} from its server): {detail}")
         return json.loads(data)
 
-    def direct_calls(self, url: str, ack: dict[str, int], limit: int) -> dict:
-        """The calls made straight to the server at `url` that it still holds (acknowledging `ack`)."""
+    def direct_calls(self, url: str, ack: dict[str, int], limit: int) -> str:
+        """The calls made straight to the server at `url` that it still holds (acknowledging `ack`),
+        as runners.flavors.calls.CallBuffer.take wrote them."""
         headers = {**JSON_HEADERS, "Authorization": f"Bearer {self.headers[TOKEN_HEADER]}"}
         body = json.dumps({"ack": ack, "limit": limit}).encode()
         try:
@@ -66,7 +67,7 @@ class ModelClient:
             raise ModelFailed(f"The model server at {url} did not answer: {e}") from e
         if reply.status_code != 200:
             raise ModelFailed(f"{url}{COLLECT_ROUTE} answered HTTP {reply.status_code}: {data[:200]!r}")
-        return json.loads(data)
+        return data.decode()
 
 
 def smoke_test(client: ModelClient, version: VersionRow, url: str, log) -> None:

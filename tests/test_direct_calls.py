@@ -13,9 +13,15 @@ import pytest
 
 from hub.collector import record_of, report_token
 from monitor.predlog import new_prediction_id as hub_prediction_id
-from runners.flavors.calls import CallBuffer, capped_json, new_prediction_id
+from runners.flavors.calls import CallBuffer, capped_json, new_prediction_id, parse_reply
 
 VERSION = SimpleNamespace(id=7, version="1.0.0", model=SimpleNamespace(name="iris"))
+
+
+def take(buffer: CallBuffer, ack: int, limit: int) -> dict:
+    """What the hub gets from POST /aidhub/calls, parsed."""
+    head, calls = parse_reply(buffer.take(ack, limit))
+    return {**head, "calls": calls}
 
 
 def test_the_server_makes_ids_of_the_hubs_form_and_order():
@@ -34,23 +40,24 @@ def test_payloads_past_the_cap_become_a_marker():
 def test_records_wait_until_acknowledged_then_go():
     buffer = CallBuffer("secret")
     ids = [buffer.add(time.time(), 1.5, {"x": i}, b'{"y": %d}' % i) for i in range(5)]
-    first = buffer.take(ack=0, limit=3)
+    first = take(buffer, 0, 3)
     assert [c["id"] for c in first["calls"]] == ids[:3] and first["last"] == 3 and first["waiting"] == 5
-    again = buffer.take(ack=0, limit=3)  # not acknowledged (the hub failed to store them): sent again
+    again = take(buffer, 0, 3)  # not acknowledged (the hub failed to store them): sent again
     assert [c["id"] for c in again["calls"]] == ids[:3]
-    rest = buffer.take(ack=first["last"], limit=10)
+    rest = take(buffer, first["last"], 10)
     assert [c["id"] for c in rest["calls"]] == ids[3:] and rest["waiting"] == 2
-    assert buffer.take(ack=rest["last"], limit=10)["calls"] == []
+    assert take(buffer, rest["last"], 10)["calls"] == []
 
 
 def test_beyond_the_bound_the_oldest_are_dropped_and_counted():
     buffer = CallBuffer("secret", max_calls=100)
     for i in range(130):
         buffer.add(time.time(), 1.0, {"x": i}, None, error="boom")
-    reply = buffer.take(ack=0, limit=1000)
+    reply = take(buffer, 0, 1000)
     assert reply["dropped"] == 30 and len(reply["calls"]) == 100
     assert json.loads(reply["calls"][0]["inputs"]) == {"x": 30}
     assert reply["calls"][0]["status"] == "error"
+    assert record_of(VERSION, reply["calls"][0]).error == "boom"
 
 
 def test_only_the_hubs_token_marks_a_call_as_the_hubs():
@@ -70,7 +77,7 @@ def test_no_token_in_the_environment_no_buffer(monkeypatch):
 def test_a_record_becomes_a_direct_prediction_of_the_version():
     buffer = CallBuffer("secret")
     buffer.add(time.time(), 2.5, {"features": [[1.0, 2.0]]}, b'{"label":[1]}')
-    call = buffer.take(0, 1)["calls"][0]
+    call = take(buffer, 0, 1)["calls"][0]
     rec = record_of(VERSION, call)
     assert (rec.id, rec.version_id, rec.model, rec.version) == (call["id"], 7, "iris", "1.0.0")
     assert (rec.source, rec.status, rec.latency_ms, rec.truncated) == ("direct", "ok", 2.5, False)
@@ -80,17 +87,24 @@ def test_a_record_becomes_a_direct_prediction_of_the_version():
 def test_a_payload_past_the_cap_is_stored_as_a_marker_and_the_call_marked_truncated():
     buffer = CallBuffer("secret", payload_cap=64)
     buffer.add(time.time(), 1.0, {"pixels": [0.5] * 100}, b'{"label":[1]}')
-    rec = record_of(VERSION, buffer.take(0, 1)["calls"][0])
+    rec = record_of(VERSION, take(buffer, 0, 1)["calls"][0])
     assert json.loads(rec.inputs) == {"_truncated": True, "bytes": 412} and rec.truncated
 
 
 @pytest.mark.parametrize(
     "change",
-    [{"id": "../../etc"}, {"status": "maybe"}, {"at": 1e20}, {"latency_ms": "slow"}, {"inputs": [1]}],
+    [
+        {"id": "../../etc"},
+        {"status": "maybe"},
+        {"at": "1e20"},
+        {"latency_ms": "slow"},
+        {"inputs": ""},
+        {"error": "not json"},
+    ],
 )
 def test_a_malformed_record_is_skipped_not_stored(change):
-    good = {"id": new_prediction_id(), "at": time.time(), "latency_ms": 1.0, "status": "ok",
-            "error": None, "inputs": "{}", "outputs": None}  # fmt: skip
+    good = {"id": new_prediction_id(), "at": repr(time.time()), "latency_ms": "1.0", "status": "ok",
+            "truncated": "0", "error": "", "inputs": "{}", "outputs": ""}  # fmt: skip
     assert record_of(VERSION, good) is not None
     assert record_of(VERSION, good | change) is None
 
@@ -111,3 +125,13 @@ def test_a_stored_payload_that_does_not_parse_is_left_out_of_drift(db):
             for text in ('{"x": [1]}', "{", '{"x": [2]}')
         ])  # fmt: skip
     assert sorted(p["x"] for p in driftruns.first_payloads(7, 10).inputs) == [[1], [2]]
+
+
+def test_tabs_newlines_and_unicode_in_payloads_and_errors_survive_the_line_format():
+    buffer = CallBuffer("secret")
+    inputs = {"text": ["a\tb\nc", "é ✓ \u2028"]}
+    buffer.add(time.time(), 1.0, inputs, b'{"upper":["A\\tB\\nC"]}')
+    buffer.add(time.time(), 1.0, inputs, None, error="line one\n\tline two")
+    ok, failed = (record_of(VERSION, c) for c in take(buffer, 0, 10)["calls"])
+    assert json.loads(ok.inputs) == inputs and json.loads(ok.outputs) == {"upper": ["A\tB\nC"]}
+    assert failed.error == "line one\n\tline two" and failed.outputs is None
