@@ -8,27 +8,13 @@ from __future__ import annotations
 import click
 
 from cli import output
-from cli.client import HubClient, HubReplyError
+from cli.client import HubClient
 
 CONDITION_HELP = (
     "METRIC OP NUMBER, e.g. 'accuracy_low < 0.8', 'error_rate > 5%', 'p95_ms > 250', or 'no traffic for "
     "10m'. Metrics: accuracy, accuracy_low (Wilson 95% lower bound), error_rate, p95_ms, drift_share, "
     "requests; operators < <= > >=."
 )
-
-
-class BadRule(click.ClickException):
-    exit_code = 2
-
-
-def refused(call):
-    """Run `call()`; a reply the hub refused as bad input (400, 422) exits 2 with its message."""
-    try:
-        return call()
-    except HubReplyError as e:
-        if e.status not in (400, 422):
-            raise
-        raise BadRule("\n  - ".join([str(e), *e.errors])) from e
 
 
 @click.group()
@@ -48,7 +34,7 @@ def add(client: HubClient, name: str, when: str, for_, window, webhook, secret) 
     """Add a rule to model NAME."""
     fields = {"when": when, "for": for_, "window": window, "webhook": webhook, "secret": secret}
     body = {k: v for k, v in fields.items() if v is not None}
-    rule = refused(lambda: client.post(f"/api/v1/models/{name}/alerts", body))
+    rule = client.post(f"/api/v1/models/{name}/alerts", body)
     click.echo(f"Rule {rule['id']} of {name}: {_said(rule)}")
 
 

@@ -352,7 +352,7 @@ def main() -> None:
     except HubUnreachable as e:
         fail(str(e), [], 1)
     except (HubReplyError, HubError) as e:
-        fail(str(e), e.errors, 2 if e.status == 400 else 1)
+        fail(str(e), e.errors, 2 if e.status in (400, 422) else 1)  # bad input: 2
     except click.exceptions.Abort:
         sys.exit(1)
     except click.ClickException as e:

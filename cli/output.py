@@ -96,6 +96,7 @@ def leaderboard(data: dict) -> None:
             f"{r['model']}@{r['version']}",
             _fmt(r["accuracy"], "{:.3f}"),
             "-" if r["accuracy_low"] is None else f"{r['accuracy_low']:.3f}-{r['accuracy_high']:.3f}",
+            _fmt(r.get("drift_share"), "{:.0%}"),
             r["feedback"],
             r["requests"],
             _fmt(r["error_rate"], "{:.2%}"),
@@ -104,9 +105,8 @@ def leaderboard(data: dict) -> None:
         ]  # fmt: skip
         for r in data["versions"]
     ]
-    table(
-        rows, ["#", "VERSION", "ACCURACY", "95% CI", "FEEDBACK", "REQUESTS", "ERRORS", "P95 MS", "DEPLOYMENT"]
-    )
+    head = ["#", "VERSION", "ACCURACY", "95% CI", "DRIFT", "FEEDBACK", "REQUESTS", "ERRORS", "P95 MS"]
+    table(rows, [*head, "DEPLOYMENT"])
 
 
 def drift(run: dict) -> None:
