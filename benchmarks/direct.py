@@ -76,6 +76,32 @@ def _rows(hub: HubProcess, reported: str, unreported: str) -> list[dict]:
     ]
 
 
+def _paced(url: str, body: dict, per_second: int, seconds: int) -> int:
+    """POST `body` to `url` at `per_second` for `seconds`; how many calls were answered."""
+    answered, start = 0, time.monotonic()
+    with httpx.Client() as client:
+        for i in range(per_second * seconds):
+            time.sleep(max(0.0, start + i / per_second - time.monotonic()))
+            answered += client.post(url, json=body).status_code == 200
+    return answered
+
+
+def _outage_rows(hub: HubProcess, reported: str) -> list[dict]:
+    """Direct calls at 100/s through a 60 s hub outage: how many reach the scorecard once it is back."""
+    time.sleep(3)
+    before = _scorecard(hub)["sources"]["direct"]
+    hub.stop()
+    try:
+        sent = _paced(f"{reported}/predict", {"inputs": _inputs()}, 100, 60)
+    finally:
+        hub.start()
+    deadline = time.monotonic() + 30
+    while (counted := _scorecard(hub)["sources"]["direct"] - before) < sent and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return [row("direct calls during a 60 s hub outage at 100/s: counted / answered", f"{counted} / {sent}",
+                "", "all")]  # fmt: skip
+
+
 def run() -> list[dict]:
     hub = HubProcess(Path(tempfile.mkdtemp(prefix="aidhub-bench-"))).start()
     folder = Path(tempfile.mkdtemp(prefix="aidhub-bench-off-"))
@@ -86,7 +112,7 @@ def run() -> list[dict]:
         proc, unreported = _unreported_server(hub, deployment["env_key"], folder)
         post_load(f"{unreported}/predict", {"inputs": _inputs()}, 3)  # warm both
         post_load(f"{deployment['url']}/predict", {"inputs": _inputs()}, 3)
-        return _rows(hub, deployment["url"], unreported)
+        return [*_rows(hub, deployment["url"], unreported), *_outage_rows(hub, deployment["url"])]
     finally:
         if proc:
             proc.terminate()
