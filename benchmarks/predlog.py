@@ -13,7 +13,11 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from peewee import Database
 
 import monitor.migrations  # noqa: F401 - registers the monitor's schema steps
 from database.connection import connect, database
@@ -59,18 +63,25 @@ def _queue_then_write(db, rows: int) -> tuple[float, float]:
         return per_call, rows / (time.perf_counter() - started)
 
 
-def run(rows: int = 50_000, threads: int = 4) -> list[dict]:
+@contextmanager
+def scratch_database() -> Iterator[Database]:
+    """A migrated SQLite database in a temp folder, bound to the one proxy while in use."""
     previous = database.obj
     with tempfile.TemporaryDirectory(prefix="aidhub-bench-") as folder:
         db = connect(f"sqlite:///{Path(folder) / 'hub.db'}")
         database.initialize(db)
         try:
             migrate(db)
-            rate = _end_to_end(db, rows, threads)
-            per_call, writer = _queue_then_write(db, rows)
+            yield db
         finally:
             db.close()
             database.initialize(previous)
+
+
+def run(rows: int = 50_000, threads: int = 4) -> list[dict]:
+    with scratch_database() as db:
+        rate = _end_to_end(db, rows, threads)
+        per_call, writer = _queue_then_write(db, rows)
     return [
         {"name": "prediction log into SQLite, end to end", "value": round(rate),
          "unit": "rows/s", "target": ">= 5000"},

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import random
 import statistics
-import tempfile
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import monitor.migrations  # noqa: F401 - registers the monitor's schema steps
-from database.connection import connect, database
-from database.migrations import migrate
+from benchmarks.predlog import scratch_database
 from monitor.predlog import new_prediction_id, write_predictions
 from monitor.scorecard import format_duration, scorecard
 
@@ -76,13 +73,5 @@ def _measure(db, sizes) -> list[dict]:
 
 
 def run(sizes: tuple[int, ...] = SIZES) -> list[dict]:
-    previous = database.obj
-    with tempfile.TemporaryDirectory(prefix="aidhub-bench-") as folder:
-        db = connect(f"sqlite:///{Path(folder) / 'hub.db'}")
-        database.initialize(db)
-        try:
-            migrate(db)
-            return _measure(db, sizes)
-        finally:
-            db.close()
-            database.initialize(previous)
+    with scratch_database() as db:
+        return _measure(db, sizes)
