@@ -94,8 +94,18 @@ class CallBuffer:
         outputs_text, cut_out = capped(outputs.decode(), self.payload_cap) if outputs else (None, False)
         status, error_text = ("error", json.dumps(error[:ERROR_CAP])) if error else ("ok", "")
         cut = "1" if cut_in or cut_out else "0"
-        record = "\t".join((pid, repr(started), f"{latency_ms:.3f}", status, cut, error_text,
-                            outputs_text or "", inputs_text))  # FIELDS
+        record = "\t".join(
+            (
+                pid,
+                repr(started),
+                f"{latency_ms:.3f}",
+                status,
+                cut,
+                error_text,
+                outputs_text or "",
+                inputs_text,
+            )
+        )  # FIELDS
         size = len(record)
         with self._lock:  # text, not dicts: kept records cost the garbage collector nothing
             self._seq += 1
