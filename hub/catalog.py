@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-import shutil
-from pathlib import Path
 from typing import BinaryIO
 
 from peewee import IntegrityError
 
 from database.connection import database
-from hub.errors import Conflict, Invalid, NotFound, TooLarge, public, translated
-from registry.blobs import BlobStore
+from hub.errors import Conflict, HubError, Invalid, NotFound, TooLarge, public
+from hub.packages import Packages, files_of
+from registry.files import FileEntry, manifest_digest
 from registry.manifest import PackageInvalid
-from registry.models import AliasRow, ModelRow, VersionRow
-from registry.package import Package, extract, validate_package
+from registry.models import AliasRow, FileRow, ModelRow, VersionRow
+from registry.package import Package, validate_package
 from vocab.names import ALIAS_RE, HUB_ALIASES, semver_key
 from vocab.times import utcnow
 
@@ -22,40 +21,43 @@ log = logging.getLogger(__name__)
 
 
 class Catalog:
-    def __init__(self, blobs: BlobStore, packages_dir: Path, max_upload_bytes: int):
-        self.blobs = blobs
-        self.packages_dir = Path(packages_dir)
-        self.max_upload_bytes = max_upload_bytes
+    def __init__(self, packages: Packages):
+        self.packages = packages
 
     # --- publishing ---------------------------------------------------------------------
 
-    def publish(self, stream: BinaryIO, length: int | None = None) -> tuple[VersionRow, bool]:
-        """Store an uploaded package archive of `length` bytes (when known); return (version,
-        created). Same digest: no-op."""
-        if length and length > self.max_upload_bytes:
+    def publish_archive(self, stream: BinaryIO, length: int | None = None) -> tuple[VersionRow, bool, int]:
+        """Store a package sent as one .tar.gz of `length` bytes (when known)."""
+        if length and length > self.packages.limits.max_version:
             raise TooLarge(
-                f"The upload of {length} bytes is larger than the limit of {self.max_upload_bytes} "
-                "bytes. Shrink the package or raise the hub's upload limit."
+                f"The upload of {length:,} bytes is larger than the limit of "
+                f"{self.packages.limits.max_version:,} bytes. Shrink the package, or raise "
+                "AIDHUB_MAX_VERSION_SIZE on the hub."
             )
-        with translated():
-            digest, size = self.blobs.put_stream(stream, self.max_upload_bytes)
+        entries = self.packages.store_archive(stream, length)
         try:
-            package = validate_package(self.unpack(digest))
+            return self.publish_files(entries)
+        except HubError:
+            self.packages.forget(entries)  # one request, refused whole: nothing of it is kept
+            raise
+
+    def publish_files(self, entries: list[FileEntry]) -> tuple[VersionRow, bool, int]:
+        """Record the version whose files are `entries` (their blobs stored); return (version,
+        created, bytes no other version held). The same files again: no-op."""
+        folder, digest = self.packages.lay_out(entries)
+        try:
+            package = validate_package(folder)
         except PackageInvalid as e:
-            self._discard(digest)
+            self.packages.discard(digest)
             raise public(e) from e
-        return self._record(package, digest, size)
+        new_bytes = self.packages.new_bytes(entries)
+        row, created = self._record(package, digest, entries)
+        self.packages.uploads.taken(e.sha256 for e in entries)
+        return row, created, new_bytes if created else 0
 
-    def unpack(self, digest: str) -> Path:
-        """The package folder of a blob, unpacked once and shared by every version with it."""
-        dest = self.packages_dir / digest
-        if not dest.exists():
-            self.packages_dir.mkdir(parents=True, exist_ok=True)
-            extract(self.blobs.path(digest), dest, self.max_upload_bytes * 4)
-        return dest
-
-    def _record(self, package: Package, digest: str, size: int) -> tuple[VersionRow, bool]:
+    def _record(self, package: Package, digest: str, entries: list[FileEntry]) -> tuple[VersionRow, bool]:
         m = package.manifest
+        size = sum(e.size for e in entries)
         with database.atomic():
             model = self._upsert_model(package)
             existing = VersionRow.get_or_none(model=model, version=m.version)
@@ -68,6 +70,7 @@ class Catalog:
                         manifest=m.to_dict(), inputs=package.inputs, outputs=package.outputs,
                         card=package.card, examples=package.examples,
                     )  # fmt: skip
+                    FileRow.insert_many([{"version": row, **e.to_dict()} for e in entries]).execute()
             except IntegrityError:  # another upload of the same version won the race
                 existing = VersionRow.get(model=model, version=m.version)
                 return self._same_or_conflict(existing, digest), False
@@ -76,7 +79,8 @@ class Catalog:
         return row, True
 
     def _same_or_conflict(self, existing: VersionRow, digest: str) -> VersionRow:
-        if existing.digest == digest:
+        """`existing` when it has the same files (its digest may be an archive's: docs/storage.md)."""
+        if digest in (existing.digest, manifest_digest(files_of(existing))):
             return existing
         raise Conflict(
             f"{existing.model.name}@{existing.version} is already published with digest "
@@ -185,9 +189,3 @@ class Catalog:
     def versions_for_task(self, task: str) -> list[VersionRow]:
         query = VersionRow.select(VersionRow, ModelRow).join(ModelRow).where(ModelRow.task == task)
         return list(query)
-
-    def _discard(self, digest: str) -> None:
-        """Forget a rejected upload, unless a published version holds the same bytes."""
-        if not VersionRow.select().where(VersionRow.digest == digest).exists():
-            shutil.rmtree(self.packages_dir / digest, ignore_errors=True)
-            self.blobs.path(digest).unlink(missing_ok=True)

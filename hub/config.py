@@ -10,7 +10,7 @@ from pathlib import Path
 from hub.errors import SettingInvalid
 from runners.buildcontext import BuildContextError, check_base_image, check_base_image_overrides
 from vocab.images import HUB_BASE_IMAGE_KEYS
-from vocab.sizes import parse_size
+from vocab.sizes import format_size, parse_size
 from vocab.times import parse_duration
 
 RUNNERS = ("auto", "process", "container")
@@ -26,7 +26,11 @@ class Config:
     wheelhouse: Path | None = None
     envs: Path | None = None
     uv_cache: Path | None = None
-    max_upload_bytes: int = 512 * 1024 * 1024
+    max_file_bytes: int = 32 * 1024**3  # AIDHUB_MAX_FILE_SIZE: one file of a package
+    max_version_bytes: int = 64 * 1024**3  # AIDHUB_MAX_VERSION_SIZE: all files of one version
+    max_files: int = 10_000  # AIDHUB_MAX_FILES: files in one version
+    min_free_disk_bytes: int = 1024**3  # AIDHUB_MIN_FREE_DISK: what an upload must leave free
+    upload_ttl_seconds: float = 24 * 3600.0  # AIDHUB_UPLOAD_TTL: uncommitted blobs and parts are kept so long
     log_payload_bytes: int = 16 * 1024
     log_flush_seconds: float = 0.5
     ready_timeout_seconds: float = 120.0
@@ -98,6 +102,11 @@ class Config:
             "alert_every_seconds": _alert_every(env.get("AIDHUB_ALERT_EVERY", "")),
             "webhook_secret": env.get("AIDHUB_WEBHOOK_SECRET", ""),
             "public_url": env.get("AIDHUB_PUBLIC_URL", "").rstrip("/"),
+            "max_file_bytes": _size(env, "AIDHUB_MAX_FILE_SIZE", cls.max_file_bytes),
+            "max_version_bytes": _size(env, "AIDHUB_MAX_VERSION_SIZE", cls.max_version_bytes),
+            "max_files": _number(env, "AIDHUB_MAX_FILES", cls.max_files, int),
+            "min_free_disk_bytes": _size(env, "AIDHUB_MIN_FREE_DISK", cls.min_free_disk_bytes),
+            "upload_ttl_seconds": _duration(env, "AIDHUB_UPLOAD_TTL", cls.upload_ttl_seconds),
             "drift_reference_rows": _number(
                 env, "AIDHUB_DRIFT_REFERENCE_ROWS", cls.drift_reference_rows, int
             ),
@@ -129,6 +138,27 @@ def _number(env, name: str, default, kind):
     if number < 0:
         raise SettingInvalid(f"{name}={value!r} is not a valid setting; use a number >= 0 such as {default}.")
     return number
+
+
+def _size(env, name: str, default: int) -> int:
+    value = env.get(name, "")
+    if not value.strip():
+        return default
+    try:
+        return parse_size(value)
+    except ValueError as e:
+        hint = f"use e.g. {format_size(default)}, 500Mi or 2G"
+        raise SettingInvalid(f"{name}={value!r} is not a size; {hint}.") from e
+
+
+def _duration(env, name: str, default: float) -> float:
+    value = env.get(name, "")
+    if not value.strip():
+        return default
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError as e:
+        raise SettingInvalid(f"{name}={value!r} is not a duration; use e.g. 24h, 30m or 7d.") from e
 
 
 def _base_image(image: str) -> str:

@@ -233,7 +233,7 @@ class DriftUseCases:
                 raise route.error
             return self.client.predict(route.url, inputs)
 
-        run = self.drift_runner.run(version, self.catalog.unpack(version.digest), span, answer)
+        run = self.drift_runner.run(version, self.catalog.packages.folder(version), span, answer)
         reply = present.drift_run(version, run, driftruns.result_of(run))
         if run.status == DriftRunStatus.DONE:
             drifted = sum(1 for c in reply["inputs"]["columns"] if c["drifted"])

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 class HubError(Exception):
     status = 500
+    retry_after: int | None = None  # seconds, sent as Retry-After when set
 
     def __init__(self, message: str, errors: list[str] | None = None):
         super().__init__(message)
@@ -43,6 +44,16 @@ class TooLarge(HubError):
     status = 413
 
 
+class Busy(Conflict):
+    """Someone else is doing the same thing right now; try again shortly."""
+
+    retry_after = 1
+
+
+class InsufficientStorage(HubError):
+    status = 507
+
+
 class BadInput(HubError):
     """A prediction input that does not fit the model's schema."""
 
@@ -57,6 +68,13 @@ class ModelFailed(HubError):
     """The model's server answered with an error or did not answer."""
 
     status = 502
+
+
+LIMIT_SETTINGS = {
+    "file": "AIDHUB_MAX_FILE_SIZE",
+    "version": "AIDHUB_MAX_VERSION_SIZE",
+    "files": "AIDHUB_MAX_FILES",
+}
 
 
 def lower_errors() -> tuple[type[Exception], ...]:
@@ -77,7 +95,9 @@ def public(error: Exception) -> HubError:
     from monitor.feedback import FeedbackInvalid, LabelUnknown, PredictionNotFound
     from registry.blobs import BlobTooLarge
     from registry.errors import RegistryError
+    from registry.files import LimitExceeded
     from registry.manifest import PackageInvalid
+    from registry.uploads import BlobCorrupt, OffsetMismatch, UploadBusy
     from runners.base import RunnerError
 
     match error:
@@ -86,7 +106,16 @@ def public(error: Exception) -> HubError:
         case PackageInvalid():
             return Invalid("The package is invalid.", [str(p) for p in error.problems])
         case BlobTooLarge():
-            return TooLarge(f"{error} Shrink the package or raise the hub's upload limit.")
+            return TooLarge(f"{error} Shrink the file or raise AIDHUB_MAX_FILE_SIZE on the hub.")
+        case LimitExceeded():
+            setting = LIMIT_SETTINGS[error.kind]
+            return TooLarge(f"{error} Shrink the package, or raise {setting} on the hub.")
+        case UploadBusy():
+            return Busy(str(error))
+        case OffsetMismatch():
+            return Conflict(str(error))
+        case BlobCorrupt():
+            return BadInput(str(error))
         case FeedbackInvalid():
             return Invalid(str(error))
         case LabelUnknown():

@@ -1,6 +1,7 @@
 """Housekeeping: every 10 minutes, delete logged calls older than AIDHUB_RETENTION_DAYS (each version's
 first calls stay: they may be its drift reference) and minute and hour rollups past their retention
-(monitor.compaction). Day rollups, and so every scorecard's all-time numbers, are kept."""
+(monitor.compaction). Day rollups, and so every scorecard's all-time numbers, are kept. Also deletes
+uploaded blobs and parts that no version took within AIDHUB_UPLOAD_TTL."""
 
 from __future__ import annotations
 
@@ -35,10 +36,16 @@ class Housekeeping(Periodic):
         self.retention_days = retention_days  # 0: logged calls are kept forever
         self.keep_first = keep_first  # a version's first N calls: its drift reference without reference data
         self.clock = clock
+        self.extra: list[Callable[[], int]] = []
+
+    def also(self, task: Callable[[], int]) -> None:
+        """Run `task` (returning how many things it deleted) each round too."""
+        self.extra.append(task)
 
     def run_once(self) -> dict[str, int]:
         """Prune now; the rows deleted, by kind."""
         deleted = compaction.prune(self.clock(), self.retention_days, self.keep_first)
+        deleted["stale uploads"] = sum(task() for task in self.extra)
         if any(deleted.values()):
             log.info("Housekeeping deleted %s", ", ".join(f"{n} {kind}" for kind, n in deleted.items()))
         return deleted

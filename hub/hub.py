@@ -6,7 +6,6 @@ import logging
 import threading
 from dataclasses import replace
 from datetime import timedelta
-from typing import BinaryIO
 
 import monitor.migrations  # noqa: F401 - registers the monitor's schema steps
 import registry.migrations  # noqa: F401 - registers the registry's schema steps
@@ -21,7 +20,9 @@ from hub.deployments import Deployments
 from hub.drift import DriftRunner, DriftUseCases
 from hub.driftschedule import DriftSchedule
 from hub.errors import Invalid, NotFound, translated
+from hub.files import FileUseCases
 from hub.housekeeping import Housekeeping
+from hub.packages import Packages
 from hub.routes import Route, Routes
 from hub.runner_choice import choose_runner
 from hub.scrape import seed_counters, version_states
@@ -34,6 +35,7 @@ from monitor import feedback as feedback_store
 from monitor.metrics import Metrics
 from monitor.predlog import PredictionLog
 from registry.blobs import BlobStore
+from registry.files import Limits
 from registry.models import ModelRow, VersionRow
 from runners.base import Runner
 from runners.flavors.calls import PAYLOAD_CAP_ENV, TOKEN_ENV
@@ -43,7 +45,7 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 3.0  # longer than the route cache's TTL (hub/routes.py)
 
 
-class Hub(AlertUseCases, DriftUseCases):
+class Hub(AlertUseCases, DriftUseCases, FileUseCases):
     """`background=True` (the server) adopts running servers, runs builds and the watcher;
     `aid worker` makes one with `background=False` and runs the build queue itself."""
 
@@ -52,7 +54,9 @@ class Hub(AlertUseCases, DriftUseCases):
         self.db = open_database(config.database_url)
         blobs = BlobStore(config.blobs_dir)
         blobs.remove_stale_uploads()
-        self.catalog = Catalog(blobs, config.packages_dir, config.max_upload_bytes)
+        packages = Packages(blobs, config.packages_dir, _limits(config), config.min_free_disk_bytes)
+        self.catalog = Catalog(packages)
+        self.catalog.packages.list_archived_versions()
         self.drift_runner = DriftRunner(
             blobs, config.drift_reference_rows, config.drift_max_rows, config.drift_min_rows,
             config.home / "logs" / "drift-worker.log",
@@ -81,6 +85,7 @@ class Hub(AlertUseCases, DriftUseCases):
             config.drift_after_calls,
         )
         self.housekeeping = Housekeeping(self.db, config.retention_days, config.drift_reference_rows)
+        self.housekeeping.also(lambda: self.catalog.packages.remove_stale_uploads(config.upload_ttl_seconds))
         if background:
             self._start_background()
 
@@ -108,7 +113,7 @@ class Hub(AlertUseCases, DriftUseCases):
         self._start_alerts()
 
     def _spec(self, version: VersionRow):
-        spec = spec_for(version, self.catalog.unpack(version.digest))
+        spec = spec_for(version, self.catalog.packages.folder(version))
         return replace(spec, env={**spec.env, **self._server_env()})
 
     def _server_env(self) -> dict[str, str]:
@@ -132,13 +137,6 @@ class Hub(AlertUseCases, DriftUseCases):
         self.predlog.close()
 
     # --- catalog ------------------------------------------------------------------------
-
-    def publish(self, stream: BinaryIO, length: int | None = None) -> dict:
-        """Store a package archive streamed in (`length` bytes when known); 413 over the limit."""
-        version, created = self.catalog.publish(stream, length)
-        self._alerts_from_package(version, created)
-        self.routes.clear()
-        return {**self._version(version), "created": created}
 
     def models(self, q: str = "", task: str = "", tag: str = "") -> list[dict]:
         return [self._summary(m) for m in self.catalog.search(q, task, tag)]
@@ -248,6 +246,7 @@ class Hub(AlertUseCases, DriftUseCases):
             "database": self.config.database_url.split("://")[0],
             "home": str(self.config.home),
             "deployments": self.deployments.counts(),
+            "storage": self.storage(),
             "queue": {
                 "storage": (self.config.queue_url or "sqlite").split("://")[0],
                 "pending": self.deployments.queue.pending(),
@@ -380,3 +379,7 @@ def open_database(url: str):
     connection.database.initialize(db)
     migrations.migrate(db)
     return db
+
+
+def _limits(config: Config) -> Limits:
+    return Limits(config.max_file_bytes, config.max_version_bytes, config.max_files)

@@ -7,6 +7,8 @@ query that loaded the row.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from registry.models import BuildRow, DeploymentRow, ModelRow, VersionRow
 from vocab.states import BUILD_STEPS, DeploymentStatus, StepStatus
 from vocab.times import isoformat
@@ -36,6 +38,15 @@ def version(
     if detail:
         out |= {"manifest": m, "card": row.card, "examples": row.examples}
     return out
+
+
+def version_files(row: VersionRow, entries: list) -> dict:
+    """A version's files, each with the URL that sends it."""
+    base = f"/api/v1/models/{row.model.name}/versions/{row.version}/files"
+    return {
+        "model": row.model.name, "version": row.version, "digest": row.digest, "size": row.size,
+        "files": [{**e.to_dict(), "url": f"{base}/{quote(e.path)}"} for e in entries],
+    }  # fmt: skip
 
 
 def shown_version(aliases: dict[str, str]) -> str | None:

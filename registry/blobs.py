@@ -27,6 +27,22 @@ class BlobStore:
     def path(self, digest: str) -> Path:
         return self.root / "sha256" / digest[:2] / digest
 
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: str) -> int | None:
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def adopt(self, path: Path, digest: str) -> None:
+        """Move a file already checked to hash to `digest` into the store."""
+        try:
+            self._move_into_place(path, digest)
+        finally:
+            path.unlink(missing_ok=True)
+
     def put_stream(self, stream: BinaryIO, max_bytes: int | None = None) -> tuple[str, int]:
         """Store everything `stream` yields; return (sha256 hex, size). Dedups by content."""
         self.tmp.mkdir(parents=True, exist_ok=True)

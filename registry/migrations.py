@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from database.migrations import add_column, create_tables, register
-from registry.models import TABLES, BuildRow, DeploymentRow
+from registry.models import TABLES, BuildRow, DeploymentRow, FileRow
 
 register(
     "registry",
@@ -12,5 +12,6 @@ register(
         (2, "deployments.container_id", add_column("deployments", DeploymentRow.container_id)),
         (3, "builds.alias", add_column("builds", BuildRow.alias)),
         (4, "builds.retire", add_column("builds", BuildRow.retire)),
+        (5, "version_files", create_tables([FileRow])),
     ],
 )

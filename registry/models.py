@@ -50,6 +50,20 @@ class VersionRow(BaseModel):
         indexes = ((("model", "version"), True),)
 
 
+class FileRow(BaseModel):
+    """One file of a version: its path in the package and the blob that holds its bytes."""
+
+    id = AutoField()
+    version = ForeignKeyField(VersionRow, backref="files", on_delete="CASCADE")
+    path = TextField()
+    sha256 = CharField(max_length=64, index=True)
+    size = BigIntegerField()
+
+    class Meta:
+        table_name = "version_files"
+        indexes = ((("version", "path"), True),)
+
+
 class AliasRow(BaseModel):
     id = AutoField()
     model = ForeignKeyField(ModelRow, backref="aliases", on_delete="CASCADE")
@@ -98,4 +112,4 @@ class BuildRow(BaseModel):
         table_name = "builds"
 
 
-TABLES = [ModelRow, VersionRow, AliasRow, DeploymentRow, BuildRow]
+TABLES = [ModelRow, VersionRow, FileRow, AliasRow, DeploymentRow, BuildRow]

@@ -7,18 +7,15 @@ import gzip
 import io
 import json
 import math
-import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from registry.manifest import Manifest, PackageInvalid, Problem, check_manifest, read_manifest
 from registry.onnx_schema import OnnxUnreadable, read_onnx_schema
 from registry.tensors import check_inputs, row_width
 
 SKIPPED = {"__pycache__", ".git", ".ipynb_checkpoints", ".DS_Store"}
-MAX_FILES = 5000
 MAX_CARD_BYTES = 256 * 1024
 
 
@@ -187,38 +184,3 @@ def pack(root: Path) -> bytes:
                 with path.open("rb") as f:
                     tar.addfile(info, f)
     return buffer.getvalue()
-
-
-def _member_problem(member: tarfile.TarInfo) -> str | None:
-    parts = PurePosixPath(member.name).parts
-    if member.name.startswith("/") or ".." in parts or "\\" in member.name:
-        return f"{member.name!r} points outside the package"
-    if not (member.isfile() or member.isdir()):
-        return f"{member.name!r} is a link or special file; packages hold plain files only"
-    return None
-
-
-def extract(archive: Path, dest: Path, max_bytes: int) -> None:
-    """Unpack `archive` into `dest` (which must not exist), refusing unsafe or oversized members."""
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".extract-"))
-    try:
-        with tarfile.open(archive, mode="r:*") as tar:
-            members = tar.getmembers()
-            _check_members(members, max_bytes)
-            tar.extractall(tmp, members=members, filter="data")
-        tmp.rename(dest)
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise PackageInvalid([Problem("archive", f"cannot be unpacked: {e}")]) from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _check_members(members: list[tarfile.TarInfo], max_bytes: int) -> None:
-    problems = [Problem("archive", p) for m in members if (p := _member_problem(m))]
-    if len(members) > MAX_FILES:
-        problems.append(Problem("archive", f"has {len(members)} files; the limit is {MAX_FILES}"))
-    total = sum(m.size for m in members if m.isfile())
-    if total > max_bytes:
-        problems.append(Problem("archive", f"unpacks to {total} bytes; the limit is {max_bytes}"))
-    if problems:
-        raise PackageInvalid(problems)

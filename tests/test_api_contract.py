@@ -30,7 +30,7 @@ BUILD_SECONDS = 300
 @pytest.fixture(scope="module")
 def hub(open_hub, module_database_url, tmp_path_factory):
     root = tmp_path_factory.mktemp("contract")
-    hub = open_hub(root / "home", module_database_url, max_upload_bytes=UPLOAD_LIMIT)
+    hub = open_hub(root / "home", module_database_url, max_version_bytes=UPLOAD_LIMIT)
     hub.publish(archive(onnx_package(root / "doubler")))
     hub.publish(archive(onnx_package(root / "idle", name="idle")))
     yield hub
@@ -171,8 +171,8 @@ CASES = {
         "Model 'doubler' has no version or alias '9.0.0'. Versions: 1.0.0. Aliases: latest.",
     ),
     "upload-too-large": Case(
-        "POST", "/api/v1/models", 413, f"upload of {UPLOAD_LIMIT + 1} bytes is larger than the limit of "
-        f"{UPLOAD_LIMIT} bytes", raw(b"\0" * (UPLOAD_LIMIT + 1), "application/gzip"),
+        "POST", "/api/v1/models", 413, f"upload of {UPLOAD_LIMIT + 1:,} bytes is larger than the limit of "
+        f"{UPLOAD_LIMIT:,} bytes", raw(b"\0" * (UPLOAD_LIMIT + 1), "application/gzip"),
     ),
     "invalid-package": Case(
         "POST", "/api/v1/models", 400, "The package is invalid.", package(name="Bad Name"),

@@ -8,13 +8,14 @@ import pytest
 from hub.config import Config
 from hub.errors import Conflict, Invalid, NotFound, TooLarge
 from hub.hub import Hub
+from registry.files import list_package, manifest_digest
 from registry.models import ModelRow, VersionRow
 from tests.packages import archive, onnx_package
 
 
 @pytest.fixture
 def hub(tmp_path, database_url):
-    hub = Hub(Config.load(env={}, home=tmp_path / "home", database_url=database_url, max_upload_bytes=10**6))
+    hub = Hub(Config.load(env={}, home=tmp_path / "home", database_url=database_url, max_version_bytes=10**6))
     yield hub
     hub.close()
 
@@ -24,7 +25,10 @@ def test_publish_creates_model_version_and_latest(hub, tmp_path):
     assert reply["created"] is True
     assert (reply["model"], reply["version"], reply["aliases"]) == ("doubler", "1.0.0", ["latest"])
     assert reply["inputs"] == {"x": {"dtype": "float32", "shape": [-1, 2]}}  # read from the graph
-    assert hub.catalog.blobs.path(reply["digest"]).is_file()
+    files = list_package(tmp_path / "pkg")
+    assert reply["digest"] == manifest_digest(files)  # the digest of the file list, not of the archive
+    assert reply["files"] == 5 and reply["new_bytes"] == reply["size"] == sum(f.size for f in files)
+    assert all(hub.catalog.packages.blobs.has(f.sha256) for f in files)
 
 
 def test_publish_same_version_same_digest_is_noop(hub, tmp_path):
@@ -170,6 +174,7 @@ def test_hostile_archives_are_refused_before_anything_is_written(hub, tmp_path, 
     assert e.value.errors == [f"archive: {message}"]
     assert not (tmp_path / "escape.txt").exists()
     assert ModelRow.select().count() == 0
+    assert not [p for p in (hub.config.blobs_dir / "sha256").rglob("*") if p.is_file()]
 
 
 def test_not_an_archive_is_invalid(hub):
@@ -179,6 +184,12 @@ def test_not_an_archive_is_invalid(hub):
 
 
 def test_upload_over_the_limit_is_refused_and_leaves_no_temp_file(hub):
-    with pytest.raises(TooLarge, match="larger than the limit of 1000000 bytes"):
-        hub.publish(io.BytesIO(b"\0" * 1_000_001))
+    zeros = _file("weights.bin", b"\0" * 1_000_001)  # compresses to almost nothing: the size counts
+    with pytest.raises(TooLarge) as e:
+        hub.publish(_tar([_file("aid.yaml", b"name: x\n"), zeros]))
+    assert e.value.message == (
+        "The package's files add up to 1,000,009 bytes; the hub's limit is 1,000,000 bytes. "
+        "Shrink the package, or raise AIDHUB_MAX_VERSION_SIZE on the hub."
+    )
     assert list((hub.config.blobs_dir / "tmp").iterdir()) == []
+    assert not [p for p in (hub.config.blobs_dir / "sha256").rglob("*") if p.is_file()]

@@ -34,7 +34,11 @@ def health():
 
 @blueprint.post("/models")
 def publish():
-    version = get_hub().publish(request.stream, request.content_length)
+    """A file list (JSON) of blobs uploaded in parts, or the whole package as one .tar.gz."""
+    if request.mimetype == "application/json":
+        version = get_hub().publish_files(json_body().get("files"))
+    else:
+        version = get_hub().publish(request.stream, request.content_length)
     return jsonify(version), 201 if version["created"] else 200
 
 

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from hub.config import Config
 from hub.errors import HubError
 from hub.hub import Hub
-from web import api, pages, v2
+from web import api, files, pages, v2
 from web.context import wants_json
 from web.fastpath import PredictFastPath
 
@@ -32,6 +32,7 @@ def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
         atexit.register(hub.close)
     app.extensions["hub"] = hub
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(files.blueprint)
     app.register_blueprint(v2.blueprint)
     app.register_blueprint(pages.blueprint)
     app.add_url_rule("/metrics", view_func=api.prometheus_metrics)
@@ -52,9 +53,10 @@ def _security_headers(response):
 
 
 def _hub_error(error: HubError):
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
     if wants_json():
-        return jsonify(error.to_dict()), error.status
-    return render_template("error.html", error=error.to_dict()), error.status
+        return jsonify(error.to_dict()), error.status, headers
+    return render_template("error.html", error=error.to_dict()), error.status, headers
 
 
 def _http_error(error: HTTPException):

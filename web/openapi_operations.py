@@ -12,11 +12,12 @@ ERROR_TEXT = {
     400: "The request is invalid; `error` says what to fix.",
     404: "The model, version, build or prediction does not exist; `error` lists what does.",
     409: "It conflicts with what is stored: a version published with other content, or a build that ended.",
-    413: "The upload is larger than the hub's limit.",
+    413: "The upload is larger than a limit of the hub; `error` names the setting.",
     422: "The inputs do not fit the model's schema (`errors` names each field), or a label is unknown.",
     500: "Unexpected server error.",
     502: "The model's server failed or did not answer.",
     503: "The model is not deployed or not ready; run `aid deploy`.",
+    507: "The hub's disk has too little free space for the upload; `error` says how much.",
 }
 
 
@@ -65,8 +66,12 @@ def json_body(schema: str) -> dict:
 
 def package_body() -> dict:
     schema = {"type": "string", "contentMediaType": "application/gzip"}
-    text = "The package archive (tar.gz, as 'aid publish' writes it), streamed as the raw body."
-    return {"required": True, "description": text, "content": {"application/gzip": {"schema": schema}}}
+    text = (
+        "The version's file list, each blob uploaded before (as 'aid publish' does; docs/storage.md), "
+        "or the whole package as one tar.gz streamed as the raw body."
+    )
+    content = {"application/json": {"schema": ref("FileList")}, "application/gzip": {"schema": schema}}
+    return {"required": True, "description": text, "content": content}
 
 
 def catalog_operations() -> dict:
@@ -74,10 +79,11 @@ def catalog_operations() -> dict:
     return {
         ("/api/v1/models", "POST"): op(
             "Publish a package",
-            (201, reply("Published (200 when the same digest was already there)", ref("Published"))),
+            (201, reply("Published (200 when the same files were already there)", ref("PublishedFiles"))),
             400,
             409,
             413,
+            507,
             body=package_body(),
             tag="catalog",
         ),
@@ -253,12 +259,12 @@ def alert_operations() -> dict:
     }
 
 
-GROUPS = (
-    catalog_operations, deployment_operations, prediction_operations, quality_operations, v2_operations,
-    alert_operations,
-)  # fmt: skip
-
-
 def operations() -> dict:
     """(path, method) -> the operation, for every route this module describes."""
-    return {key: operation for group in GROUPS for key, operation in group().items()}
+    from web.openapi_files import file_operations
+
+    groups = (
+        catalog_operations, deployment_operations, prediction_operations, quality_operations, v2_operations,
+        alert_operations, file_operations,
+    )  # fmt: skip
+    return {key: operation for group in groups for key, operation in group().items()}

@@ -257,9 +257,11 @@ def v2_schemas() -> dict:
 
 
 def components() -> dict:
+    from web.openapi_files import file_schemas
+
     schemas = {"Error": error_schema()}
     for part in (catalog_schemas, deployment_schemas, prediction_schemas, drift_schemas, v2_schemas,
-                 alert_schemas):  # fmt: skip
+                 alert_schemas, file_schemas):  # fmt: skip
         schemas |= part()
     return {"schemas": schemas}
 

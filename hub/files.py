@@ -1,0 +1,61 @@
+"""The Hub's use cases for package files: publishing (in parts or as one archive), pulling, storage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+
+from hub import present
+from hub.errors import NotFound, public
+from hub.packages import files_of
+from registry.files import parse_entries, path_problem
+from registry.manifest import PackageInvalid
+
+
+class FileUseCases:
+    """Mixed into Hub: uses its catalog, routes and alerts."""
+
+    def publish(self, stream: BinaryIO, length: int | None = None) -> dict:
+        """Store a package sent as one .tar.gz (`length` bytes when known)."""
+        return self._published(*self.catalog.publish_archive(stream, length))
+
+    def publish_files(self, files: object) -> dict:
+        """Record a version from its file list (`[{"path", "sha256", "size"}]`), every blob uploaded."""
+        try:
+            entries = parse_entries(files)
+        except PackageInvalid as e:
+            raise public(e) from e
+        return self._published(*self.catalog.publish_files(entries))
+
+    def _published(self, version, created: bool, new_bytes: int) -> dict:
+        self._alerts_from_package(version, created)
+        self.routes.clear()
+        files = files_of(version)
+        return {
+            **self._version(version), "created": created, "files": len(files),
+            "new_bytes": new_bytes, "deduplicated_bytes": version.size - new_bytes if created else 0,
+        }  # fmt: skip
+
+    def missing_blobs(self, blobs: object) -> dict:
+        return self.catalog.packages.missing(blobs)
+
+    def upload_part(self, sha256: str, offset, size, stream: BinaryIO, length: int | None) -> dict:
+        return self.catalog.packages.upload_part(sha256, offset, size, stream, length)
+
+    def version_files(self, name: str, ref: str | None) -> dict:
+        version = self.catalog.resolve(name, ref)
+        return present.version_files(version, files_of(version))
+
+    def version_file(self, name: str, ref: str | None, path: str) -> tuple[Path, str, int]:
+        """(where the bytes are, sha256, size) of one file of a version."""
+        version = self.catalog.resolve(name, ref)
+        match = [e for e in files_of(version) if e.path == path] if not path_problem(path) else []
+        if not match:
+            raise NotFound(
+                f"{name}@{version.version} has no file {path!r}; list them with "
+                f"GET /api/v1/models/{name}/versions/{version.version}/files."
+            )
+        return self.catalog.packages.blobs.path(match[0].sha256), match[0].sha256, match[0].size
+
+    def storage(self) -> dict:
+        return self.catalog.packages.storage()
