@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+from collections.abc import Iterator
 from pathlib import Path
 
 from registry.errors import RegistryError
@@ -32,15 +34,73 @@ def _tensor(value_info, where: str) -> dict:
 
 
 def read_onnx_schema(path: Path) -> tuple[dict, dict]:
-    """Return (inputs, outputs): name -> {"dtype", "shape"}, read from the graph at `path`."""
-    import onnx
+    """Return (inputs, outputs): name -> {"dtype", "shape"}, read from the graph at `path`.
+
+    Only the graph's inputs, outputs and initializer names are parsed, from a memory map of the file:
+    the weights are skipped over, never read, so a model of gigabytes costs no memory here."""
+    from google.protobuf.message import DecodeError
+    from onnx import ValueInfoProto
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError and friends
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            graph = _graph(buf)
+            parts = list(_fields(buf, *graph))
+            initializers = {_name(buf, s, e) for field, s, e in parts if field == INITIALIZER}
+            declared = [(f, ValueInfoProto.FromString(buf[s:e])) for f, s, e in parts if f in (INPUT, OUTPUT)]
+    except (ValueError, OSError, IndexError, DecodeError) as e:
         raise OnnxUnreadable(f"{path.name} is not a readable ONNX model: {e}") from e
-    graph = model.graph
-    initializers = {i.name for i in graph.initializer}
-    inputs = {i.name: _tensor(i, "input") for i in graph.input if i.name not in initializers}
-    outputs = {o.name: _tensor(o, "output") for o in graph.output}
+    inputs = {v.name: _tensor(v, "input") for f, v in declared if f == INPUT and v.name not in initializers}
+    outputs = {v.name: _tensor(v, "output") for f, v in declared if f == OUTPUT}
     return inputs, outputs
+
+
+# ModelProto.graph, and GraphProto's initializer, input and output; TensorProto.name (onnx.proto)
+GRAPH, INITIALIZER, INPUT, OUTPUT, TENSOR_NAME = 7, 5, 11, 12, 8
+
+
+def _graph(buf) -> tuple[int, int]:
+    for field, start, end in _fields(buf, 0, len(buf)):
+        if field == GRAPH:
+            return start, end
+    raise ValueError("it has no graph")
+
+
+def _name(buf, start: int, end: int) -> str:
+    for field, s, e in _fields(buf, start, end):
+        if field == TENSOR_NAME:
+            return bytes(buf[s:e]).decode()
+    return ""
+
+
+def _fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(field number, start, end) of each length-delimited field of the message in buf[start:end];
+    numbers and fixed-size fields are skipped."""
+    pos = start
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        wire = key & 7
+        if wire == 0:
+            _, pos = _varint(buf, pos)
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        elif wire == 2:
+            length, pos = _varint(buf, pos)
+            if pos + length > end:
+                raise ValueError("a field runs past the end of its message")
+            yield key >> 3, pos, pos + length
+            pos += length
+        else:
+            raise ValueError(f"wire type {wire} at byte {pos} is not protobuf")
+
+
+def _varint(buf, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = buf[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("a number is longer than 10 bytes")

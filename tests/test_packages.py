@@ -241,3 +241,31 @@ def test_build_context_accepts_exactly_the_image_reference_grammar(image):
     except BuildContextError:
         accepted = False
     assert (IMAGE_RE.fullmatch(image) is not None) is accepted
+
+
+def test_the_onnx_schema_of_a_large_model_is_read_without_loading_its_weights(tmp_path):
+    """A 200 MB graph whose weight is also listed as an input (older exporters do that)."""
+    script = f"""
+import resource, sys, numpy as np
+from onnx import TensorProto, helper, numpy_helper, save
+weight = numpy_helper.from_array(np.random.default_rng(0).random((800_000, 64), dtype=np.float32), "W")
+inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 800_000]),
+          helper.make_tensor_value_info("W", TensorProto.FLOAT, [800_000, 64])]
+graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g", inputs,
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 64])], [weight])
+save(helper.make_model(graph), "{tmp_path / "big.onnx"}")
+"""
+    subprocess.run([sys.executable, "-c", script], check=True)
+    read = f"""
+import resource
+from pathlib import Path
+from registry.onnx_schema import read_onnx_schema
+print(read_onnx_schema(Path("{tmp_path / "big.onnx"}")), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    out = subprocess.run([sys.executable, "-c", read], check=True, capture_output=True, text=True, cwd=REPO)
+    schema, peak_kib = out.stdout.rsplit(" ", 1)
+    assert schema == str(
+        ({"x": {"dtype": "float32", "shape": [-1, 800_000]}}, {"y": {"dtype": "float32", "shape": [-1, 64]}})
+    )
+    assert (tmp_path / "big.onnx").stat().st_size > 200_000_000
+    assert int(peak_kib) < 120 * 1024  # the weights are 204 MB
