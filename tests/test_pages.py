@@ -56,9 +56,21 @@ def test_model_page_shows_name_task_versions_and_not_deployed(client, publish):
     assert "regression · leaderboard demo-adder Adds one to each value onnx tiny" in text
     assert "onnx · not deployed" in text
     assert "Version 1.1.0 is not deployed: predictions fail until it is deployed" in text
-    rows = re.findall(r"(1\.[01]\.0) ([0-9a-f]{12}) (\S+ \S+ UTC) (latest|—) not deployed", text)
+    rows = re.findall(
+        r"(1\.[01]\.0) ([0-9a-f]{12}) [\d.]+ \S*Bytes (\S+ \S+ UTC) (latest|—) not deployed", text
+    )
     assert [(r[0], r[3]) for r in rows] == [("1.1.0", "latest"), ("1.0.0", "—")]
     assert "Aliases latest 1.1.0" in text
+
+
+def test_model_page_lists_the_files_with_sizes_and_download_links(client, publish):
+    publish()
+    page = get(client, "/models/demo-adder")
+    assert "Files of 1.0.0 Download all with aid pull demo-adder@1.0.0 , or one by one:" in text_of(page)
+    links = {a["href"] for a in Elements(page.split('<section id="files">')[1]).find("a") if "download" in a}
+    assert "/api/v1/models/demo-adder/versions/1.0.0/files/model.onnx" in links
+    reply = client.get("/api/v1/models/demo-adder/versions/1.0.0/files/model.onnx")
+    assert reply.status_code == 200 and reply.data[:2] == b"\x08\x08"  # an ONNX ModelProto
 
 
 def test_model_page_version_query_selects_the_version(client, publish):

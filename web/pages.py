@@ -94,6 +94,7 @@ def model_page(
         "scorecard": card, "windows": WINDOWS, "window": window, "window_error": window_error,
         "charts": charts.scorecard_charts(card, hub.drift_history(name, number)["runs"]),
         "build": hub.latest_build(name, number),
+        "files": hub.version_files(name, number)["files"],
         "alerts": hub.alerts(name),
         "api": api_snippets(name, ref and number, version),
         "feedback_id": request.args.get("feedback", type=int),
