@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO
 
+from peewee import IntegrityError
+
 from database.connection import database
 from hub.errors import HubError, InsufficientStorage, Invalid, translated
 from registry.archive import store_archive
@@ -170,8 +172,11 @@ class Packages:
                 name = f"{version.model.name}@{version.version}"
                 log.warning("%s: neither its archive nor its folder is on disk", name)
                 continue
-            with database.atomic():
-                FileRow.insert_many([{"version": version, **e.to_dict()} for e in entries]).execute()
+            try:
+                with database.atomic():
+                    FileRow.insert_many([{"version": version, **e.to_dict()} for e in entries]).execute()
+            except IntegrityError:  # another hub process (aid worker) listed it at the same time
+                continue
             listed += 1
         return listed
 
