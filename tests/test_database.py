@@ -19,6 +19,7 @@ EVERY_STEP = [
     "registry:2",
     "registry:3",
     "registry:4",
+    "registry:5",
 ]  # components by name
 
 
