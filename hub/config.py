@@ -102,23 +102,12 @@ class Config:
             "alert_every_seconds": _alert_every(env.get("AIDHUB_ALERT_EVERY", "")),
             "webhook_secret": env.get("AIDHUB_WEBHOOK_SECRET", ""),
             "public_url": env.get("AIDHUB_PUBLIC_URL", "").rstrip("/"),
-            "max_file_bytes": _size(env, "AIDHUB_MAX_FILE_SIZE", cls.max_file_bytes),
-            "max_version_bytes": _size(env, "AIDHUB_MAX_VERSION_SIZE", cls.max_version_bytes),
-            "max_files": _number(env, "AIDHUB_MAX_FILES", cls.max_files, int),
-            "min_free_disk_bytes": _size(env, "AIDHUB_MIN_FREE_DISK", cls.min_free_disk_bytes),
-            "upload_ttl_seconds": _duration(env, "AIDHUB_UPLOAD_TTL", cls.upload_ttl_seconds),
+            **_upload_settings(env),
             "drift_reference_rows": _number(
                 env, "AIDHUB_DRIFT_REFERENCE_ROWS", cls.drift_reference_rows, int
             ),
         }
-        for key, name in [
-            ("wheelhouse", "AIDHUB_WHEELHOUSE"),
-            ("envs", "AIDHUB_ENVS"),
-            ("uv_cache", "AIDHUB_UV_CACHE"),
-        ]:
-            if env.get(name):  # caches that several hubs on one machine may share
-                values[key] = Path(env[name]).expanduser().resolve()
-        config = cls(home=home, **values)
+        config = cls(home=home, **values, **_shared_caches(env))
         config = replace(config, **overrides)
         if config.runner not in RUNNERS:
             raise SettingInvalid(
@@ -138,6 +127,22 @@ def _number(env, name: str, default, kind):
     if number < 0:
         raise SettingInvalid(f"{name}={value!r} is not a valid setting; use a number >= 0 such as {default}.")
     return number
+
+
+def _shared_caches(env) -> dict:
+    """Caches that several hubs on one machine may share."""
+    names = {"wheelhouse": "AIDHUB_WHEELHOUSE", "envs": "AIDHUB_ENVS", "uv_cache": "AIDHUB_UV_CACHE"}
+    return {key: Path(env[name]).expanduser().resolve() for key, name in names.items() if env.get(name)}
+
+
+def _upload_settings(env) -> dict:
+    return {
+        "max_file_bytes": _size(env, "AIDHUB_MAX_FILE_SIZE", Config.max_file_bytes),
+        "max_version_bytes": _size(env, "AIDHUB_MAX_VERSION_SIZE", Config.max_version_bytes),
+        "max_files": _number(env, "AIDHUB_MAX_FILES", Config.max_files, int),
+        "min_free_disk_bytes": _size(env, "AIDHUB_MIN_FREE_DISK", Config.min_free_disk_bytes),
+        "upload_ttl_seconds": _duration(env, "AIDHUB_UPLOAD_TTL", Config.upload_ttl_seconds),
+    }
 
 
 def _size(env, name: str, default: int) -> int:

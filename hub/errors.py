@@ -105,17 +105,8 @@ def public(error: Exception) -> HubError:
             return error
         case PackageInvalid():
             return Invalid("The package is invalid.", [str(p) for p in error.problems])
-        case BlobTooLarge():
-            return TooLarge(f"{error} Shrink the file or raise AIDHUB_MAX_FILE_SIZE on the hub.")
-        case LimitExceeded():
-            setting = LIMIT_SETTINGS[error.kind]
-            return TooLarge(f"{error} Shrink the package, or raise {setting} on the hub.")
-        case UploadBusy():
-            return Busy(str(error))
-        case OffsetMismatch():
-            return Conflict(str(error))
-        case BlobCorrupt():
-            return BadInput(str(error))
+        case BlobTooLarge() | LimitExceeded() | UploadBusy() | OffsetMismatch() | BlobCorrupt():
+            return _upload_error(error)
         case FeedbackInvalid():
             return Invalid(str(error))
         case LabelUnknown():
@@ -129,6 +120,22 @@ def public(error: Exception) -> HubError:
         case RegistryError() | MonitorError():
             return Invalid(str(error))
     raise TypeError(f"{error!r} is not an error of a lower package")
+
+
+def _upload_error(error: Exception) -> HubError:
+    from registry.files import LimitExceeded
+    from registry.uploads import BlobCorrupt, OffsetMismatch, UploadBusy
+
+    match error:
+        case LimitExceeded():
+            return TooLarge(f"{error} Shrink the package, or raise {LIMIT_SETTINGS[error.kind]} on the hub.")
+        case UploadBusy():
+            return Busy(str(error))
+        case BlobCorrupt():
+            return BadInput(str(error))
+        case OffsetMismatch():
+            return Conflict(str(error))
+    return TooLarge(f"{error} Shrink the file or raise AIDHUB_MAX_FILE_SIZE on the hub.")
 
 
 @contextlib.contextmanager
