@@ -13,6 +13,7 @@ from cli import output
 from cli.alerts import alert
 from cli.client import DEFAULT_URL, HubClient, HubReplyError, HubUnreachable
 from cli.hubprocess import serve, worker
+from cli.progress import human
 from hub.errors import HubError
 from registry.manifest import FRAMEWORKS, PackageInvalid
 from vocab.names import split_ref
@@ -73,26 +74,47 @@ def load_package(directory: Path):
         raise Usage(f"{directory} is not a valid package ({len(e.problems)} problems):\n{lines}") from e
 
 
+def part_size(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    from cli.publishing import part_size_bytes
+
+    return part_size_bytes(value)
+
+
 @cli.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--deploy", is_flag=True, help="Deploy the version and wait until it serves.")
+@click.option("--part-size", envvar="AIDHUB_PART_SIZE", default="32Mi", hidden=True, callback=part_size)
 @click.pass_obj
-def publish(client: HubClient, directory: Path, deploy: bool) -> None:
-    """Validate, pack and upload the package in DIRECTORY."""
-    from registry.package import pack
+def publish(client: HubClient, directory: Path, deploy: bool, part_size: int) -> None:
+    """Validate the package in DIRECTORY and upload the files the hub does not have yet.
+
+    An interrupted upload resumes where it stopped when you run this again."""
+    from cli.publishing import publish_files, published_line
 
     package = load_package(directory)
     try:
-        archive = pack(directory)
+        reply = publish_files(client, directory, part_size)
     except PackageInvalid as e:
         raise Usage(str(e)) from e
-    reply = client.upload(archive)
-    what = "Published" if reply["created"] else "Already published (same digest)"
-    click.echo(
-        f"{what} {reply['model']}@{reply['version']} sha256:{reply['digest'][:12]} ({reply['size']} bytes)"
-    )
+    except HubReplyError as e:
+        if e.status in (413, 507):  # a limit or the hub's disk: the message names the setting to raise
+            raise Usage("\n  - ".join([str(e), *e.errors])) from e
+        raise
+    click.echo(published_line(reply))
     if deploy:
         start_deploy(client, f"{package.manifest.name}@{package.manifest.version}", wait=True)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("-o", "--output", "out", type=click.Path(file_okay=False, path_type=Path),
+              help="The folder to download into (default: ./NAME-VERSION).")  # fmt: skip
+@click.pass_obj
+def pull(client: HubClient, ref: str, out: Path | None) -> None:
+    """Download the files of NAME[@VERSION], checking each one's sha256; resumes a partial pull."""
+    from cli.pull import pull_version
+
+    pull_version(client, ref, out)
 
 
 def start_deploy(client: HubClient, ref: str, wait: bool) -> None:
@@ -231,6 +253,11 @@ def status(client: HubClient, as_json: bool) -> None:
     click.echo(
         f"builds   {queue['pending']} queued ({queue['storage']}), {queue['workers']} worker(s) in the hub"
     )
+    if store := data.get("storage"):
+        click.echo(
+            f"storage  {human(store['stored_bytes'])} in {store['blobs']} blobs for "
+            f"{human(store['logical_bytes'])} of files ({human(store['deduplicated_bytes'])} deduplicated)"
+        )
 
 
 @cli.command()
