@@ -371,3 +371,21 @@ def test_a_hub_short_of_disk_is_exit_2_naming_the_setting(small_hub, tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("Error: ") and "AIDHUB_MIN_FREE_DISK" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def hub_worker_peak_mb(hub: HubProcess) -> float:
+    """The most memory the hub's gunicorn worker (the master's child) has held, in MB."""
+    children = Path(f"/proc/{hub.proc.pid}/task/{hub.proc.pid}/children").read_text().split()
+    status = Path(f"/proc/{children[0]}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def test_a_2_gb_package_is_published_with_flat_memory_in_the_cli_and_the_hub(hub, tmp_path):
+    root = python_package(tmp_path / "huge-model", "huge-model")
+    zero_file(root / "weights.bin", 2 * 1000 * MB)
+    done, cli_peak_mb = peak_rss_mb(hub.url, "publish", str(root), env=hub.env)
+    assert done.returncode == 0, done.stderr
+    assert PUBLISHED.search(done.stdout).group(1, 5) == ("huge-model", "2.0 GB")
+    assert cli_peak_mb < 80, cli_peak_mb  # the file is 2,000 MB
+    assert hub_worker_peak_mb(hub) < 200  # it served the 300 MB and 512 MB publishes before too
+    assert sha256(root / "weights.bin") in blob_files(hub.home)
