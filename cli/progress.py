@@ -1,7 +1,8 @@
 """Byte counts for people: sizes in decimal units, and a progress bar on stderr while bytes move.
 
 On a terminal the bar is redrawn in place (`\\r`) a few times a second; into a pipe or a log file it is
-a plain line every 10% or every 5 seconds, whichever comes first."""
+a plain line every 10% or every 5 seconds, whichever comes first. Transfers under 16 MB finish before
+a bar could say anything and show none."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ REDRAW_S = 0.1  # a terminal's bar is redrawn at most this often
 LINE_EVERY_S = 5.0  # a pipe gets a line at least this often...
 LINE_EVERY_SHARE = 0.1  # ...and at every 10% of the bytes
 BAR_WIDTH = 24
+QUIET_BELOW = 16 * 1000 * 1000  # bytes: smaller transfers show no bar
 
 
 def human(size: float) -> str:
@@ -47,10 +49,13 @@ class Progress:
         self.started = self.last_drawn = time.monotonic()
         self.last_step, self.printed = self._step(), done
         self.width = 0
+        self.quiet = total - done < QUIET_BELOW
 
     def advance(self, n: int) -> None:
         self.done += n
         now = time.monotonic()
+        if self.quiet:
+            return
         if self.tty:
             if now - self.last_drawn >= REDRAW_S:
                 self._draw(now)
@@ -59,6 +64,8 @@ class Progress:
 
     def close(self) -> None:
         now = time.monotonic()
+        if self.quiet:
+            return
         if self.tty:
             self._draw(now)
             self.stream.write("\n")

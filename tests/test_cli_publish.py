@@ -195,16 +195,24 @@ def test_publish_reads_the_files_a_mebibyte_at_a_time(hub, first):
 
 def test_progress_on_a_terminal_redraws_one_line():
     screen = io.StringIO()
-    progress = Progress(10 * MB, stream=screen, tty=True)
+    progress = Progress(100 * MB, stream=screen, tty=True)
     for _ in range(3):
-        progress.advance(3 * MB)
+        progress.advance(30 * MB)
         time.sleep(0.11)
-    progress.advance(MB)
+    progress.advance(10 * MB)
     progress.close()
     frames = screen.getvalue().split("\r")[1:]
     assert screen.getvalue().startswith("\r") and screen.getvalue().endswith("\n")
     assert len(frames) == 4 and all("\n" not in f for f in frames[:-1])
-    assert frames[-1].startswith("[########################] 10.0 MB / 10.0 MB  100%  ")
+    assert frames[-1].startswith("[########################] 100 MB / 100 MB  100%  ")
+
+
+def test_transfers_under_16_mb_show_no_bar():
+    screen = io.StringIO()
+    progress = Progress(15 * MB, stream=screen, tty=False)
+    progress.advance(15 * MB)
+    progress.close()
+    assert screen.getvalue() == ""
 
 
 def test_progress_into_a_pipe_is_plain_lines(first):
