@@ -45,7 +45,8 @@ class Housekeeping(Periodic):
     def run_once(self) -> dict[str, int]:
         """Prune now; the rows deleted, by kind."""
         deleted = compaction.prune(self.clock(), self.retention_days, self.keep_first)
-        deleted["stale uploads"] = sum(task() for task in self.extra)
+        if self.extra:
+            deleted["stale uploads"] = sum(task() for task in self.extra)
         if any(deleted.values()):
             log.info("Housekeeping deleted %s", ", ".join(f"{n} {kind}" for kind, n in deleted.items()))
         return deleted

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import mmap
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from registry.errors import RegistryError
 
@@ -36,13 +37,14 @@ def _tensor(value_info, where: str) -> dict:
 def read_onnx_schema(path: Path) -> tuple[dict, dict]:
     """Return (inputs, outputs): name -> {"dtype", "shape"}, read from the graph at `path`.
 
-    Only the graph's inputs, outputs and initializer names are parsed, from a memory map of the file:
-    the weights are skipped over, never read, so a model of gigabytes costs no memory here."""
+    Only the graph's inputs, outputs and initializer names are parsed, reading the file where they
+    are: the weights are skipped over, never read, so a model of gigabytes costs no memory here."""
     from google.protobuf.message import DecodeError
     from onnx import ValueInfoProto
 
     try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        with open(path, "rb", buffering=0) as f:
+            buf = _Window(f)
             graph = _graph(buf)
             parts = list(_fields(buf, *graph))
             initializers = {_name(buf, s, e) for field, s, e in parts if field == INITIALIZER}
@@ -52,6 +54,28 @@ def read_onnx_schema(path: Path) -> tuple[dict, dict]:
     inputs = {v.name: _tensor(v, "input") for f, v in declared if f == INPUT and v.name not in initializers}
     outputs = {v.name: _tensor(v, "output") for f, v in declared if f == OUTPUT}
     return inputs, outputs
+
+
+class _Window:
+    """A file's bytes by index (`buf[i]`, `buf[a:b]`), read 64 KiB at a time around what is asked."""
+
+    def __init__(self, file: BinaryIO):
+        self.file, self.size = file, os.fstat(file.fileno()).st_size
+        self.start, self.data = 0, b""
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            self.file.seek(key.start)
+            return self.file.read(key.stop - key.start)
+        if not self.start <= key < self.start + len(self.data):
+            self.file.seek(key)
+            self.start, self.data = key, self.file.read(64 * 1024)
+        if key - self.start >= len(self.data):
+            raise IndexError(f"byte {key} is past the end of the file")
+        return self.data[key - self.start]
 
 
 # ModelProto.graph, and GraphProto's initializer, input and output; TensorProto.name (onnx.proto)

@@ -13,32 +13,29 @@ from tests.packages import onnx_package
 pytestmark = pytest.mark.slow
 
 
-def wait_for_file(folder, pattern: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = list(folder.glob(pattern)) if folder.exists() else []
-        if found:
-            return found
-        time.sleep(0.05)
-    raise TimeoutError(f"no {pattern} in {folder}")
-
-
-def test_killing_the_hub_mid_upload_leaves_no_version_and_no_partial_blob(tmp_path):
+def test_killing_the_hub_mid_upload_keeps_the_part_to_resume_and_stores_no_blob(tmp_path):
     hub = HubProcess(tmp_path / "home").start()
     conn = socket.create_connection(("127.0.0.1", hub.port))
+    sha, size = "ab" * 32, 50 * 2**20
     head = (
-        "POST /api/v1/models HTTP/1.1\r\nHost: x\r\nContent-Type: application/gzip\r\n"
-        f"Content-Length: {50 * 2**20}\r\n\r\n"
+        f"PATCH /api/v1/blobs/{sha}?offset=0&size={size} HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
     )
-    conn.sendall(head.encode() + b"\x1f\x8b" + b"\0" * (4 * 2**20))
-    wait_for_file(tmp_path / "home" / "blobs" / "tmp", "upload-*")
+    conn.sendall(head.encode() + b"\0" * (4 * 2**20))
+    part = tmp_path / "home" / "blobs" / "uploads" / sha
+    deadline = time.monotonic() + 10
+    while not (part.exists() and part.stat().st_size > 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
     hub.kill()
     conn.close()
     assert not list((tmp_path / "home" / "blobs").glob("sha256/*/*"))  # nothing half-written took a digest
 
     again = HubProcess(tmp_path / "home").start()
     try:
-        assert list((tmp_path / "home" / "blobs" / "tmp").iterdir()) == []  # the stale temp file is gone
+        missing = httpx.post(
+            f"{again.url}/api/v1/blobs/missing", json={"blobs": [{"sha256": sha, "size": size}]}
+        )
+        assert 0 < missing.json()["missing"][0]["offset"] <= 4 * 2**20  # a client resumes from there
         assert httpx.get(f"{again.url}/api/v1/models").json() == {"models": []}
     finally:
         again.stop()
