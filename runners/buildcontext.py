@@ -6,8 +6,22 @@ Layers, ordered for reuse:
 2. dependencies, keyed by the environment hash: a build stage copies the wheelhouse and a
    requirements file named by the key, and uv installs them offline into a virtualenv at /opt/env;
    the final stage copies only /opt/env, so the wheels never ship in the image;
-3. the model files and the generated service, last: a new version with the same requirements
-   rebuilds only these layers.
+3. the version's weights: its files of WEIGHTS_MIN_BYTES (1 MiB) or more, and the manifest's
+   `artifact` (a file or a folder) whatever its size, copied from the context's `weights/` folder;
+4. its other files (code, card, aid.yaml) from `model/`, then the generated service, last.
+
+A new version with the same requirements rebuilds only layers 3-4, and one whose weights are the same
+bytes (only predict.py or the card changed) only layer 4: the builder's cache key for a COPY is the
+instruction's text and the copied files' names, modes and bytes (not their times; checked on Podman
+4.3 by tests/test_runner_container.py), and the text is constant. The weights still travel in the
+context and the engine still reads them to find the cache entry: what a hit saves is the new layer
+(its commit and its disk), not the transfer. No package path ever enters the Dockerfile: which file
+goes into which layer is decided by where `write_build_context` puts it, so odd names (spaces,
+quotes) cannot add a line.
+
+The package files are hard links to the hub's blob store (mode 0444: readable by the image's
+non-root user as they are, and the tar writer keeps the mode); a file that another user could not
+read, or one on another filesystem, is copied instead, as 0644.
 
 Nothing from a manifest reaches the Dockerfile unchecked: the base image, model name, version,
 digest and environment key must match strict patterns, and are also written as JSON strings
@@ -21,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 from vocab.images import HUB_BASE_IMAGE_KEYS, IMAGE, IMAGE_HINT
@@ -38,6 +53,8 @@ ENV_DIR = "/opt/env"
 WHEELHOUSE_DIR = "/wheelhouse"
 PORT = 3000
 DEFAULT_UID = 10001
+WEIGHTS_MIN_BYTES = 1024**2  # a package file this large goes into the weights layer
+LINKABLE_MODES = (0o444, 0o644)  # a package file with another mode is copied as 0644
 CPU_BASE_IMAGE = "python:{python}-slim"
 
 # GPU runtime bases, keyed by the framework requirement that environment.py pins for GPU
@@ -141,7 +158,9 @@ def _quoted(value: str) -> str:
 def _model_layers(labels: dict[str, str]) -> list[str]:
     pairs = " ".join(f"{key}={_quoted(value)}" for key, value in labels.items())
     return [
-        "# 3. This version: model files, then the generated service.",
+        "# 3. This version's weights (shared by versions with the same bytes), 4. its other files",
+        "# and the generated service.",
+        f"COPY weights/ {MODEL_DIR}/",
         f"COPY model/ {MODEL_DIR}/",
         f"COPY service/ {SERVICE_DIR}/",
         f"LABEL {pairs}",
@@ -267,14 +286,15 @@ def write_build_context(
     """Write the build context into `dest` (new or empty) and return it.
 
     dest/Dockerfile, dest/requirements-<key>.txt, dest/wheelhouse/ (every wheel of the shared
-    wheelhouse, hard-linked), dest/model/ (the package files) and dest/service/ (service.py and
-    aid_flavors). `service_options` go to `render_service` (workers, threads).
+    wheelhouse, hard-linked), dest/weights/ and dest/model/ (the package's files, hard-linked:
+    `link_package`) and dest/service/ (service.py and aid_flavors). `service_options` go to
+    `render_service` (workers, threads).
     """
     text = render_dockerfile(spec, base_image, env_key, requirements, uid)
     dest = _empty_dir(Path(dest))
     (dest / requirements_file(env_key)).write_text(render_requirements(requirements), encoding="utf-8")
     link_wheels(Path(wheelhouse), dest / "wheelhouse")
-    copy_package(Path(spec.package_dir), dest / "model")
+    link_package(Path(spec.package_dir), dest, spec.artifact)
     write_service_dir(spec, dest / "service", package_dir=MODEL_DIR, **service_options)
     (dest / "Dockerfile").write_text(text, encoding="utf-8")
     return dest
@@ -303,21 +323,54 @@ def link_wheels(wheelhouse: Path, dest: Path) -> list[str]:
     return [wheel.name for wheel in wheels]
 
 
-def copy_package(package_dir: Path, dest: Path) -> list[str]:
-    """Copy the package's files into `dest`, readable by any user; refuse links and devices."""
-    copied = []
-    dest.mkdir(parents=True)
+def link_package(package_dir: Path, dest: Path, artifact: str | None = None) -> dict[str, list[str]]:
+    """Lay the package's files out in dest/weights/ (`is_weight`) and dest/model/ (the rest), at the
+    same relative paths, by hard links (`_link_or_copy`); refuse links and devices. Both folders are
+    made, empty or not (the Dockerfile copies both). The relative paths placed in each."""
+    placed: dict[str, list[str]] = {"weights": [], "model": []}
+    for folder in placed:
+        _folder(dest / folder)
     for path in sorted(package_dir.rglob("*")):
         rel = path.relative_to(package_dir)
         if "__pycache__" in rel.parts or path.suffix == ".pyc":
             continue
         if path.is_symlink() or not (path.is_file() or path.is_dir()):
             raise BuildContextError(f"Package file {rel} is a link or a special file; copy it in.")
-        target = dest / rel
         if path.is_dir():
-            target.mkdir(mode=0o755)
+            _folder(dest / "model" / rel)
             continue
-        shutil.copyfile(path, target)
-        target.chmod(0o644)
-        copied.append(rel.as_posix())
-    return copied
+        folder = "weights" if is_weight(rel.as_posix(), path.stat().st_size, artifact) else "model"
+        _folder((dest / folder / rel).parent)
+        _link_or_copy(path, dest / folder / rel)
+        placed[folder].append(rel.as_posix())
+    return placed
+
+
+def is_weight(rel: str, size: int, artifact: str | None = None) -> bool:
+    """Whether a package file goes into the weights layer: WEIGHTS_MIN_BYTES or more, or the
+    manifest's `artifact` (a file, or a file inside the artifact folder)."""
+    if size >= WEIGHTS_MIN_BYTES:
+        return True
+    parts = tuple(p for p in (artifact or "").split("/") if p not in ("", "."))
+    return bool(parts) and tuple(rel.split("/"))[: len(parts)] == parts
+
+
+def _folder(path: Path) -> None:
+    """`path` and its parents, each 0755 whatever the umask (the image's user must list them)."""
+    if not path.is_dir():
+        _folder(path.parent)
+        path.mkdir()
+        path.chmod(0o755)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link `source` when its mode is a plain readable one (the store's 0444); else, or across
+    filesystems, copy it as 0644. A link is never chmod-ed: that would change the store's file."""
+    if stat.S_IMODE(source.stat().st_mode) in LINKABLE_MODES:
+        try:
+            os.link(source, target)
+            return
+        except OSError:  # another filesystem, or a hard link the kernel refuses
+            pass
+    shutil.copyfile(source, target)
+    target.chmod(0o644)

@@ -1,12 +1,12 @@
-"""The container build context: the Dockerfile as text, hostile manifest values, the files on disk.
+"""The container build context: the Dockerfile as text, hostile manifest values (the files on disk:
+tests/test_buildcontext_files.py).
 
-Pure and fast: no container engine; the files are written into tmp_path.
+Pure and fast: no container engine.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -19,10 +19,9 @@ from runners.buildcontext import (
     openapi_label,
     render_dockerfile,
     render_requirements,
-    write_build_context,
 )
 from runners.environment import combined_requirements, environment_key
-from runners.service import SERVICE_CLASS, render_service
+from runners.service import SERVICE_CLASS
 
 REQS = combined_requirements("onnx", ["scikit-learn>=1.5"])
 KEY = environment_key("3.11", "onnx", REQS, "0")
@@ -64,7 +63,9 @@ EXPOSE 3000
 USER 10001:10001
 CMD ["bentoml", "serve", "service:AidService", "--host", "0.0.0.0", "--port", "3000"]
 
-# 3. This version: model files, then the generated service.
+# 3. This version's weights (shared by versions with the same bytes), 4. its other files
+# and the generated service.
+COPY weights/ /app/model/
 COPY model/ /app/model/
 COPY service/ /app/service/
 LABEL aidhub.model="iris-classifier" aidhub.version="1.2.0" aidhub.digest="{"ab" * 32}" \
@@ -105,38 +106,6 @@ def assert_only_allowed_instructions(dockerfile: str) -> None:
     assert [k for k, _ in instructions(dockerfile)].count("RUN") == 2
 
 
-@pytest.fixture
-def package(tmp_path) -> Path:
-    root = tmp_path / "package"
-    (root / "data").mkdir(parents=True)
-    (root / "aid.yaml").write_text("name: iris-classifier\nversion: 1.2.0\n")
-    (root / "model.onnx").write_bytes(bytes(range(256)))
-    (root / "data" / "labels.txt").write_text("setosa\n")
-    (root / "__pycache__").mkdir()
-    (root / "__pycache__" / "predict.cpython-311.pyc").write_bytes(b"stale")
-    return root
-
-
-@pytest.fixture
-def wheelhouse(tmp_path) -> Path:
-    root = tmp_path / "wheelhouse"
-    root.mkdir()
-    for name in ("numpy-2.3.0-cp311-cp311-manylinux_2_28_x86_64.whl", "bentoml-1.4.39-py3-none-any.whl"):
-        (root / name).write_bytes(name.encode())
-    (root / ".filled-0123456789abcdef").write_text("[]")
-    (root / ".lock").write_text("")
-    return root
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file under `root`."""
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 # --- the Dockerfile text ------------------------------------------------------------------
 
 
@@ -169,7 +138,8 @@ def test_layers_are_base_then_dependencies_then_model_files():
     order = [f"{k} {rest}" for k, rest in instructions(render_dockerfile(make_spec(), BASE, KEY, REQS))]
     position = {line.split(" ")[1]: i for i, line in enumerate(order) if line.startswith("COPY")}
     assert order[0].startswith("FROM ") and order.index(f"FROM {BASE}") > position["wheelhouse/"]
-    assert position["wheelhouse/"] < position["--from=dependencies"] < position["model/"]
+    assert position["wheelhouse/"] < position["--from=dependencies"] < position["weights/"]
+    assert position["weights/"] < position["model/"]
     assert position["model/"] < position["service/"]
     assert order[-1].startswith("LABEL ")
 
@@ -189,7 +159,7 @@ def test_same_requirements_give_the_same_text_up_to_the_model_layer():
     first = render_dockerfile(make_spec(), BASE, KEY, REQS)
     other = make_spec(name="owner/other-model", version="2.0.0-rc.1+build.7", digest="cd" * 32)
     second = render_dockerfile(other, BASE, KEY, REQS)
-    cut = "COPY model/"
+    cut = "COPY weights/"
     assert first != second
     assert first[: first.index(cut)] == second[: second.index(cut)]
 
@@ -298,78 +268,3 @@ def test_hostile_tensor_names_reach_the_openapi_label_only_as_quoted_text():
 
 def test_build_context_error_is_a_runner_error():
     assert issubclass(BuildContextError, RunnerError)
-
-
-# --- the context on disk ------------------------------------------------------------------
-
-
-def test_build_context_holds_dockerfile_requirements_wheels_model_and_service(tmp_path, package, wheelhouse):
-    spec = make_spec(package)
-    dest = write_build_context(spec, tmp_path / "ctx", BASE, KEY, REQS, wheelhouse)
-    files = tree(dest)
-    assert (dest / "Dockerfile").read_text() == render_dockerfile(spec, BASE, KEY, REQS)
-    assert (dest / f"requirements-{KEY}.txt").read_text() == render_requirements(REQS)
-    assert sorted(f for f in files if f.startswith("wheelhouse/")) == [
-        "wheelhouse/bentoml-1.4.39-py3-none-any.whl",
-        "wheelhouse/numpy-2.3.0-cp311-cp311-manylinux_2_28_x86_64.whl",
-    ]
-    assert sorted(f for f in files if f.startswith("model/")) == [
-        "model/aid.yaml",
-        "model/data/labels.txt",
-        "model/model.onnx",
-    ]
-    assert "service/service.py" in files and "service/aid_flavors/__init__.py" in files
-    assert not any("__pycache__" in f for f in files)
-
-
-def test_service_loads_the_model_from_the_image_path(tmp_path, package, wheelhouse):
-    dest = write_build_context(make_spec(package), tmp_path / "ctx", BASE, KEY, REQS, wheelhouse)
-    text = (dest / "service" / "service.py").read_text()
-    assert text == render_service(make_spec(package), package_dir="/app/model")
-    assert '"package_dir": "/app/model"' in text
-
-
-def test_wheels_are_hard_links_to_the_shared_wheelhouse(tmp_path, package, wheelhouse):
-    dest = write_build_context(make_spec(package), tmp_path / "ctx", BASE, KEY, REQS, wheelhouse)
-    for wheel in (dest / "wheelhouse").iterdir():
-        assert wheel.samefile(wheelhouse / wheel.name)
-
-
-def test_model_files_are_readable_by_the_container_user(tmp_path, package, wheelhouse):
-    (package / "model.onnx").chmod(0o600)
-    dest = write_build_context(make_spec(package), tmp_path / "ctx", BASE, KEY, REQS, wheelhouse)
-    assert (dest / "model" / "model.onnx").stat().st_mode & 0o777 == 0o644
-
-
-def test_writing_twice_gives_the_same_files_and_bytes(tmp_path, package, wheelhouse):
-    first = write_build_context(make_spec(package), tmp_path / "a", BASE, KEY, REQS, wheelhouse)
-    second = write_build_context(make_spec(package), tmp_path / "b", BASE, KEY, REQS, wheelhouse)
-    assert tree(first) == tree(second)
-
-
-def test_symlink_in_the_package_is_refused(tmp_path, package, wheelhouse):
-    (package / "secret").symlink_to("/etc/passwd")
-    with pytest.raises(BuildContextError, match="secret is a link"):
-        write_build_context(make_spec(package), tmp_path / "ctx", BASE, KEY, REQS, wheelhouse)
-
-
-def test_empty_wheelhouse_is_refused_with_the_fix(tmp_path, package):
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(BuildContextError, match="holds no wheels; fill it"):
-        write_build_context(make_spec(package), tmp_path / "ctx", BASE, KEY, REQS, tmp_path / "empty")
-
-
-def test_non_empty_destination_is_refused(tmp_path, package, wheelhouse):
-    (tmp_path / "ctx").mkdir()
-    (tmp_path / "ctx" / "keep.txt").write_text("mine")
-    with pytest.raises(BuildContextError, match="not empty"):
-        write_build_context(make_spec(package), tmp_path / "ctx", BASE, KEY, REQS, wheelhouse)
-    assert (tmp_path / "ctx" / "keep.txt").read_text() == "mine"
-
-
-def test_hostile_value_writes_nothing(tmp_path, package, wheelhouse):
-    with pytest.raises(BuildContextError):
-        write_build_context(
-            make_spec(package, version="1.0.0\nRUN id"), tmp_path / "ctx", BASE, KEY, REQS, wheelhouse
-        )
-    assert not (tmp_path / "ctx").exists()

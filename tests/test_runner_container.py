@@ -228,3 +228,65 @@ def test_refused_gpu_version_leaves_no_build_context(runner):
         runner.build(spec, lambda line: None)
     contexts = Path(runner.contexts_dir)
     assert not contexts.exists() or [p for p in contexts.iterdir() if not p.name.startswith(".")] == []
+
+
+WEIGHT_MIB = 128
+
+
+def _store_copy(folder: Path, version: str, weights: Path, predict_note: str) -> Path:
+    """runner_echo laid out as the hub's store does (files 0444), with `weights` hard-linked in."""
+    import os
+    import shutil
+
+    package = folder / version
+    shutil.copytree(Path(__file__).parent / "fixtures" / "runner_echo", package)
+    (package / "predict.py").write_text((package / "predict.py").read_text() + f"# {predict_note}\n")
+    (package / "data").mkdir()
+    os.link(weights, package / "data" / "weights bin")  # a space: it never reaches the Dockerfile
+    for path in package.rglob("*"):
+        path.chmod(0o444 if path.is_file() else 0o755)
+    return package
+
+
+@pytest.mark.slow
+def test_versions_with_the_same_weights_share_the_weights_layer(runner, engine, tmp_path):
+    weights = tmp_path / "weights.bin"
+    with open(weights, "wb") as handle:
+        for _ in range(WEIGHT_MIB // 8):
+            handle.write(secrets.token_bytes(8 * 1024**2))  # new bytes every run: no earlier run's layer
+    specs = [
+        dataclasses.replace(
+            python_spec("runner_echo", version=version),
+            digest=secrets.token_hex(32),
+            package_dir=_store_copy(tmp_path, version, weights, f"predict.py of {version}"),
+        )  # fmt: skip
+        for version in ("9.0.0", "9.1.0")
+    ]
+    try:
+        runner.build(specs[0], lambda line: None)
+        lines, began = [], time.monotonic()
+        runner.build(specs[1], lines.append)
+        print(f"second version's build: {time.monotonic() - began:.1f} s")
+        step = next(i for i, line in enumerate(lines) if "COPY weights/ /app/model/" in line)
+        assert "Using cache" in lines[step + 1], lines[step : step + 3]
+        assert "Using cache" not in lines[step + 3], lines[step : step + 5]  # COPY model/: a new predict.py
+        (weights_1, model_1), (weights_2, model_2) = (_model_layers(engine, image_tag(s)) for s in specs)
+        assert weights_1 == weights_2 and model_1 != model_2
+    finally:
+        for spec in specs:
+            for image in engine.images.list(filters={"label": f"aidhub.digest={spec.digest}"}):
+                engine.images.remove(image.id, force=True)
+
+
+def _model_layers(engine, tag: str) -> list[str]:
+    """Digests of the layers that the `COPY ... /app/model/` steps made in image `tag`: the
+    weights' (COPY weights/), then the other files' (COPY model/)."""
+    image = engine.images.get(tag)
+    made = [h for h in reversed(engine.api.history(image.id)) if h["Size"]]  # the steps that made a layer
+    layers = image.attrs["RootFS"]["Layers"]
+    assert len(made) == len(layers), (made, layers)
+    return [
+        layer
+        for h, layer in zip(made, layers, strict=True)
+        if h["CreatedBy"].rstrip().endswith(" /app/model/")
+    ]
