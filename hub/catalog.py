@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from peewee import IntegrityError
@@ -20,13 +22,24 @@ from vocab.times import utcnow
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Owner:
+    """Who publishes: `name` owns the models they create; `check(model)` raises unless they may
+    publish versions of `model`."""
+
+    name: str
+    check: Callable[[ModelRow], None]
+
+
 class Catalog:
     def __init__(self, packages: Packages):
         self.packages = packages
 
     # --- publishing ---------------------------------------------------------------------
 
-    def publish_archive(self, stream: BinaryIO, length: int | None = None) -> tuple[VersionRow, bool, int]:
+    def publish_archive(
+        self, stream: BinaryIO, length: int | None = None, owner: Owner | None = None
+    ) -> tuple[VersionRow, bool, int]:
         """Store a package sent as one .tar.gz of `length` bytes (when known)."""
         if length and length > self.packages.limits.max_version:
             raise TooLarge(
@@ -36,30 +49,38 @@ class Catalog:
             )
         entries = self.packages.store_archive(stream, length)
         try:
-            return self.publish_files(entries)
+            return self.publish_files(entries, owner)
         except HubError:
             self.packages.forget(entries)  # one request, refused whole: nothing of it is kept
             raise
 
-    def publish_files(self, entries: list[FileEntry]) -> tuple[VersionRow, bool, int]:
+    def publish_files(
+        self, entries: list[FileEntry], owner: Owner | None = None
+    ) -> tuple[VersionRow, bool, int]:
         """Record the version whose files are `entries` (their blobs stored); return (version,
-        created, bytes no other version held). The same files again: no-op."""
+        created, bytes no other version held). The same files again: no-op. `owner` names who
+        publishes (a new model becomes theirs) and checks they may publish to an existing one."""
         folder, digest = self.packages.lay_out(entries)
         try:
             package = validate_package(folder)
         except PackageInvalid as e:
             self.packages.discard(digest)
             raise public(e) from e
+        existing = ModelRow.get_or_none(ModelRow.name == package.manifest.name)
+        if existing and owner:
+            owner.check(existing)
         new_bytes = self.packages.new_bytes(entries)
-        row, created = self._record(package, digest, entries)
+        row, created = self._record(package, digest, entries, owner.name if owner else "")
         self.packages.uploads.taken(e.sha256 for e in entries)
         return row, created, new_bytes if created else 0
 
-    def _record(self, package: Package, digest: str, entries: list[FileEntry]) -> tuple[VersionRow, bool]:
+    def _record(
+        self, package: Package, digest: str, entries: list[FileEntry], owner: str
+    ) -> tuple[VersionRow, bool]:
         m = package.manifest
         size = sum(e.size for e in entries)
         with database.atomic():
-            model = self._upsert_model(package)
+            model = self._upsert_model(package, owner)
             existing = VersionRow.get_or_none(model=model, version=m.version)
             if existing:
                 return self._same_or_conflict(existing, digest), False
@@ -87,11 +108,10 @@ class Catalog:
             f"{existing.digest[:12]}; versions are immutable. Bump 'version' in aid.yaml and publish again."
         )
 
-    def _upsert_model(self, package: Package) -> ModelRow:
+    def _upsert_model(self, package: Package, owner: str) -> ModelRow:
         m = package.manifest
-        model, created = ModelRow.get_or_create(
-            name=m.name, defaults={"task": m.task, "summary": m.summary, "tags": list(m.tags)}
-        )
+        defaults = {"task": m.task, "summary": m.summary, "tags": list(m.tags), "owner": owner}
+        model, created = ModelRow.get_or_create(name=m.name, defaults=defaults)
         if not created:
             model.task, model.summary, model.tags = m.task, m.summary, list(m.tags)
             model.updated_at = utcnow()

@@ -30,6 +30,11 @@ class Config:
     max_version_bytes: int = 64 * 1024**3  # AIDHUB_MAX_VERSION_SIZE: all files of one version
     max_files: int = 10_000  # AIDHUB_MAX_FILES: files in one version
     min_free_disk_bytes: int = 1024**3  # AIDHUB_MIN_FREE_DISK: what an upload must leave free
+    anonymous_scopes: tuple = (
+        "read",
+        "predict",
+        "feedback",
+    )  # AIDHUB_ANONYMOUS: what callers without a token may do
     upload_ttl_seconds: float = 24 * 3600.0  # AIDHUB_UPLOAD_TTL: uncommitted blobs and parts are kept so long
     log_payload_bytes: int = 16 * 1024
     log_flush_seconds: float = 0.5
@@ -103,6 +108,7 @@ class Config:
             "webhook_secret": env.get("AIDHUB_WEBHOOK_SECRET", ""),
             "public_url": env.get("AIDHUB_PUBLIC_URL", "").rstrip("/"),
             **_upload_settings(env),
+            "anonymous_scopes": _anonymous(env),
             "drift_reference_rows": _number(
                 env, "AIDHUB_DRIFT_REFERENCE_ROWS", cls.drift_reference_rows, int
             ),
@@ -133,6 +139,22 @@ def _shared_caches(env) -> dict:
     """Caches that several hubs on one machine may share."""
     names = {"wheelhouse": "AIDHUB_WHEELHOUSE", "envs": "AIDHUB_ENVS", "uv_cache": "AIDHUB_UV_CACHE"}
     return {key: Path(env[name]).expanduser().resolve() for key, name in names.items() if env.get(name)}
+
+
+def _anonymous(env) -> tuple:
+    """AIDHUB_ANONYMOUS: 'read,predict,feedback' (the default), '' for none; never admin."""
+    text = env.get("AIDHUB_ANONYMOUS")
+    if text is None:
+        return Config.anonymous_scopes
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    allowed = ("read", "predict", "feedback", "publish", "deploy")
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise SettingInvalid(
+            f"AIDHUB_ANONYMOUS={text!r} names {', '.join(unknown)}; use some of {', '.join(allowed)} "
+            "(comma-separated), or nothing for no anonymous access."
+        )
+    return names
 
 
 def _upload_settings(env) -> dict:

@@ -32,6 +32,18 @@ class SettingInvalid(Invalid, ValueError):
     """A bad AIDHUB_* setting or flag; the message names the variable and a valid value."""
 
 
+class Unauthorized(HubError):
+    """No credentials, or ones the hub does not know."""
+
+    status = 401
+
+
+class Forbidden(HubError):
+    """Known credentials without the right to do this."""
+
+    status = 403
+
+
 class NotFound(HubError):
     status = 404
 

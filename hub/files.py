@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from hub import present
+from hub.auth import Principal
+from hub.catalog import Owner
 from hub.errors import NotFound, public
 from hub.packages import files_of
 from registry.files import parse_entries, path_problem
@@ -15,17 +17,25 @@ from registry.manifest import PackageInvalid
 class FileUseCases:
     """Mixed into Hub: uses its catalog, routes and alerts."""
 
-    def publish(self, stream: BinaryIO, length: int | None = None) -> dict:
+    def publish(
+        self, stream: BinaryIO, length: int | None = None, principal: Principal | None = None
+    ) -> dict:
         """Store a package sent as one .tar.gz (`length` bytes when known)."""
-        return self._published(*self.catalog.publish_archive(stream, length))
+        return self._published(*self.catalog.publish_archive(stream, length, self._owner(principal)))
 
-    def publish_files(self, files: object) -> dict:
+    def publish_files(self, files: object, principal: Principal | None = None) -> dict:
         """Record a version from its file list (`[{"path", "sha256", "size"}]`), every blob uploaded."""
         try:
             entries = parse_entries(files)
         except PackageInvalid as e:
             raise public(e) from e
-        return self._published(*self.catalog.publish_files(entries))
+        return self._published(*self.catalog.publish_files(entries, self._owner(principal)))
+
+    def _owner(self, principal: Principal | None) -> Owner | None:
+        """Who publishes, and the check that they may publish to a model; None: the hub itself."""
+        if principal is None:
+            return None
+        return Owner(principal.owner, lambda model: self.require_owner(principal, model))
 
     def _published(self, version, created: bool, new_bytes: int) -> dict:
         self._alerts_from_package(version, created)

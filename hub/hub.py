@@ -12,6 +12,7 @@ import registry.migrations  # noqa: F401 - registers the registry's schema steps
 from database import connection, migrations
 from hub import present
 from hub.alerts import AlertUseCases
+from hub.auth import AuthUseCases
 from hub.buildqueue import make_huey
 from hub.catalog import Catalog
 from hub.collector import Collector, report_token
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 3.0  # longer than the route cache's TTL (hub/routes.py)
 
 
-class Hub(AlertUseCases, DriftUseCases, FileUseCases):
+class Hub(AlertUseCases, AuthUseCases, DriftUseCases, FileUseCases):
     """`background=True` (the server) adopts running servers, runs builds and the watcher;
     `aid worker` makes one with `background=False` and runs the build queue itself."""
 
@@ -57,6 +58,7 @@ class Hub(AlertUseCases, DriftUseCases, FileUseCases):
         packages = Packages(blobs, config.packages_dir, _limits(config), config.min_free_disk_bytes)
         self.catalog = Catalog(packages)
         self.catalog.packages.list_archived_versions()
+        self._open_auth(first_start=background)
         self.drift_runner = DriftRunner(
             blobs, config.drift_reference_rows, config.drift_max_rows, config.drift_min_rows,
             config.home / "logs" / "drift-worker.log",

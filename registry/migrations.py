@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from database.migrations import add_column, create_tables, register
 from registry.models import TABLES, BuildRow, DeploymentRow, FileRow
+from registry.tokens import TokenRow
 
 register(
     "registry",
@@ -13,5 +14,6 @@ register(
         (3, "builds.alias", add_column("builds", BuildRow.alias)),
         (4, "builds.retire", add_column("builds", BuildRow.retire)),
         (5, "version_files", create_tables([FileRow])),
+        (6, "tokens", create_tables([TokenRow])),
     ],
 )

@@ -89,7 +89,16 @@ def app(hub):
 
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    """A test client signed in with the hub's first admin token."""
+    return admin_client(app)
+
+
+def admin_client(app):
+    hub = app.extensions["hub"]
+    token = (hub.config.home / "admin-token").read_text().strip()
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.conftest import admin_client
 from tests.packages import archive, onnx_package
 from vocab.states import BUILD_STEPS, FINAL, BuildStatus, DeploymentStatus, StepStatus
 from web.openapi import PREFIXES, openapi_path, operations
@@ -283,7 +284,7 @@ def test_every_error_is_one_json_shape_that_names_the_value(case, request, clien
 def test_predict_answers_the_same_through_the_fast_path_and_the_flask_view(app, path):
     if path == "flask view":
         app.wsgi_app = app.wsgi_app.app  # unwrap PredictFastPath
-    client = app.test_client()
+    client = admin_client(app)
     ok = client.post("/api/v1/models/doubler/predict?version=1.0.0", json={"inputs": {"x": [[1.0, 2.0]]}})
     assert ok.status_code == 200 and ok.headers["X-Prediction-Id"] == ok.json["id"]
     assert (ok.json["version"], ok.json["outputs"]) == ("1.0.0", {"y": [[2.0, 4.0]]})

@@ -17,6 +17,7 @@ from hub.config import Config
 from hub.errors import Conflict
 from hub.hub import Hub
 from hub.watcher import backoff
+from tests.conftest import admin_client
 from tests.hubserver import AID, HubProcess, cache_env
 from tests.packages import archive, python_package
 from tests.postgres import _free_port
@@ -62,7 +63,7 @@ def test_a_build_records_each_step_with_its_time_and_progress(hub, tmp_path):
     assert done["progress"] == {"done": 4, "total": 4, "step": None}
     assert sum(s["seconds"] for s in done["steps"][1:]) <= done["seconds"] + 0.05
     assert "smoke test: examples[0] ok" in done["log"]
-    html = create_app(hub=hub).test_client().get(f"/builds/{build['id']}").get_data(as_text=True)
+    html = admin_client(create_app(hub=hub)).get(f"/builds/{build['id']}").get_data(as_text=True)
     assert "4 of 4 steps done" in html and html.count('<span class="state state-done">done</span>') == 4
     again = hub.deploy("steps")["build"]
     assert again["id"] == build["id"]  # already serving: no second build
@@ -75,7 +76,7 @@ def test_a_queued_build_cancelled_never_runs(tmp_path):
         build = hub.deploy("never")["build"]
         assert hub.deploy("never")["build"]["id"] == build["id"]  # one build in flight per version
         assert hub.deployments.queue.pending() == 1
-        page = create_app(hub=hub).test_client()
+        page = admin_client(create_app(hub=hub))
         html = page.get(f"/builds/{build['id']}").get_data(as_text=True)
         assert "0 of 4 steps done" in html and 'id="build-cancel"' in html
         reply = page.post(f"/builds/{build['id']}/cancel")  # the page's Cancel button

@@ -20,6 +20,7 @@ EVERY_STEP = [
     "registry:3",
     "registry:4",
     "registry:5",
+    "registry:6",
 ]  # components by name
 
 

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from hub.alerts import alert_fields
 from hub.errors import Invalid
 from vocab import names
+from web.auth import needs, owner_only, principal, public
 from web.context import client, get_hub
 from web.fastpath import predict_reply
 from web.openapi import document
@@ -28,21 +29,24 @@ def json_body() -> dict:
 
 
 @blueprint.get("/health")
+@needs("read")
 def health():
     return jsonify({"ok": True, **get_hub().status()})
 
 
 @blueprint.post("/models")
+@needs("publish")
 def publish():
     """A file list (JSON) of blobs uploaded in parts, or the whole package as one .tar.gz."""
     if request.mimetype == "application/json":
-        version = get_hub().publish_files(json_body().get("files"))
+        version = get_hub().publish_files(json_body().get("files"), principal())
     else:
-        version = get_hub().publish(request.stream, request.content_length)
+        version = get_hub().publish(request.stream, request.content_length, principal())
     return jsonify(version), 201 if version["created"] else 200
 
 
 @blueprint.get("/models")
+@needs("read")
 def models():
     args = request.args
     found = get_hub().models(args.get("q", ""), args.get("task", ""), args.get("tag", ""))
@@ -50,17 +54,21 @@ def models():
 
 
 @blueprint.get("/models/<path:name>")
+@needs("read")
 def model(name):
     return jsonify(get_hub().model(name))
 
 
 @blueprint.get("/models/<path:name>/versions/<ref>")
+@needs("read")
 def version(name, ref):
     return jsonify(get_hub().version(name, ref))
 
 
 @blueprint.put("/models/<path:name>/aliases/<alias>")
+@needs("deploy")
 def set_alias(name, alias):
+    owner_only(name)
     body = json_body()
     ref, retire = body.get("version"), body.get("retire", False)
     if not ref:
@@ -72,32 +80,42 @@ def set_alias(name, alias):
 
 
 @blueprint.post("/models/<path:name>/deploy")
+@needs("deploy")
 def deploy(name):
     name, ref = split_ref(name)
+    owner_only(name)
     return jsonify(get_hub().deploy(name, ref)), 202
 
 
 @blueprint.post("/models/<path:name>/undeploy")
+@needs("deploy")
 def undeploy(name):
-    return jsonify(get_hub().undeploy(*split_ref(name)))
+    name, ref = split_ref(name)
+    owner_only(name)
+    return jsonify(get_hub().undeploy(name, ref))
 
 
 @blueprint.get("/builds/<int:build_id>")
+@needs("read")
 def build(build_id):
     return jsonify(get_hub().build(build_id))
 
 
 @blueprint.post("/builds/<int:build_id>/cancel")
+@needs("deploy")
 def cancel_build(build_id):
+    owner_only(get_hub().build(build_id)["model"])
     return jsonify(get_hub().cancel_build(build_id)), 202
 
 
 @blueprint.get("/models/<path:name>/logs")
+@needs("read")
 def logs(name):
     return jsonify(get_hub().logs(*split_ref(name)))
 
 
 @blueprint.post("/models/<path:name>/predict")
+@needs("predict")
 def predict(name):
     """Answered by web.fastpath.PredictFastPath before Flask; kept for url_for and the API document."""
     reply, headers = predict_reply(get_hub(), name, request.args.get("version"), request.get_data())
@@ -105,23 +123,27 @@ def predict(name):
 
 
 @blueprint.post("/predictions/<prediction_id>/feedback")
+@needs("feedback")
 def prediction_feedback(prediction_id):
     return jsonify(get_hub().feedback(prediction_id, json_body(), client())), 201
 
 
 @blueprint.post("/models/<path:name>/feedback")
+@needs("feedback")
 def model_feedback(name):
     name, ref = split_ref(name)
     return jsonify(get_hub().model_feedback(name, json_body(), ref, client())), 201
 
 
 @blueprint.get("/models/<path:name>/scorecard")
+@needs("read")
 def scorecard(name):
     window, step = request.args.get("window") or "24h", request.args.get("step")
     return jsonify(get_hub().scorecard(*split_ref(name), window=window, step=step))
 
 
 @blueprint.post("/models/<path:name>/drift")
+@needs("deploy")
 def run_drift(name):
     name, ref = split_ref(name)
     body = request.get_json(silent=True) if request.content_length else {}
@@ -132,25 +154,30 @@ def run_drift(name):
 
 
 @blueprint.get("/models/<path:name>/drift")
+@needs("read")
 def drift(name):
     return jsonify(get_hub().drift_history(*split_ref(name)))
 
 
 @blueprint.get("/tasks/<task>/leaderboard")
+@needs("read")
 def leaderboard(task):
     return jsonify(get_hub().leaderboard(task))
 
 
 @blueprint.get("/status")
+@needs("read")
 def status():
     return jsonify(get_hub().status())
 
 
 @blueprint.get("/openapi.json")
+@public
 def openapi():
     return jsonify(document(current_app))
 
 
+@needs("read")
 def prometheus_metrics():
     """GET /metrics (registered by create_app, outside /api/v1): the Prometheus text format."""
     body, content_type = get_hub().metrics_text()
@@ -158,16 +185,21 @@ def prometheus_metrics():
 
 
 @blueprint.get("/models/<path:name>/alerts")
+@needs("read")
 def alerts(name):
     return jsonify(get_hub().alerts(name))
 
 
 @blueprint.post("/models/<path:name>/alerts")
+@needs("deploy")
 def add_alert(name):
+    owner_only(name)
     return jsonify(get_hub().add_alert(name, **alert_fields(json_body()))), 201
 
 
 @blueprint.delete("/models/<path:name>/alerts/<int:rule_id>")
+@needs("deploy")
 def remove_alert(name, rule_id):
+    owner_only(name)
     get_hub().remove_alert(name, rule_id)
     return "", 204

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from hub.config import Config
 from hub.errors import HubError
 from hub.hub import Hub
-from web import api, files, pages, v2
+from web import api, auth, files, pages, tokens, v2
 from web.context import wants_json
 from web.fastpath import PredictFastPath
 
@@ -33,9 +33,11 @@ def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
     app.extensions["hub"] = hub
     app.register_blueprint(api.blueprint)
     app.register_blueprint(files.blueprint)
+    app.register_blueprint(tokens.blueprint)
     app.register_blueprint(v2.blueprint)
     app.register_blueprint(pages.blueprint)
     app.add_url_rule("/metrics", view_func=api.prometheus_metrics)
+    auth.install(app)
     app.register_error_handler(HubError, _hub_error)
     app.register_error_handler(HTTPException, _http_error)
     app.after_request(_security_headers)

@@ -3,7 +3,7 @@ the request wants JSON. The blueprints import this module; it imports none of th
 
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from hub.hub import Hub
 
@@ -21,5 +21,8 @@ def wants_json() -> bool:
 
 
 def client() -> str:
-    """Who is calling, as far as the hub can tell: the address the request came from."""
+    """Who is calling, as far as the hub can tell: their token, else the address the request came from."""
+    caller = g.get("principal")
+    if caller is not None and caller.token_id is not None:
+        return f"token:{caller.token_id}"
     return request.remote_addr or ""

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 from hub.errors import HubError, Invalid
 from hub.hub import Hub
 from vocab.names import split_ref
+from web.auth import bearer
 
 PREDICT_PATH = re.compile(r"^/api/v1/models/(?P<name>.+)/predict$")
 
@@ -56,6 +57,8 @@ class PredictFastPath:
         return [data]
 
     def _reply(self, environ, name: str) -> tuple[dict, dict]:
+        caller = self.hub.principal(bearer(environ.get("HTTP_AUTHORIZATION")))
+        self.hub.require(caller, "predict")
         version = parse_qs(environ.get("QUERY_STRING", "")).get("version", [None])[0]
         length = int(environ.get("CONTENT_LENGTH") or 0)
         return predict_reply(self.hub, name, version, environ["wsgi.input"].read(length))

@@ -11,12 +11,14 @@ import re
 
 from flask import Flask
 
+from web.auth import NEEDS
 from web.openapi_operations import error_reply, operations
 from web.openapi_schemas import components, typed
 
 __all__ = ["PREFIXES", "document", "openapi_path", "operations"]
 
 PREFIXES = ("/api/v1", "/v2")
+SECURITY = {"bearer": {"type": "http", "scheme": "bearer", "description": "An API token, aid_..."}}
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 RULE_ARGUMENT = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 CONVERTER_TYPES = {"int": "integer", "float": "number"}
@@ -51,12 +53,28 @@ def path_parameters(rule: str) -> list[dict]:
 
 def routed(app: Flask) -> dict[tuple[str, str], str]:
     """(OpenAPI path, method) -> Flask rule, for every route under PREFIXES."""
+    return {key: rule.rule for key, rule in routed_rules(app).items()}
+
+
+def routed_rules(app: Flask) -> dict:
+    """(OpenAPI path, method) -> the werkzeug Rule, for every route under PREFIXES."""
     found = {}
     for rule in app.url_map.iter_rules():
         if rule.rule == "/v2" or rule.rule.startswith(tuple(p + "/" for p in PREFIXES)):
             for method in sorted(rule.methods - IGNORED_METHODS):
-                found[(openapi_path(rule.rule), method)] = rule.rule
+                found[(openapi_path(rule.rule), method)] = rule
     return found
+
+
+def with_scope(operation: dict, scope: str | None) -> dict:
+    """The operation with the scope its route needs (web/auth.py), and the 401 / 403 it may answer."""
+    if not scope:
+        return {**operation, "security": []}
+    text = f"Needs a token with the `{scope}` scope, unless AIDHUB_ANONYMOUS gives it to everyone."
+    responses = {**operation["responses"], "401": error_reply(401), "403": error_reply(403)}
+    description = (operation.get("description", "") + " " + text).strip()
+    return {**operation, "x-scope": scope, "description": description, "responses": responses,
+            "security": [{"bearer": []}]}  # fmt: skip
 
 
 def undocumented(summary: str) -> dict:
@@ -66,9 +84,10 @@ def undocumented(summary: str) -> dict:
 def document(app: Flask) -> dict:
     described = operations()
     paths: dict[str, dict] = {}
-    for (path, method), rule in sorted(routed(app).items()):
-        operation = described.get((path, method)) or undocumented(f"{method} {rule}")
-        params = path_parameters(rule) + operation.get("parameters", [])
+    for (path, method), rule in sorted(routed_rules(app).items()):
+        operation = described.get((path, method)) or undocumented(f"{method} {rule.rule}")
+        operation = with_scope(operation, getattr(app.view_functions[rule.endpoint], NEEDS, None))
+        params = path_parameters(rule.rule) + operation.get("parameters", [])
         paths.setdefault(path, {})[method.lower()] = {**operation, "parameters": params}
     return {
         "openapi": "3.1.0",
@@ -79,5 +98,5 @@ def document(app: Flask) -> dict:
             "Inference Protocol v2. Every error replies with the Error schema.",
         },
         "paths": paths,
-        "components": components(),
+        "components": {**components(), "securitySchemes": SECURITY},
     }

@@ -1,9 +1,10 @@
-"""The OpenAPI operations and schemas of package files: blobs uploaded in parts, files pulled."""
+"""The OpenAPI operations and schemas of package files (blobs uploaded in parts, files pulled) and of
+API tokens."""
 
 from __future__ import annotations
 
 from web.openapi_operations import json_body, ok, op
-from web.openapi_schemas import array, extend, fields, obj, typed
+from web.openapi_schemas import array, extend, fields, obj, ref, typed
 
 SHA256 = typed("string", pattern="^[0-9a-f]{64}$")
 
@@ -24,6 +25,7 @@ def file_schemas() -> dict:
             | {"files": array(extend_inline(entry, {"url": typed("string")}))}
         ),
         "PublishedFiles": extend("Published", fields(integer="files new_bytes deduplicated_bytes")),
+        **token_schemas(),
     }
 
 
@@ -62,4 +64,34 @@ def file_operations() -> dict:
             (200, {"description": "The file's bytes; its ETag is the sha256", "content": octets}),
             404, tag="files",
         ),
+    }  # fmt: skip
+
+
+def token_schemas() -> dict:
+    scopes = array(typed("string", enum=["read", "predict", "feedback", "publish", "deploy", "admin"]))
+    token = fields(integer="id", string="owner shown", text="note", time="created_at expires_at")
+    return {
+        "Token": obj(token | {"scopes": scopes, "revoked": typed("boolean")}),
+        "NewToken": extend("Token", {"token": typed("string", description="Shown once; store it now.")}),
+        "TokenList": obj({"tokens": array(ref("Token"))}),
+        "TokenRequest": obj(
+            {"scopes": scopes, "owner": typed("string", description="Only an admin names another owner."),
+             "expires": typed("string", description="e.g. 30d, 12h"), "note": typed("string")},
+            ["scopes"],
+        ),
+        "WhoAmI": obj({"owner": typed("string", True), "scopes": scopes, "token": typed("integer", True)}),
+    }  # fmt: skip
+
+
+def token_operations() -> dict:
+    return {
+        ("/api/v1/whoami", "GET"): op(
+            "Who the request's token names, and its scopes", ok(200, "WhoAmI"), tag="tokens"
+        ),
+        ("/api/v1/tokens", "POST"): op(
+            "Create a token (shown once); an admin may create one for another owner",
+            ok(201, "NewToken"), 400, body=json_body("TokenRequest"), tag="tokens",
+        ),
+        ("/api/v1/tokens", "GET"): op("Your tokens (an admin: all)", ok(200, "TokenList"), tag="tokens"),
+        ("/api/v1/tokens/{token_id}", "DELETE"): op("Revoke a token", ok(200, "Token"), 404, tag="tokens"),
     }  # fmt: skip

@@ -10,6 +10,8 @@ from web.openapi_schemas import json_content, ref, typed
 
 ERROR_TEXT = {
     400: "The request is invalid; `error` says what to fix.",
+    401: "No token, or one the hub does not know (revoked, expired), where one is needed.",
+    403: "The token lacks the scope this needs, or the model belongs to someone else.",
     404: "The model, version, build or prediction does not exist; `error` lists what does.",
     409: "It conflicts with what is stored: a version published with other content, or a build that ended.",
     413: "The upload is larger than a limit of the hub; `error` names the setting.",
@@ -261,10 +263,10 @@ def alert_operations() -> dict:
 
 def operations() -> dict:
     """(path, method) -> the operation, for every route this module describes."""
-    from web.openapi_files import file_operations
+    from web.openapi_files import file_operations, token_operations
 
     groups = (
         catalog_operations, deployment_operations, prediction_operations, quality_operations, v2_operations,
-        alert_operations, file_operations,
+        alert_operations, file_operations, token_operations,
     )  # fmt: skip
     return {key: operation for group in groups for key, operation in group().items()}

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from hub.errors import BadInput, Invalid
 from vocab.states import IN_FLIGHT, DeploymentStatus
 from web import charts, snippets
+from web.auth import needs, owner_only
 from web.context import client, get_hub
 from web.markdown import render_card
 
@@ -28,6 +29,7 @@ REPORT_CSP = (
 
 
 @blueprint.get("/")
+@needs("read")
 def catalog():
     hub = get_hub()
     q, task, tag = (request.args.get(k, "").strip() for k in ("q", "task", "tag"))
@@ -40,6 +42,7 @@ def catalog():
 
 
 @blueprint.get("/models/<path:name>")
+@needs("read")
 def model(name):
     args = request.args
     page = model_page(name, args.get("version") or None, window=args.get("window") or DEFAULT_WINDOW)
@@ -47,6 +50,7 @@ def model(name):
 
 
 @blueprint.post("/models/<path:name>/feedback")
+@needs("feedback")
 def feedback(name):
     form = request.form
     ref = form.get("version") or None
@@ -129,6 +133,7 @@ def api_snippets(name: str, pinned: str | None, version: dict) -> dict:
 
 
 @blueprint.get("/models/<path:name>/drift/<int:run_id>/report")
+@needs("read")
 def drift_report(name, run_id):
     response = Response(get_hub().drift_report(name, run_id), content_type="text/html; charset=utf-8")
     response.headers["Content-Security-Policy"] = REPORT_CSP
@@ -139,6 +144,7 @@ def drift_report(name, run_id):
 
 
 @blueprint.get("/tasks/<task>")
+@needs("read")
 def leaderboard(task):
     return render_template("leaderboard.html", board=get_hub().leaderboard(task))
 
@@ -147,6 +153,7 @@ def leaderboard(task):
 
 
 @blueprint.get("/builds/<int:build_id>")
+@needs("read")
 def build(build_id):
     row = get_hub().build(build_id)
     running = row["status"] in IN_FLIGHT
@@ -154,7 +161,9 @@ def build(build_id):
 
 
 @blueprint.post("/builds/<int:build_id>/cancel")
+@needs("deploy")
 def cancel_build(build_id):
+    owner_only(get_hub().build(build_id)["model"])
     get_hub().cancel_build(build_id)
     return redirect(url_for("pages.build", build_id=build_id), code=303)
 

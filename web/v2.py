@@ -9,6 +9,7 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from hub.errors import Invalid
+from web.auth import needs, public
 from web.context import get_hub
 
 blueprint = Blueprint("v2", __name__, url_prefix="/v2")
@@ -22,12 +23,14 @@ NATIVE_DTYPES = {v: k for k, v in V2_DTYPES.items()}
 
 
 @blueprint.get("")
+@needs("read")
 def server_metadata():
     return jsonify({"name": "aidhub", "version": "0.1.0", "extensions": ["binary_tensor_data"]})
 
 
 @blueprint.get("/health/live")
 @blueprint.get("/health/ready")
+@public
 def health():
     return jsonify({"live": True, "ready": True})
 
@@ -38,6 +41,7 @@ def _tensors(schema: dict) -> list[dict]:
 
 @blueprint.get("/models/<path:name>")
 @blueprint.get("/models/<path:name>/versions/<version>")
+@needs("read")
 def model_metadata(name, version=None):
     meta = get_hub().model_metadata(name, version)
     return jsonify({
@@ -48,6 +52,7 @@ def model_metadata(name, version=None):
 
 @blueprint.get("/models/<path:name>/ready")
 @blueprint.get("/models/<path:name>/versions/<version>/ready")
+@needs("read")
 def model_ready(name, version=None):
     ready = get_hub().model_metadata(name, version)["ready"]
     return jsonify({"name": name, "ready": ready}), 200 if ready else 400
@@ -55,6 +60,7 @@ def model_ready(name, version=None):
 
 @blueprint.post("/models/<path:name>/infer")
 @blueprint.post("/models/<path:name>/versions/<version>/infer")
+@needs("predict")
 def infer(name, version=None):
     header, blobs = _read_request()
     inputs = {t["name"]: _to_native(t, blobs) for t in _input_tensors(header)}

@@ -1,0 +1,62 @@
+"""API tokens: random `aid_...` strings, shown once, stored only as their sha256, each with an owner
+and scopes. A token is found by its hash, so the secret itself is never compared."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime
+
+from peewee import AutoField, CharField, DateTimeField
+
+from database.connection import BaseModel, JSONField
+from vocab.times import utcnow
+
+PREFIX = "aid_"
+SCOPES = ("read", "predict", "feedback", "publish", "deploy", "admin")
+
+
+class TokenRow(BaseModel):
+    id = AutoField()
+    digest = CharField(max_length=64, unique=True)  # sha256 hex of the whole token
+    shown = CharField(max_length=16)  # its first characters, to tell tokens apart in a list
+    owner = CharField(max_length=100, index=True)
+    scopes = JSONField(default=list)
+    note = CharField(max_length=200, default="")
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+    last_used_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "tokens"
+
+
+def digest_of(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(
+    owner: str, scopes: list[str], expires_at: datetime | None = None, note: str = ""
+) -> tuple[TokenRow, str]:
+    """A new token row and the token itself, which is stored nowhere."""
+    token = PREFIX + secrets.token_urlsafe(30)
+    row = TokenRow.create(
+        digest=digest_of(token), shown=token[:10], owner=owner, scopes=sorted(set(scopes)),
+        note=note, expires_at=expires_at,
+    )  # fmt: skip
+    return row, token
+
+
+def find_token(token: str, now: datetime) -> TokenRow | None:
+    """The live token row (not revoked, not expired) for `token`, or None."""
+    if not token.startswith(PREFIX) or len(token) > 200:
+        return None
+    digest = digest_of(token)
+    row = TokenRow.get_or_none(TokenRow.digest == digest)
+    if row is None or not hmac.compare_digest(row.digest, digest):
+        return None
+    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    return row

@@ -1,0 +1,61 @@
+"""Every route says which scope it needs (`@needs("publish")`, or `@public`); one hook before each
+request finds the caller (bearer token, else anonymous) and checks it. A route that says nothing is
+refused: a new route cannot slip past (tests/test_auth.py walks the whole route table)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask, current_app, g, request
+
+from hub.auth import Principal
+from hub.errors import HubError
+from web.context import get_hub
+
+NEEDS = "required_scope"
+PUBLIC = ""
+
+
+def needs(scope: str) -> Callable:
+    """Mark a view as needing `scope` (read, predict, feedback, publish, deploy, admin)."""
+
+    def mark(view: Callable) -> Callable:
+        setattr(view, NEEDS, scope)
+        return view
+
+    return mark
+
+
+public = needs(PUBLIC)
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer aid_...` header, or None."""
+    kind, _, token = (authorization or "").partition(" ")
+    return token.strip() if kind.lower() == "bearer" and token.strip() else None
+
+
+def principal() -> Principal:
+    """Who makes the current request (set by the hook)."""
+    return g.principal
+
+
+def owner_only(name: str) -> None:
+    """403 unless the caller owns model `name` (or is an admin)."""
+    get_hub().check_model_owner(principal(), name)
+
+
+def install(app: Flask) -> None:
+    app.before_request(_check)
+
+
+def _check() -> None:
+    if request.endpoint is None:  # no route matched: the 404 handler answers
+        return
+    scope = getattr(current_app.view_functions[request.endpoint], NEEDS, None)
+    if scope is None and request.endpoint != "static":
+        raise HubError(f"The route {request.endpoint} says no scope; it is refused until it does.")
+    hub = get_hub()
+    g.principal = hub.principal(bearer(request.headers.get("Authorization")))
+    if scope:
+        hub.require(g.principal, scope)
