@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -88,20 +89,26 @@ def write_package(folder: Path, name: str, version: str, weights: Path, note: st
 
 
 def run_aid(hub: HubProcess, folder: Path, *args: str) -> dict:
-    """`aid --hub URL ARGS...`: its seconds, peak RSS (bytes, from wait4) and output."""
-    out = folder / f"aid-{time.monotonic_ns()}.out"
+    """`aid --hub URL ARGS...`: its seconds, peak RSS (bytes) and output. A small Python process starts
+    it and reads its peak from RUSAGE_CHILDREN: a child forked from this (large) process would report
+    this process's size as its own peak."""
+    out, peak = folder / f"aid-{time.monotonic_ns()}.out", folder / f"aid-{time.monotonic_ns()}.peak"
     with open(out, "w") as sink:
         began = time.monotonic()
-        proc = subprocess.Popen(
-            [AID, "--hub", hub.url, *args], stdout=sink, stderr=subprocess.STDOUT, env=hub.env
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
+        command = [sys.executable, "-c", PEAK_RSS, str(peak), AID, "--hub", hub.url, *args]
+        code = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, env=hub.env).returncode
         seconds = time.monotonic() - began
-    proc.returncode = os.waitstatus_to_exitcode(status)
     text = out.read_text(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"aid {' '.join(args)} exited {proc.returncode}:\n{text[-3000:]}")
-    return {"seconds": seconds, "peak_rss": usage.ru_maxrss * 1024, "output": text}
+    if code != 0:
+        raise RuntimeError(f"aid {' '.join(args)} exited {code}:\n{text[-3000:]}")
+    return {"seconds": seconds, "peak_rss": int(peak.read_text()) * 1024, "output": text}
+
+
+PEAK_RSS = (
+    "import resource, subprocess, sys; code = subprocess.run(sys.argv[2:]).returncode; "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
+    "sys.exit(code)"
+)
 
 
 def hub_worker(hub: HubProcess) -> int:
