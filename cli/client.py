@@ -29,9 +29,10 @@ class HubReplyError(Exception):
 
 
 class HubClient:
-    def __init__(self, url: str = DEFAULT_URL, timeout: float = 120.0):
+    def __init__(self, url: str = DEFAULT_URL, timeout: float = 120.0, token: str | None = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.token = token  # sent as `Authorization: Bearer ...` with every request
 
     @cached_property
     def http(self) -> urllib3.PoolManager:
@@ -51,7 +52,9 @@ class HubClient:
         return f"{self.url}{path}" + (f"?{urlencode(query)}" if query else "")
 
     def send(self, method: str, url: str, **kwargs) -> urllib3.BaseHTTPResponse:
-        """One request; HubUnreachable when no hub answers."""
+        """One request, with the token; HubUnreachable when no hub answers."""
+        if self.token:
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), "Authorization": f"Bearer {self.token}"}
         try:
             return self.http.request(method, url, **kwargs)
         except _http_errors() as e:

@@ -14,6 +14,7 @@ from cli.alerts import alert
 from cli.client import DEFAULT_URL, HubClient, HubReplyError, HubUnreachable
 from cli.hubprocess import serve, worker
 from cli.progress import human
+from cli.tokens import find_token, login, token
 from hub.errors import HubError
 from registry.manifest import FRAMEWORKS, PackageInvalid
 from vocab.names import split_ref
@@ -37,15 +38,20 @@ def model_path(ref: str, suffix: str = "") -> tuple[str, str | None]:
 
 @click.group()
 @click.option("--hub", envvar="AIDHUB_URL", default=DEFAULT_URL, show_default=True, help="The hub's URL.")
+@click.option(
+    "--token", envvar="AIDHUB_TOKEN", help="An API token (default: 'aid login's, else a local hub's)."
+)
 @click.pass_context
-def cli(ctx: click.Context, hub: str) -> None:
+def cli(ctx: click.Context, hub: str, token: str | None) -> None:
     """aidhub: publish, serve and monitor models."""
-    ctx.obj = HubClient(hub)
+    ctx.obj = HubClient(hub, token=find_token(hub, token))
 
 
 cli.add_command(serve)
 cli.add_command(worker)
 cli.add_command(alert)
+cli.add_command(login)
+cli.add_command(token)
 
 
 @cli.command()

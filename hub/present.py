@@ -61,8 +61,9 @@ def model_summary(
     `alerts_firing` counts its alert rules firing (one per rule and serving version)."""
     return {
         "name": model.name, "task": model.task, "summary": model.summary, "tags": model.tags,
-        "latest": aliases.get("latest"), "production": aliases.get("production"),
-        "shown": shown_version(aliases), "deployment": deployment(shown),
+        "owner": model.owner or None, "latest": aliases.get("latest"),
+        "production": aliases.get("production"), "shown": shown_version(aliases),
+        "deployment": deployment(shown),
         "updated_at": isoformat(model.updated_at), "alerts_firing": alerts_firing,
     }  # fmt: skip
 

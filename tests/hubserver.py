@@ -54,11 +54,20 @@ class HubProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"aid serve exited: {self.output()}")
             try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/v2/health/live", timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 time.sleep(0.2)
         raise TimeoutError(f"the hub did not answer within {timeout}s")
+
+    @property
+    def token(self) -> str:
+        """The admin token the hub wrote at its first start."""
+        return (self.home / "admin-token").read_text().strip()
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"}
 
     def output(self) -> str:
         """The end of what `aid serve` printed, and of the hub's own log file."""
@@ -82,7 +91,9 @@ class HubProcess:
             for v in detail["versions"]:
                 if v["deployment"]["status"] in ("ready", "starting"):
                     httpx.post(
-                        f"{self.url}/api/v1/models/{model['name']}@{v['version']}/undeploy", timeout=60
+                        f"{self.url}/api/v1/models/{model['name']}@{v['version']}/undeploy",
+                        headers=self.headers,
+                        timeout=60,
                     )
 
     def aid(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:

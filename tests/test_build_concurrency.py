@@ -170,7 +170,8 @@ def build_of(hub: HubProcess, build_id: int) -> dict:
 def deploy(hub: HubProcess, name: str) -> int | None:
     """The build's id; None when the hub does not answer within 5 s."""
     with contextlib.suppress(httpx.TimeoutException):
-        return httpx.post(f"{hub.url}/api/v1/models/{name}/deploy", timeout=5).json()["build"]["id"]
+        reply = httpx.post(f"{hub.url}/api/v1/models/{name}/deploy", headers=hub.headers, timeout=5)
+        return reply.json()["build"]["id"]
     return None
 
 

@@ -170,6 +170,7 @@ def test_an_alias_moves_only_when_the_new_version_serves_no_call_fails_and_the_o
             reply = httpx.put(
                 f"{server.url}/api/v1/models/switch/aliases/production",
                 json={"version": "2.0.0", "retire": True},
+                headers=server.headers,
             )
             assert reply.status_code == 202 and reply.json()["moved"] is False
             assert httpx.get(f"{server.url}/api/v1/models/switch").json()["aliases"]["production"] == "1.0.0"

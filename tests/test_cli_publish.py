@@ -143,9 +143,10 @@ def peak_rss_mb(hub_url: str, *args: str, env: dict, cwd: Path | None = None):
         return done, int(Path(peak.name).read_text() or 0) / 1024
 
 
-def missing(url: str, sha: str, size: int) -> int | None:
+def missing(hub: HubProcess, sha: str, size: int) -> int | None:
     """The hub's offset for the blob, None when it has it whole."""
-    reply = httpx.post(f"{url}/api/v1/blobs/missing", json={"blobs": [{"sha256": sha, "size": size}]})
+    body = {"blobs": [{"sha256": sha, "size": size}]}
+    reply = httpx.post(f"{hub.url}/api/v1/blobs/missing", json=body, headers=hub.headers)
     reply.raise_for_status()
     return next((m["offset"] for m in reply.json()["missing"] if m["sha256"] == sha), None)
 
@@ -265,11 +266,11 @@ def test_a_killed_publish_resumes_where_the_hub_stopped(hub, tmp_path):
     env = {**hub.env, "AIDHUB_PART_SIZE": "256Ki"}
     aid = subprocess.Popen([AID, "--hub", hub.url, "publish", str(root)], stdout=out, stderr=out, env=env)
     deadline = time.monotonic() + 60
-    while (missing(hub.url, sha, size) or 0) == 0 and aid.poll() is None and time.monotonic() < deadline:
+    while (missing(hub, sha, size) or 0) == 0 and aid.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     aid.send_signal(signal.SIGKILL)
     aid.wait()
-    offset = stable_offset(hub.url, sha, size)
+    offset = stable_offset(hub, sha, size)
     assert offset is not None and 0 < offset < size, (offset, (tmp_path / "first.out").read_text())
 
     proxy = CountingProxy(hub.port)
@@ -279,15 +280,15 @@ def test_a_killed_publish_resumes_where_the_hub_stopped(hub, tmp_path):
     assert f"Resuming weights.bin at {human(offset)}" in done.stdout
     assert re.search(r"^Published resumable@1\.0\.0 ", done.stdout, re.M)
     assert size - offset <= proxy.sent < size - offset + 200_000
-    assert missing(hub.url, sha, size) is None
+    assert missing(hub, sha, size) is None
 
 
-def stable_offset(url: str, sha: str, size: int) -> int | None:
+def stable_offset(hub: HubProcess, sha: str, size: int) -> int | None:
     """The hub's offset once it no longer moves (the part in flight when the client died is written)."""
-    last = missing(url, sha, size)
+    last = missing(hub, sha, size)
     for _ in range(50):
         time.sleep(0.3)
-        now = missing(url, sha, size)
+        now = missing(hub, sha, size)
         if now == last:
             return now
         last = now
@@ -315,7 +316,7 @@ def test_two_clients_sending_the_same_blob_both_publish(hub, tmp_path):
 def client(hub):
     """A HubClient in this process; its keep-alive connections are closed after the test (a hub
     stopping waits for open ones)."""
-    client = HubClient(hub.url)
+    client = HubClient(hub.url, token=hub.token)
     yield client
     client.http.clear()
 
@@ -347,7 +348,7 @@ def test_a_part_at_the_wrong_offset_asks_the_hub_again_and_goes_on(hub, client, 
     send_blob(client, Blob(entry, path, 2 * 1024 * 1024), 1024 * 1024, progress)
     progress.close()
     assert offsets == [m * 1024 * 1024 for m in (2, 0, 1, 2)]
-    assert missing(hub.url, entry.sha256, entry.size) is None
+    assert missing(hub, entry.sha256, entry.size) is None
     assert progress.done == entry.size
     assert sha256(hub.home / "blobs" / "sha256" / entry.sha256[:2] / entry.sha256) == entry.sha256
 

@@ -42,7 +42,9 @@ def predict(hub: HubProcess, features: list[float]) -> None:
 
 
 def test_too_few_calls_is_a_clear_answer_not_a_verdict(hub):
-    reply = httpx.post(f"{hub.url}/api/v1/models/iris-onnx/drift", json={"window": "1h"}, timeout=60)
+    reply = httpx.post(
+        f"{hub.url}/api/v1/models/iris-onnx/drift", json={"window": "1h"}, headers=hub.headers, timeout=60
+    )
     assert reply.status_code == 400
     assert reply.json()["error"] == (
         "iris-onnx@1.0.0 has 0 logged calls in the last 1 hour; at least 30 are needed for a drift run. "

@@ -19,6 +19,7 @@ def test_killing_the_hub_mid_upload_keeps_the_part_to_resume_and_stores_no_blob(
     sha, size = "ab" * 32, 50 * 2**20
     head = (
         f"PATCH /api/v1/blobs/{sha}?offset=0&size={size} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {hub.token}\r\n"
         f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
     )
     conn.sendall(head.encode() + b"\0" * (4 * 2**20))
@@ -33,7 +34,9 @@ def test_killing_the_hub_mid_upload_keeps_the_part_to_resume_and_stores_no_blob(
     again = HubProcess(tmp_path / "home").start()
     try:
         missing = httpx.post(
-            f"{again.url}/api/v1/blobs/missing", json={"blobs": [{"sha256": sha, "size": size}]}
+            f"{again.url}/api/v1/blobs/missing",
+            json={"blobs": [{"sha256": sha, "size": size}]},
+            headers=again.headers,
         )
         assert 0 < missing.json()["missing"][0]["offset"] <= 4 * 2**20  # a client resumes from there
         assert httpx.get(f"{again.url}/api/v1/models").json() == {"models": []}

@@ -77,7 +77,7 @@ def catalog_schemas() -> dict:
     status = one_of(DeploymentStatus)
     deployment = fields(text="url runner env_key error", integer="restarts", time="updated_at")
     version = fields(string="model version digest task framework", integer="size", time="created_at")
-    summary = fields(string="name task summary", text="latest production shown", time="updated_at")
+    summary = fields(string="name task summary", text="owner latest production shown", time="updated_at")
     summary |= {"alerts_firing": typed("integer", description="Alert rules firing, per serving version.")}
     return {
         "TensorSpec": obj({"dtype": typed("string"), "shape": array(typed("integer"))}, ["dtype"]),
