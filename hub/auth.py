@@ -14,7 +14,7 @@ from pathlib import Path
 from database.connection import database
 from hub.errors import Forbidden, Invalid, NotFound, Unauthorized
 from registry.models import ModelRow
-from registry.tokens import SCOPES, TokenRow, create_token, find_token
+from registry.tokens import SCOPES, TokenRow, create_token, find_digest, find_token
 from vocab.names import ALIAS_RE
 from vocab.times import isoformat, parse_duration, utcnow
 
@@ -109,6 +109,16 @@ class AuthUseCases:
                 "with 'aid login'."
             )
         return principal
+
+    def signed_in(self, digest: str) -> Principal:
+        """The caller a signed-in browser's session names (by its token's digest); anonymous when
+        that token is no longer live."""
+        known, principal = self.token_cache.get("digest:" + digest)
+        if not known:
+            row = find_digest(digest, utcnow())
+            principal = Principal(row.owner, frozenset(row.scopes), row.id) if row else None
+            self.token_cache.put("digest:" + digest, principal)
+        return principal or self.anonymous
 
     def require(self, principal: Principal, scope: str) -> None:
         """401 for an anonymous caller, 403 for a token, without `scope`."""

@@ -53,7 +53,11 @@ def find_token(token: str, now: datetime) -> TokenRow | None:
     """The live token row (not revoked, not expired) for `token`, or None."""
     if not token.startswith(PREFIX) or len(token) > 200:
         return None
-    digest = digest_of(token)
+    return find_digest(digest_of(token), now)
+
+
+def find_digest(digest: str, now: datetime) -> TokenRow | None:
+    """The live token row whose token hashes to `digest` (a signed-in browser keeps only that)."""
     row = TokenRow.get_or_none(TokenRow.digest == digest)
     if row is None or not hmac.compare_digest(row.digest, digest):
         return None

@@ -11,7 +11,8 @@ from werkzeug.exceptions import HTTPException
 from hub.config import Config
 from hub.errors import HubError
 from hub.hub import Hub
-from web import api, auth, files, pages, tokens, v2
+from web import api, auth, files, pages, session, tokens, v2
+from web.bodylimits import BodyLimits
 from web.context import wants_json
 from web.fastpath import PredictFastPath
 
@@ -38,11 +39,13 @@ def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
     app.register_blueprint(pages.blueprint)
     app.add_url_rule("/metrics", view_func=api.prometheus_metrics)
     auth.install(app)
+    session.install(app, hub.config.home, hub.config.public_url.startswith("https://"))
     app.register_error_handler(HubError, _hub_error)
     app.register_error_handler(HTTPException, _http_error)
     app.after_request(_security_headers)
     app.teardown_request(lambda _exc: hub.release_connection())
     app.wsgi_app = PredictFastPath(app.wsgi_app, hub)
+    app.wsgi_app = BodyLimits(app.wsgi_app, hub.config)  # before the fast path and Flask
     return app
 
 

@@ -10,7 +10,7 @@ from flask import Flask, current_app, g, request
 
 from hub.auth import Principal
 from hub.errors import HubError
-from web.context import get_hub
+from web.context import JSON_PREFIXES, get_hub
 
 NEEDS = "required_scope"
 PUBLIC = ""
@@ -45,6 +45,17 @@ def owner_only(name: str) -> None:
     get_hub().check_model_owner(principal(), name)
 
 
+def may_change(name: str) -> bool:
+    """Whether the caller may deploy, undeploy or cancel builds of model `name` (for showing buttons)."""
+    caller = principal()
+    try:
+        get_hub().require(caller, "deploy")
+        owner_only(name)
+    except HubError:
+        return False
+    return True
+
+
 def install(app: Flask) -> None:
     app.before_request(_check)
 
@@ -55,7 +66,12 @@ def _check() -> None:
     scope = getattr(current_app.view_functions[request.endpoint], NEEDS, None)
     if scope is None and request.endpoint != "static":
         raise HubError(f"The route {request.endpoint} says no scope; it is refused until it does.")
-    hub = get_hub()
-    g.principal = hub.principal(bearer(request.headers.get("Authorization")))
+    from web.session import check_csrf, session_token  # it registers its views with this module
+
+    hub, token = get_hub(), bearer(request.headers.get("Authorization"))
+    digest = None if token else session_token()
+    g.principal = hub.signed_in(digest) if digest else hub.principal(token)
     if scope:
         hub.require(g.principal, scope)
+    if not token and (digest or not request.path.startswith(JSON_PREFIXES)):
+        check_csrf()  # a browser: its forms, and its scripts when signed in, carry the session's token

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from hub.errors import BadInput, Invalid
 from vocab.states import IN_FLIGHT, DeploymentStatus
 from web import charts, snippets
-from web.auth import needs, owner_only
+from web.auth import may_change, needs, owner_only
 from web.context import client, get_hub
 from web.markdown import render_card
 
@@ -157,7 +157,8 @@ def leaderboard(task):
 def build(build_id):
     row = get_hub().build(build_id)
     running = row["status"] in IN_FLIGHT
-    return render_template("build.html", build=row, running=running, in_flight=sorted(IN_FLIGHT))
+    page = {"build": row, "running": running, "in_flight": sorted(IN_FLIGHT)}
+    return render_template("build.html", **page, may_cancel=may_change(row["model"]))
 
 
 @blueprint.post("/builds/<int:build_id>/cancel")

@@ -6,7 +6,10 @@ function $(id) { return document.getElementById(id); }
 async function postJson(url, body) {
   const reply = await fetch(url, {
     method: "POST",
-    headers: { "Content-Type": "application/json", "Accept": "application/json" },
+    headers: {
+      "Content-Type": "application/json", "Accept": "application/json",
+      "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content,
+    },
     body: JSON.stringify(body),
   });
   let data = null;
