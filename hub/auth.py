@@ -92,7 +92,7 @@ class AuthUseCases:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(token + "\n")
-        log.warning("Created the first admin token in %s (mode 0600): the CLI on this machine uses it", path)
+        log.info("Created the first admin token in %s (mode 0600): the CLI on this machine uses it", path)
         print(f"The first admin token (shown once; also in {path}): {token}", file=sys.stderr, flush=True)
 
     def principal(self, token: str | None) -> Principal:

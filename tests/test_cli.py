@@ -170,7 +170,10 @@ def test_serve_logs_to_a_file_in_its_home_and_prints_only_its_start(tmp_path):
     assert "INFO gunicorn.error: Booting worker with pid:" in log
     assert "INFO gunicorn.error: Shutting down: Master" in log
     assert (tmp_path / "stdout").read_text() == start_lines(port, home)
-    assert (tmp_path / "stderr").read_text() == ""
+    token = (home / "admin-token").read_text().strip()
+    first = f"The first admin token (shown once; also in {home / 'admin-token'}): {token}\n"
+    assert (tmp_path / "stderr").read_text() == first
+    assert token not in log
 
 
 def test_serve_verbose_shows_the_log_lines_live(tmp_path):
@@ -181,7 +184,8 @@ def test_serve_verbose_shows_the_log_lines_live(tmp_path):
     assert f"INFO gunicorn.error: Listening at: http://127.0.0.1:{port}" in shown
     assert "INFO gunicorn.error: Booting worker with pid:" in shown
     assert (tmp_path / "stdout").read_text() == start_lines(port, home, verbose=True)
-    assert shown.splitlines() == (home / "logs" / "hub.log").read_text().splitlines()
+    lines = [line for line in shown.splitlines() if not line.startswith("The first admin token")]
+    assert lines == (home / "logs" / "hub.log").read_text().splitlines()
 
 
 LOG_LINES = """
