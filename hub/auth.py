@@ -15,7 +15,7 @@ from pathlib import Path
 from database.connection import database
 from hub.errors import Forbidden, Invalid, NotFound, Unauthorized
 from registry.models import ModelRow
-from registry.tokens import SCOPES, TokenRow, create_token, find_digest, find_token
+from registry.tokens import SCOPES, TokenRow, create_token, digest_of, find_digest, find_token
 from vocab.names import ALIAS_RE
 from vocab.times import isoformat, parse_duration, utcnow
 
@@ -111,6 +111,14 @@ class AuthUseCases:
                 "with 'aid login'."
             )
         return principal
+
+    def sign_in(self, token: str) -> tuple[Principal, str]:
+        """(the caller `token` names, what a browser's session keeps of it: its digest); 401 for a
+        token that is not live, or for none."""
+        caller = self.principal(token)
+        if not caller.owner:
+            raise Unauthorized("Paste an API token (aid_...); 'aid token create' makes one.")
+        return caller, digest_of(token)
 
     def signed_in(self, digest: str) -> Principal:
         """The caller a signed-in browser's session names (by its token's digest); anonymous when

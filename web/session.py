@@ -11,8 +11,7 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, g, redirect, render_template, request, session, url_for
 
-from hub.errors import HubError, Invalid, Unauthorized
-from registry.tokens import digest_of
+from hub.errors import HubError, Invalid
 from web.auth import public
 from web.context import get_hub
 
@@ -77,13 +76,11 @@ def sign_in_page():
 def sign_in():
     token = request.form.get("token", "").strip()
     try:
-        caller = get_hub().principal(token)
-        if not caller.owner:
-            raise Unauthorized("Paste an API token (aid_...); 'aid token create' makes one.")
+        caller, digest = get_hub().sign_in(token)
     except HubError as e:
         return render_template("sign_in.html", error=e.message, next=_next()), e.status
     session.clear()
-    session["token"], session["owner"] = digest_of(token), caller.owner
+    session["token"], session["owner"] = digest, caller.owner
     return redirect(_next(), code=303)
 
 
