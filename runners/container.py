@@ -1,14 +1,15 @@
 """The container backend: one image per version, built and run through the Docker Engine API
 (the engine itself: runners/engine.py).
 
-Images are built from `write_build_context` (offline: the wheelhouse is filled on this host and
-installed with `--no-index`), tagged `aidhub/<name>:<version>-<digest12>` and found again by their
-`aidhub.*` labels, never by comparing tag strings (docs/podman-notes.md quirk 11). Containers run as
-a non-root user, read-only with a /tmp tmpfs, without capabilities, with the memory and cpu limits
-of the manifest's `resources` (a version asking more than the hub's maximum is refused before
-anything is built), on a port published to `host` only. The runtime base is chosen per version
-(`choose_base_image`): the manifest's `base_image`, the hub's overrides, the CUDA table, the hub's
-CPU default.
+Images are built from `write_build_context` (offline: the wheelhouse is filled on this host with
+binary wheels only and installed with `--no-index`; a requirement without a wheel travels as its
+source archive and is built into a wheel by that install, inside the build container), tagged
+`aidhub/<name>:<version>-<digest12>` and found again by their `aidhub.*` labels, never by comparing
+tag strings (docs/podman-notes.md quirk 11). Containers run as a non-root user, read-only with a
+/tmp tmpfs, without capabilities, with the memory and cpu limits of the manifest's `resources` (a
+version asking more than the hub's maximum is refused before anything is built), on a port
+published to `host` only. The runtime base is chosen per version (`choose_base_image`): the
+manifest's `base_image`, the hub's overrides, the CUDA table, the hub's CPU default.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .engine import Engine, matching, remove
 from .environment import combined_requirements, environment_key, fill_wheelhouse
 from .flavors.serving import SETUP_FAILED_BEGIN, SETUP_FAILED_END, SETUP_FAILED_LOG_ENV
 from .service import device_for
+from .sources import copy_sources
 from .startup import Launched, server_url, wait_until_ready
 
 log = logging.getLogger(__name__)
@@ -167,7 +169,7 @@ class ContainerRunner:
         if found:  # a tagged image before an intermediate one that carries the same labels
             return env_key, sorted(found, key=lambda image: not image.tags)[0].id
         reqs = self.requirements(spec)
-        fill_wheelhouse(self.wheelhouse, reqs, log, spec.python)
+        sources = fill_wheelhouse(self.wheelhouse, reqs, log, spec.python, sources=True)
         self.contexts_dir.mkdir(parents=True, exist_ok=True)
         context = self.contexts_dir / f"{spec.key.replace('/', '--')}-{uuid.uuid4().hex[:8]}"
         try:
@@ -175,6 +177,7 @@ class ContainerRunner:
                 spec, context, base, env_key, reqs, self.wheelhouse, self.uid,
                 workers=self.workers, threads=self.threads,
             )  # fmt: skip
+            _add_sources(sources, context, log)
             log(f"Building image {image_tag(spec)} FROM {base} ({why})")
             image_id = self.engine.build_image(spec, context, image_tag(spec), log)
         finally:
@@ -285,6 +288,15 @@ class ContainerRunner:
     def _containers_by_key(self, key: str) -> list:
         found = self.client.containers.list(all=True, filters={"label": f"aidhub.key={key}"})
         return matching(found, {"aidhub.key": key, "aidhub.runner": self.kind})
+
+
+def _add_sources(sources: list[Path], context: Path, log: LogFn) -> None:
+    """Put the source archives beside the wheels: the build stage's offline `uv pip install`
+    builds each into a wheel inside the build container, never on this host."""
+    if sources:
+        copy_sources(sources, context / "wheelhouse")
+        names = ", ".join(path.name for path in sources)
+        log(f"Source archives to build inside the build container (no wheel for them): {names}")
 
 
 def image_tag(spec: ServeSpec) -> str:

@@ -35,7 +35,20 @@ from .startup import Launched, server_url, wait_until_ready
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 10.0
-_DROPPED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "BENTOML_HOME", "BENTOML_CONFIG")
+# The only variables of the hub's own environment a model server inherits: the hub's settings
+# (AIDHUB_*, the database URL), tokens, proxies with credentials and the like stay behind. What
+# the server is meant to know comes in the spec's `env` (the hub's report token, the payload cap).
+KEPT_ENV = (
+    "PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM", "USER", "LOGNAME",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+)  # fmt: skip
+NO_ISOLATION_NOTE = (
+    "NOTE: the process runner does not isolate the model from this host: its code runs as the "
+    "hub's user, can read what that user reads and reach the network. It gets a scrubbed "
+    "environment (no AIDHUB_* settings, database URL or tokens; only its own report token) and "
+    "its own HOME. Use the container runner to confine models you do not trust."
+)
 
 
 class ProcessRunner:
@@ -71,7 +84,13 @@ class ProcessRunner:
         return environment_key(spec.python, spec.framework, self.requirements(spec), spec.gpu)
 
     def build(self, spec: ServeSpec, log: LogFn) -> str:
-        """Fill the wheelhouse (unless done) and create the environment; return its key."""
+        """Fill the wheelhouse with wheels only (unless done) and create the environment; return
+        its key. A requirement without a wheel is refused (environment.NoWheel): this runner
+        builds no source package, on the host or anywhere."""
+        log(NO_ISOLATION_NOTE)
+        return self._build(spec, log)
+
+    def _build(self, spec: ServeSpec, log: LogFn) -> str:
         key, reqs = self.env_key(spec), self.requirements(spec)
         if not (self.envs_dir / key / READY_MARKER).exists():
             fill_wheelhouse(self.wheelhouse, reqs, log, spec.python)
@@ -80,7 +99,7 @@ class ProcessRunner:
 
     def start(self, spec: ServeSpec, log: LogFn) -> Instance:
         """Build if needed, write the service, launch it, wait for /readyz; RunnerError if not."""
-        env_key = self.build(spec, log)
+        env_key = self._build(spec, log)
         service_dir = self._write_service(spec)
         instance = self._launch(spec, env_key, service_dir, _free_port(self.host))
         log(f"Started {spec.name} {spec.version} as pid {instance.pid} on {instance.url}")
@@ -168,8 +187,11 @@ class ProcessRunner:
         return Instance(spec.key, url, env_key, proc.pid, port, log_path, self.kind)
 
     def _child_env(self, spec: ServeSpec, deployment: Path) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+        """The server's environment: KEPT_ENV of ours, the spec's `env`, its own HOME and BentoML home."""
+        env = {k: v for k, v in os.environ.items() if k in KEPT_ENV}
         env.update({str(k): str(v) for k, v in spec.env.items()})
+        (deployment / "home").mkdir(parents=True, exist_ok=True)
+        env["HOME"] = str(deployment / "home")
         env["BENTOML_HOME"] = str(deployment / "bentoml")
         env["BENTOML_DO_NOT_TRACK"] = "true"
         if device_for(spec.gpu) == "cpu":
