@@ -23,7 +23,7 @@ import docker
 import httpx
 import yaml
 
-from benchmarks.load import post_load
+from benchmarks.load import UNLIMITED, post_load
 from benchmarks.serving import SECONDS, row
 from runners.environment import combined_requirements, environment_key
 from tests.hubserver import REPO, HubProcess
@@ -189,8 +189,8 @@ def run() -> list[dict]:
     env_key = example_env_key()
     removed = remove_env_layers(client, env_key)
     env = {"DOCKER_HOST": DOCKER_HOST, "AIDHUB_WHEELHOUSE": str(root / "wheelhouse"), "PIP_NO_CACHE_DIR": "1"}
-    boxed = HubProcess(root / "container-hub", runner="container", extra_env=env).start()
-    plain = HubProcess(root / "process-hub", runner="process").start()
+    boxed = HubProcess(root / "container-hub", runner="container", extra_env={**env, **UNLIMITED}).start()
+    plain = HubProcess(root / "process-hub", runner="process", extra_env=UNLIMITED).start()
     try:
         cold = _deploy_seconds(boxed, _version_copy(root, "9.0.0"))
         warm = _deploy_seconds(boxed, _version_copy(root, "9.0.1"))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.load import post_load
+from benchmarks.load import UNLIMITED, post_load
 from benchmarks.serving import row
 from runners.base import server_key
 from runners.flavors.calls import TOKEN_ENV
@@ -103,7 +103,7 @@ def _outage_rows(hub: HubProcess, reported: str) -> list[dict]:
 
 
 def run() -> list[dict]:
-    hub = HubProcess(Path(tempfile.mkdtemp(prefix="aidhub-bench-"))).start()
+    hub = HubProcess(Path(tempfile.mkdtemp(prefix="aidhub-bench-")), extra_env=UNLIMITED).start()
     folder = Path(tempfile.mkdtemp(prefix="aidhub-bench-off-"))
     proc = None
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.load import post_load
+from benchmarks.load import UNLIMITED, post_load
 from benchmarks.serving import row
 from tests.hubserver import REPO, HubProcess
 
@@ -98,7 +98,7 @@ def run() -> list[dict]:
         row("drift run, same, with the HTML report", with_report, "s"),
         row("drift run, same, worker just started (Evidently import)", cold, "s"),
     ]
-    hub = HubProcess(Path(tempfile.mkdtemp(prefix="aidhub-bench-"))).start()
+    hub = HubProcess(Path(tempfile.mkdtemp(prefix="aidhub-bench-")), extra_env=UNLIMITED).start()
     try:
         assert hub.aid("publish", str(IRIS), "--deploy").returncode == 0
         idle, busy, seconds = _p50_during_drift(hub)

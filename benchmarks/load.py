@@ -9,6 +9,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+# A load generator is one client: the hub's per-client rate limit (AIDHUB_RATE_PREDICT) is off for it.
+UNLIMITED = {"AIDHUB_RATE_PREDICT": "0"}
+
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.load import post_load
+from benchmarks.load import UNLIMITED, post_load
 from tests.hubserver import REPO, HubProcess
 
 MODEL = "iris-onnx"
@@ -70,7 +70,7 @@ def _redeploy_seconds(hub: HubProcess) -> float:
 
 
 def run() -> list[dict]:
-    hub = HubProcess(Path(tempfile.mkdtemp(prefix="aidhub-bench-"))).start()
+    hub = HubProcess(Path(tempfile.mkdtemp(prefix="aidhub-bench-")), extra_env=UNLIMITED).start()
     try:
         result = hub.aid("publish", str(REPO / "examples" / MODEL), "--deploy")
         assert result.returncode == 0, result.stderr

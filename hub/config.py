@@ -30,12 +30,17 @@ class Config:
     max_version_bytes: int = 64 * 1024**3  # AIDHUB_MAX_VERSION_SIZE: all files of one version
     max_files: int = 10_000  # AIDHUB_MAX_FILES: files in one version
     min_free_disk_bytes: int = 1024**3  # AIDHUB_MIN_FREE_DISK: what an upload must leave free
+    rate_predict: tuple = (500.0, 500)  # AIDHUB_RATE_PREDICT: calls a second per client, burst ("0": none)
+    rate_feedback: tuple = (20.0, 20)  # AIDHUB_RATE_FEEDBACK: likewise for feedback
     anonymous_scopes: tuple = (
         "read",
         "predict",
         "feedback",
     )  # AIDHUB_ANONYMOUS: what callers without a token may do
     upload_ttl_seconds: float = 24 * 3600.0  # AIDHUB_UPLOAD_TTL: uncommitted blobs and parts are kept so long
+    max_request_body_bytes: int = 64 * 1024**2  # AIDHUB_MAX_REQUEST_BODY: predict, v2 infer, file lists
+    max_json_body_bytes: int = 1024**2  # AIDHUB_MAX_JSON_BODY: the body of any other request
+    max_compression_ratio: float = 200.0  # AIDHUB_MAX_COMPRESSION_RATIO: a .tar.gz unpacks per byte sent
     log_payload_bytes: int = 16 * 1024
     log_flush_seconds: float = 0.5
     ready_timeout_seconds: float = 120.0
@@ -108,7 +113,10 @@ class Config:
             "webhook_secret": env.get("AIDHUB_WEBHOOK_SECRET", ""),
             "public_url": env.get("AIDHUB_PUBLIC_URL", "").rstrip("/"),
             **_upload_settings(env),
+            **_body_settings(env),
             "anonymous_scopes": _anonymous(env),
+            "rate_predict": _rate(env, "AIDHUB_RATE_PREDICT", cls.rate_predict),
+            "rate_feedback": _rate(env, "AIDHUB_RATE_FEEDBACK", cls.rate_feedback),
             "drift_reference_rows": _number(
                 env, "AIDHUB_DRIFT_REFERENCE_ROWS", cls.drift_reference_rows, int
             ),
@@ -141,6 +149,22 @@ def _shared_caches(env) -> dict:
     return {key: Path(env[name]).expanduser().resolve() for key, name in names.items() if env.get(name)}
 
 
+RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _rate(env, name: str, default: tuple) -> tuple:
+    """'500/s', '60/m', '1000/h' -> (calls a second, burst: the count given); '0': no limit."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    if text == "0":
+        return (0.0, 0)
+    count, _, unit = text.partition("/")
+    if not count.isdigit() or int(count) == 0 or unit not in RATE_UNITS:
+        raise SettingInvalid(f"{name}={text!r} is not a rate; use e.g. 500/s, 60/m or 0 (no limit).")
+    return (int(count) / RATE_UNITS[unit], int(count))
+
+
 def _anonymous(env) -> tuple:
     """AIDHUB_ANONYMOUS: 'read,predict,feedback' (the default), '' for none; never admin."""
     text = env.get("AIDHUB_ANONYMOUS")
@@ -164,6 +188,25 @@ def _upload_settings(env) -> dict:
         "max_files": _number(env, "AIDHUB_MAX_FILES", Config.max_files, int),
         "min_free_disk_bytes": _size(env, "AIDHUB_MIN_FREE_DISK", Config.min_free_disk_bytes),
         "upload_ttl_seconds": _duration(env, "AIDHUB_UPLOAD_TTL", Config.upload_ttl_seconds),
+    }
+
+
+def _body_settings(env) -> dict:
+    """Caps on request bodies (web/bodylimits.py) and on how far an archive may unpack."""
+    ratio = env.get("AIDHUB_MAX_COMPRESSION_RATIO", "").strip()
+    try:
+        max_ratio = float(ratio) if ratio else Config.max_compression_ratio
+    except ValueError:
+        max_ratio = -1.0
+    if not (max_ratio == 0 or 1 <= max_ratio < float("inf")):
+        raise SettingInvalid(
+            f"AIDHUB_MAX_COMPRESSION_RATIO={ratio!r} is not a ratio; use a number >= 1 such as 200 "
+            "(bytes unpacked per byte sent), or 0 for no limit."
+        )
+    return {
+        "max_request_body_bytes": _size(env, "AIDHUB_MAX_REQUEST_BODY", Config.max_request_body_bytes),
+        "max_json_body_bytes": _size(env, "AIDHUB_MAX_JSON_BODY", Config.max_json_body_bytes),
+        "max_compression_ratio": max_ratio,
     }
 
 

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from hub.config import Config
 from hub.errors import HubError
 from hub.hub import Hub
-from web import api, auth, files, pages, session, tokens, v2
+from web import api, auth, files, pages, ratelimits, session, tokens, v2
 from web.bodylimits import BodyLimits
 from web.context import wants_json
 from web.fastpath import PredictFastPath
@@ -45,6 +45,9 @@ def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
     app.after_request(_security_headers)
     app.teardown_request(lambda _exc: hub.release_connection())
     app.wsgi_app = PredictFastPath(app.wsgi_app, hub)
+    rates = {"predict": hub.config.rate_predict, "feedback": hub.config.rate_feedback}
+    names = {"predict": "AIDHUB_RATE_PREDICT", "feedback": "AIDHUB_RATE_FEEDBACK"}
+    app.wsgi_app = ratelimits.install(app.wsgi_app, rates, names)
     app.wsgi_app = BodyLimits(app.wsgi_app, hub.config)  # before the fast path and Flask
     return app
 
