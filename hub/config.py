@@ -32,6 +32,7 @@ class Config:
     min_free_disk_bytes: int = 1024**3  # AIDHUB_MIN_FREE_DISK: what an upload must leave free
     rate_predict: tuple = (500.0, 500)  # AIDHUB_RATE_PREDICT: calls a second per client, burst ("0": none)
     rate_feedback: tuple = (20.0, 20)  # AIDHUB_RATE_FEEDBACK: likewise for feedback
+    card_images: bool = False  # AIDHUB_CARD_IMAGES=external: model cards may show images from other sites
     anonymous_scopes: tuple = (
         "read",
         "predict",
@@ -115,6 +116,7 @@ class Config:
             **_upload_settings(env),
             **_body_settings(env),
             "anonymous_scopes": _anonymous(env),
+            "card_images": _card_images(env.get("AIDHUB_CARD_IMAGES", "")),
             "rate_predict": _rate(env, "AIDHUB_RATE_PREDICT", cls.rate_predict),
             "rate_feedback": _rate(env, "AIDHUB_RATE_FEEDBACK", cls.rate_feedback),
             "drift_reference_rows": _number(
@@ -163,6 +165,12 @@ def _rate(env, name: str, default: tuple) -> tuple:
     if not count.isdigit() or int(count) == 0 or unit not in RATE_UNITS:
         raise SettingInvalid(f"{name}={text!r} is not a rate; use e.g. 500/s, 60/m or 0 (no limit).")
     return (int(count) / RATE_UNITS[unit], int(count))
+
+
+def _card_images(text: str) -> bool:
+    if text.strip() not in ("", "self", "external"):
+        raise SettingInvalid(f"AIDHUB_CARD_IMAGES={text!r}: use self (images of the hub only) or external.")
+    return text.strip() == "external"
 
 
 def _anonymous(env) -> tuple:

@@ -281,8 +281,22 @@ def test_hostile_values_from_a_package_are_escaped(client, publish, tmp_path):
 
 def test_pages_send_a_content_security_policy(client, publish):
     publish()
-    csp = client.get("/models/demo-adder").headers["Content-Security-Policy"]
-    assert "script-src 'self'" in csp and "object-src 'none'" in csp
+    reply = client.get("/models/demo-adder")
+    csp = reply.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "object-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert "img-src 'self' data:;" in csp  # a card's images from other sites stay out by default
+    assert reply.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_external_card_images_are_a_setting(open_hub, tmp_path, database_url):
+    from web.app import create_app
+
+    hub = open_hub(tmp_path / "home", database_url, card_images=True)
+    try:
+        csp = create_app(hub=hub).test_client().get("/").headers["Content-Security-Policy"]
+        assert "img-src 'self' data: https:;" in csp
+    finally:
+        hub.close()
 
 
 # --- errors and builds ------------------------------------------------------------------------

@@ -13,12 +13,12 @@ from hub.errors import HubError
 from hub.hub import Hub
 from web import api, auth, files, pages, ratelimits, session, tokens, v2
 from web.bodylimits import BodyLimits
-from web.context import wants_json
+from web.context import get_hub, wants_json
 from web.fastpath import PredictFastPath
 
 log = logging.getLogger(__name__)
 CSP = (
-    "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
+    "default-src 'self'; img-src {images}; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
@@ -54,7 +54,8 @@ def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
 
 def _security_headers(response):
     if not wants_json():
-        response.headers.setdefault("Content-Security-Policy", CSP)
+        images = "'self' data: https:" if get_hub().config.card_images else "'self' data:"
+        response.headers.setdefault("Content-Security-Policy", CSP.format(images=images))
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
