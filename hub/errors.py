@@ -86,6 +86,7 @@ LIMIT_SETTINGS = {
     "file": "AIDHUB_MAX_FILE_SIZE",
     "version": "AIDHUB_MAX_VERSION_SIZE",
     "files": "AIDHUB_MAX_FILES",
+    "ratio": "AIDHUB_MAX_COMPRESSION_RATIO",
 }
 
 

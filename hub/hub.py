@@ -384,4 +384,6 @@ def open_database(url: str):
 
 
 def _limits(config: Config) -> Limits:
-    return Limits(config.max_file_bytes, config.max_version_bytes, config.max_files)
+    return Limits(
+        config.max_file_bytes, config.max_version_bytes, config.max_files, config.max_compression_ratio
+    )

@@ -181,7 +181,7 @@ class Packages:
         return listed
 
     def _archived_files(self, version: VersionRow) -> list[FileEntry] | None:
-        unlimited = Limits(max_file=2**62, max_version=2**62, max_files=2**31)
+        unlimited = Limits(max_file=2**62, max_version=2**62, max_files=2**31, max_ratio=0)
         if self.blobs.has(version.digest):
             with open(self.blobs.path(version.digest), "rb") as f, translated():
                 return store_archive(f, self.blobs, unlimited)

@@ -11,7 +11,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from registry.errors import RegistryError
 from registry.manifest import PackageInvalid, Problem
@@ -19,7 +19,10 @@ from registry.package import package_files
 
 CHUNK = 1024 * 1024
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
-MAX_PATH = 1000
+MAX_PATH = 1000  # characters of a file's path in a package
+MAX_NAME = 255  # bytes of one part of it: what Linux file systems take
+MAX_PROBLEMS = 50  # problems of a file list named in an answer; then a count
+DEFAULT_MAX_RATIO = 200.0  # AIDHUB_MAX_COMPRESSION_RATIO: bytes unpacked per byte of a .tar.gz
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Limits:
     max_file: int
     max_version: int
     max_files: int
+    max_ratio: float = DEFAULT_MAX_RATIO  # an archive unpacking to more per byte read is refused; 0: none
 
     def check(self, entries: list[FileEntry]) -> None:
         """Raise LimitExceeded when the files break a limit."""
@@ -89,13 +93,25 @@ def manifest_digest(entries: list[FileEntry]) -> str:
 def path_problem(path: object) -> str | None:
     """Why `path` cannot name a file of a package, or None."""
     if not isinstance(path, str) or not path:
-        return f"{path!r} is not a file path"
-    parts = PurePosixPath(path).parts
-    if path.startswith("/") or ".." in parts or "." in path.split("/") or "\\" in path or "//" in path:
-        return f"{path!r} points outside the package; use a relative path such as weights/model.bin"
-    if any(ord(c) < 32 for c in path) or len(path) > MAX_PATH:
-        return f"{path!r} has control characters or is longer than {MAX_PATH} characters; rename the file"
+        return f"{_shown(path)} is not a file path"
+    parts = path.split("/")
+    if path.startswith("/") or ".." in parts or "." in parts or "" in parts or "\\" in path:
+        return f"{_shown(path)} points outside the package; use a relative path such as weights/model.bin"
+    if any(ord(c) < 32 or ord(c) == 127 for c in path) or len(path) > MAX_PATH:
+        return f"{_shown(path)} has control characters or is longer than {MAX_PATH} characters; rename it"
+    try:
+        longest = max(len(part.encode("utf-8")) for part in parts)
+    except UnicodeEncodeError:
+        return f"{_shown(path)} is not valid UTF-8; rename the file"
+    if longest > MAX_NAME:
+        return f"{_shown(path)} has a name longer than {MAX_NAME} bytes; rename the file"
     return None
+
+
+def _shown(value: object, limit: int = 120) -> str:
+    """`value` as an answer shows it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def parse_entries(items: object) -> list[FileEntry]:
@@ -108,19 +124,33 @@ def parse_entries(items: object) -> list[FileEntry]:
         path, sha, size = item.get("path"), item.get("sha256"), item.get("size")
         problem = path_problem(path)
         if not problem and not (isinstance(sha, str) and SHA256_RE.fullmatch(sha)):
-            problem = f"sha256 {sha!r} is not 64 lower-case hex digits"
+            problem = f"sha256 {_shown(sha)} is not 64 lower-case hex digits"
         if not problem and not (isinstance(size, int) and not isinstance(size, bool) and size >= 0):
-            problem = f"size {size!r} is not a number of bytes"
+            problem = f"size {_shown(size)} is not a number of bytes"
         if not problem and path in seen:
-            problem = f"{path!r} is listed twice"
+            problem = f"{_shown(path)} is listed twice"
         if problem:
             problems.append(Problem(f"files[{i}]", problem))
             continue
         seen.add(path)
         entries.append(FileEntry(path, sha, size))
+    problems += _file_and_folder(entries)
+    if len(problems) > MAX_PROBLEMS:
+        problems = [*problems[:MAX_PROBLEMS], Problem("files", f"and {len(problems) - MAX_PROBLEMS:,} more")]
     if problems:
         raise PackageInvalid(problems)
     return sorted(entries, key=lambda e: e.path.encode())
+
+
+def _file_and_folder(entries: list[FileEntry]) -> list[Problem]:
+    """A path that is a file and also the folder of another (`a` and `a/b`) cannot be laid out. Sorted
+    by their parts, the paths inside a folder follow the path of that name at once."""
+    ordered = sorted(e.path.split("/") for e in entries)
+    return [
+        Problem("files", f"{'/'.join(a)!r} is a file and also the folder of {'/'.join(b)!r}; rename one")
+        for a, b in zip(ordered, ordered[1:], strict=False)
+        if b[: len(a)] == a
+    ]
 
 
 def lay_out(entries: list[FileEntry], blob_path, dest: Path) -> Path:

@@ -16,6 +16,8 @@ from vocab.requirements import REQUIREMENT_HINT, is_requirement
 from vocab.sizes import parse_size
 
 MANIFEST = "aid.yaml"
+MAX_MANIFEST_BYTES = 64 * 1024  # checked before YAML parses a byte of it
+MAX_MANIFEST_VALUES = 10_000  # scalars, lists and mappings, with what aliases repeat counted each time
 NAME_HINT = "lower-case letters, digits and '-', e.g. iris-classifier"
 ENTRYPOINT_RE = re.compile(r"^[A-Za-z0-9_./-]+\.py:[A-Za-z_][A-Za-z0-9_]*$")
 TENSOR_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
@@ -82,13 +84,59 @@ def read_manifest(package_dir: Path) -> dict:
     path = Path(package_dir) / MANIFEST
     if not path.is_file():
         raise PackageInvalid([Problem(MANIFEST, f"missing in {package_dir}; run 'aid init'.")])
+    with path.open("rb") as f:
+        raw = f.read(MAX_MANIFEST_BYTES + 1)
+    if len(raw) > MAX_MANIFEST_BYTES:
+        _refuse(f"is larger than {MAX_MANIFEST_BYTES:,} bytes; keep it to its fields, data goes in files")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise PackageInvalid([Problem(MANIFEST, f"is not valid YAML: {e}")]) from e
+        data = yaml.load(raw.decode("utf-8"), Loader=_ManifestLoader)
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise PackageInvalid([Problem(MANIFEST, f"is not valid YAML: {_short(e)}")]) from e
     if not isinstance(data, dict):
         raise PackageInvalid([Problem(MANIFEST, "must be a mapping of fields (name: ..., ...)")])
+    if _more_values_than(data, MAX_MANIFEST_VALUES):
+        expanded = "once its anchors (&) and aliases (*) are expanded"
+        _refuse(f"holds more than {MAX_MANIFEST_VALUES:,} values {expanded}; write the values out")
     return data
+
+
+def _refuse(message: str):
+    raise PackageInvalid([Problem(MANIFEST, message)])
+
+
+class _ManifestLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader without merge keys (`<<: *x`), whose copies can grow exponentially
+    before anything could count them."""
+
+    def flatten_mapping(self, node):
+        for key, _ in node.value:
+            if key.tag == "tag:yaml.org,2002:merge":
+                raise yaml.constructor.ConstructorError(
+                    None, None, "merge keys (<<) are not supported in aid.yaml", key.start_mark
+                )
+        super().flatten_mapping(node)
+
+
+def _more_values_than(data, limit: int) -> bool:
+    """Whether `data` holds more than `limit` values, counting a value each time an alias repeats it
+    (a YAML bomb); stops counting at the limit, so cycles and bombs cost no more than that."""
+    stack, seen = [data], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _short(error: Exception, limit: int = 300) -> str:
+    text = str(error)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def parse_manifest(data: dict) -> Manifest:

@@ -17,6 +17,11 @@ from registry.tensors import check_inputs, row_width
 
 SKIPPED = {"__pycache__", ".git", ".ipynb_checkpoints", ".DS_Store"}
 MAX_CARD_BYTES = 256 * 1024
+MAX_REQUIREMENTS_BYTES = 64 * 1024  # requirements.txt
+MAX_EXAMPLES = 100  # each is a call to the model when a version is deployed
+MAX_EXAMPLES_BYTES = 8 * 1024 * 1024  # examples.json, kept with the version in the database
+MAX_HEADER_BYTES = 64 * 1024  # the header line of reference_data; the rest of it is not read
+MAX_COLUMN_PROBLEMS = 20  # columns of reference_data named in an answer; then a count
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ def validate_package(root: Path) -> Package:
     """Check the manifest and the files it names; raise PackageInvalid listing every problem."""
     root = Path(root)
     manifest, problems = check_manifest(read_manifest(root))
+    _check_plain_files(root, problems)
     manifest = _with_requirements_file(root, manifest, problems)
     _check_files(root, manifest, problems)
     inputs, outputs = _schema(root, manifest, problems)
@@ -44,6 +50,19 @@ def validate_package(root: Path) -> Package:
     return Package(root, manifest, inputs, outputs, card, examples)
 
 
+def _check_plain_files(root: Path, problems: list[Problem]) -> None:
+    """A package holds plain files and folders: no links (which could point anywhere on the machine
+    that packs it), no FIFOs, sockets or devices."""
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if SKIPPED & set(rel.parts):
+            continue
+        if path.is_symlink():
+            problems.append(Problem(str(rel), "is a symbolic link; copy the file in instead"))
+        elif not (path.is_file() or path.is_dir()):
+            problems.append(Problem(str(rel), "is not a plain file (a FIFO, socket or device); remove it"))
+
+
 def _with_requirements_file(root: Path, m: Manifest, problems: list[Problem]) -> Manifest:
     """`requirements.txt` stands in for the manifest's `requirements` list when that is absent."""
     path = root / "requirements.txt"
@@ -52,7 +71,8 @@ def _with_requirements_file(root: Path, m: Manifest, problems: list[Problem]) ->
     if m.requirements:
         problems.append(Problem("requirements", "given in aid.yaml and in requirements.txt; keep one"))
         return m
-    lines = [line.split("#")[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    text = _small_text(path, MAX_REQUIREMENTS_BYTES, "requirements.txt", problems)
+    lines = [line.split("#")[0].strip() for line in (text or "").splitlines()]
     parsed, file_problems = check_manifest({**m.to_dict(), "requirements": [r for r in lines if r]})
     for p in file_problems:
         if p.path.startswith("requirements["):
@@ -85,18 +105,38 @@ def _schema(root: Path, m: Manifest, problems: list[Problem]) -> tuple[dict, dic
 def _examples(root: Path, m: Manifest, inputs: dict, problems: list[Problem]) -> list | None:
     if not m.examples or not (root / m.examples).is_file():
         return None
+    text = _small_text(root / m.examples, MAX_EXAMPLES_BYTES, "examples", problems)
+    if text is None:
+        return None
     try:
-        examples = json.loads((root / m.examples).read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
+        examples = json.loads(text)
+    except (ValueError, RecursionError) as e:
         problems.append(Problem("examples", f"{m.examples} is not valid JSON: {e}"))
         return None
     if not isinstance(examples, list) or not all(isinstance(e, dict) for e in examples):
         problems.append(Problem("examples", 'must be a list of {"inputs": {...}, "outputs": {...}}'))
         return None
+    if len(examples) > MAX_EXAMPLES:
+        problems.append(Problem("examples", f"has {len(examples):,} examples; keep at most {MAX_EXAMPLES}"))
+        return None
     for i, example in enumerate(examples):
         for message in check_inputs(example.get("inputs"), inputs):
             problems.append(Problem(f"examples[{i}]", message))
     return examples
+
+
+def _small_text(path: Path, limit: int, field: str, problems: list[Problem]) -> str | None:
+    """The text of a file that must be small, read no further than `limit`; None with a problem."""
+    with path.open("rb") as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        problems.append(Problem(field, f"{path.name} is larger than {limit:,} bytes; shorten it"))
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        problems.append(Problem(field, f"{path.name} is not UTF-8 text: {e}"))
+        return None
 
 
 def _check_reference(root: Path, m: Manifest, inputs: dict, problems: list[Problem]) -> None:
@@ -106,12 +146,28 @@ def _check_reference(root: Path, m: Manifest, inputs: dict, problems: list[Probl
     if path.suffix != ".csv":
         problems.append(Problem("reference_data", f"{m.reference_data!r} must be a .csv file"))
         return
-    with path.open(newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f), [])
-    for column in header:
-        message = _column_problem(column, inputs)
-        if message:
-            problems.append(Problem(f"reference_data.{column}", message))
+    header = _header(path, m.reference_data, problems)
+    found = [(column, message) for column in header if (message := _column_problem(column, inputs))]
+    for column, message in found[:MAX_COLUMN_PROBLEMS]:
+        problems.append(Problem(f"reference_data.{column}", message))
+    if len(found) > MAX_COLUMN_PROBLEMS:
+        problems.append(Problem("reference_data", f"and {len(found) - MAX_COLUMN_PROBLEMS:,} more columns"))
+
+
+def _header(path: Path, name: str, problems: list[Problem]) -> list[str]:
+    """The column names of a CSV file, read from its first line only: the data may be any size."""
+    with path.open("rb") as f:
+        line = f.readline(MAX_HEADER_BYTES + 1)
+    if len(line) > MAX_HEADER_BYTES:
+        problems.append(
+            Problem("reference_data", f"{name}: the header line is longer than {MAX_HEADER_BYTES:,} bytes")
+        )
+        return []
+    try:
+        return next(csv.reader([line.decode("utf-8-sig")]), [])
+    except (UnicodeDecodeError, csv.Error) as e:
+        problems.append(Problem("reference_data", f"{name}: the header line cannot be read as CSV: {e}"))
+        return []
 
 
 def _column_problem(column: str, inputs: dict) -> str | None:

@@ -288,17 +288,6 @@ def test_pages_send_a_content_security_policy(client, publish):
     assert reply.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_external_card_images_are_a_setting(open_hub, tmp_path, database_url):
-    from web.app import create_app
-
-    hub = open_hub(tmp_path / "home", database_url, card_images=True)
-    try:
-        csp = create_app(hub=hub).test_client().get("/").headers["Content-Security-Policy"]
-        assert "img-src 'self' data: https:;" in csp
-    finally:
-        hub.close()
-
-
 # --- errors and builds ------------------------------------------------------------------------
 
 

@@ -94,3 +94,14 @@ def test_the_cookie_is_secure_when_the_hub_is_served_over_https(open_hub, tmp_pa
         assert "Secure" in reply.headers["Set-Cookie"]
     finally:
         hub.close()
+
+
+def test_external_card_images_are_a_setting(open_hub, tmp_path, database_url):
+    from web.app import create_app
+
+    hub = open_hub(tmp_path / "home", database_url, card_images=True)
+    try:
+        csp = create_app(hub=hub).test_client().get("/").headers["Content-Security-Policy"]
+        assert "img-src 'self' data: https:;" in csp
+    finally:
+        hub.close()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 MODEL_NAME = r"(?:[a-z0-9][a-z0-9-]{0,62}/)?[a-z0-9][a-z0-9-]{0,62}"
-SEMVER = r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
+SEMVER = r"[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"  # ASCII: \d is any digit
 ALIAS = r"[a-z][a-z0-9-]{0,62}"
 TAG = r"[a-z0-9][a-z0-9._-]{0,39}"
 DIGEST = r"[0-9a-f]{64}"
-PYTHON_VERSION = r"3\.\d{1,2}"
+PYTHON_VERSION = r"3\.[0-9]{1,2}"
 
 MODEL_NAME_RE = re.compile(MODEL_NAME)
 SEMVER_RE = re.compile(SEMVER)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-DURATION_RE = re.compile(r"(\d{1,5})([mhd])")
+DURATION_RE = re.compile(r"([0-9]{1,5})([mhd])")
 DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
