@@ -105,3 +105,19 @@ def test_external_card_images_are_a_setting(open_hub, tmp_path, database_url):
         assert "img-src 'self' data: https:;" in csp
     finally:
         hub.close()
+
+
+def test_a_signed_in_page_may_predict_on_a_hub_closed_to_anonymous_callers(open_hub, tmp_path, database_url):
+    hub = open_hub(tmp_path / "home", database_url, anonymous_scopes=())
+    try:
+        hub.publish(archive(onnx_package(tmp_path / "pkg")))
+        browser = create_app(hub=hub).test_client()
+        body = {"inputs": {"x": [[1.0, 2.0]]}}
+        assert browser.post("/api/v1/models/doubler/predict", json=body).status_code == 401
+        sign_in(browser, (hub.config.home / "admin-token").read_text().strip())
+        csrf = csrf_of(browser.get("/models/doubler").get_data(as_text=True))
+        assert browser.post("/api/v1/models/doubler/predict", json=body).status_code == 400  # no CSRF header
+        reply = browser.post("/api/v1/models/doubler/predict", json=body, headers={"X-CSRF-Token": csrf})
+        assert reply.status_code == 503  # past sign-in and CSRF: the model is not deployed
+    finally:
+        hub.close()

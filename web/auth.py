@@ -1,5 +1,6 @@
 """Every route says which scope it needs (`@needs("publish")`, or `@public`); one hook before each
-request finds the caller (bearer token, else anonymous) and checks it. A route that says nothing is
+request finds the caller (a bearer token, else the browser's signed-in session, else anonymous) and
+checks it. A route that says nothing is
 refused: a new route cannot slip past (tests/test_auth.py walks the whole route table)."""
 
 from __future__ import annotations

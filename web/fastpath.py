@@ -43,8 +43,8 @@ class PredictFastPath:
 
     def __call__(self, environ, start_response):
         match = PREDICT_PATH.match(environ.get("PATH_INFO", ""))
-        if match is None or environ.get("REQUEST_METHOD") != "POST":
-            return self.app(environ, start_response)
+        if match is None or environ.get("REQUEST_METHOD") != "POST" or _signed_in_browser(environ):
+            return self.app(environ, start_response)  # Flask: its session and CSRF check (web/auth.py)
         try:
             status, (body, headers) = 200, self._reply(environ, match["name"])
         except HubError as e:
@@ -62,3 +62,8 @@ class PredictFastPath:
         version = parse_qs(environ.get("QUERY_STRING", "")).get("version", [None])[0]
         length = int(environ.get("CONTENT_LENGTH") or 0)
         return predict_reply(self.hub, name, version, environ["wsgi.input"].read(length))
+
+
+def _signed_in_browser(environ) -> bool:
+    """A call from a page with a session cookie and no token: Flask reads the session."""
+    return "HTTP_AUTHORIZATION" not in environ and "session=" in environ.get("HTTP_COOKIE", "")
