@@ -1,0 +1,85 @@
+"""Load through a real hub: 10,000 predictions at concurrency 64 with feedback sent on the logged ids
+while they run. No unexpected 5xx, and the scorecard counts exactly what the client saw succeed."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.hubserver import REPO, HubProcess
+
+CALLS, CONCURRENCY, FEEDBACK_EVERY = 10_000, 64, 10
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    # one load generator is one client: the per-client rate limits would answer it 429
+    server = HubProcess(
+        tmp_path_factory.mktemp("load"), extra_env={"AIDHUB_RATE_PREDICT": "0", "AIDHUB_RATE_FEEDBACK": "0"}
+    ).start()
+    result = server.aid("publish", str(REPO / "examples" / "iris-onnx"), "--deploy")
+    assert result.returncode == 0, result.stderr
+    yield server
+    server.undeploy_all()
+    server.stop()
+
+
+def predict_all(url: str, ids: queue.Queue) -> list[int]:
+    """Statuses of CALLS predictions at CONCURRENCY; every FEEDBACK_EVERY-th id goes to `ids`."""
+    local = threading.local()
+
+    def one(i: int) -> int:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(timeout=30)
+        reply = local.client.post(url, json={"inputs": {"features": [[5.1, 3.5, 1.4, 0.2 + (i % 7) / 10]]}})
+        if reply.status_code == 200 and i % FEEDBACK_EVERY == 0:
+            ids.put(reply.json()["id"])
+        return reply.status_code
+
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        return list(pool.map(one, range(CALLS)))
+
+
+def send_feedback(base: str, ids: queue.Queue, done: threading.Event, statuses: list[int]) -> None:
+    with httpx.Client(timeout=30) as client:
+        while not (done.is_set() and ids.empty()):
+            try:
+                pid = ids.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            reply = client.post(f"{base}/api/v1/predictions/{pid}/feedback", json={"correct": True})
+            statuses.append(reply.status_code)
+
+
+def scorecard(hub: HubProcess) -> dict:
+    return json.loads(hub.aid("scorecard", "iris-onnx", "--json").stdout)
+
+
+def test_10000_predictions_at_concurrency_64_with_feedback_are_all_counted(hub):
+    before = scorecard(hub)
+    ids: queue.Queue = queue.Queue()
+    done, feedback = threading.Event(), []
+    sender = threading.Thread(target=send_feedback, args=(hub.url, ids, done, feedback))
+    sender.start()
+    started = time.monotonic()
+    statuses = predict_all(f"{hub.url}/api/v1/models/iris-onnx/predict", ids)
+    seconds = time.monotonic() - started
+    done.set()
+    sender.join(timeout=120)
+    assert [s for s in statuses if s >= 500] == []
+    assert statuses.count(200) == CALLS
+    assert feedback.count(201) == len(feedback) == CALLS // FEEDBACK_EVERY
+    deadline = time.monotonic() + 30
+    while (card := scorecard(hub))["requests"] < before["requests"] + CALLS and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert card["requests"] - before["requests"] == CALLS
+    assert card["errors"] == before["errors"]
+    assert card["feedback"]["count"] - before["feedback"]["count"] == CALLS // FEEDBACK_EVERY
+    print(f"{CALLS} predictions at c={CONCURRENCY} in {seconds:.1f} s ({CALLS / seconds:.0f} req/s)")
