@@ -95,13 +95,13 @@ def undeploy(name):
     return jsonify(get_hub().undeploy(name, ref))
 
 
-@blueprint.get("/builds/<int:build_id>")
+@blueprint.get("/builds/<id:build_id>")
 @needs("read")
 def build(build_id):
     return jsonify(get_hub().build(build_id))
 
 
-@blueprint.post("/builds/<int:build_id>/cancel")
+@blueprint.post("/builds/<id:build_id>/cancel")
 @needs("deploy")
 def cancel_build(build_id):
     owner_only(get_hub().build(build_id)["model"])
@@ -197,7 +197,7 @@ def add_alert(name):
     return jsonify(get_hub().add_alert(name, **alert_fields(json_body()))), 201
 
 
-@blueprint.delete("/models/<path:name>/alerts/<int:rule_id>")
+@blueprint.delete("/models/<path:name>/alerts/<id:rule_id>")
 @needs("deploy")
 def remove_alert(name, rule_id):
     owner_only(name)

@@ -7,6 +7,7 @@ import logging
 
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from hub.config import Config
 from hub.errors import HubError
@@ -32,6 +33,7 @@ def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
         hub = Hub(config or Config.load())
         atexit.register(hub.close)
     app.extensions["hub"] = hub
+    app.url_map.converters["id"] = RowId
     app.register_blueprint(api.blueprint)
     app.register_blueprint(files.blueprint)
     app.register_blueprint(tokens.blueprint)
@@ -50,6 +52,14 @@ def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
     app.wsgi_app = ratelimits.install(app.wsgi_app, rates, names)
     app.wsgi_app = BodyLimits(app.wsgi_app, hub.config)  # before the fast path and Flask
     return app
+
+
+class RowId(IntegerConverter):
+    """`<id:build_id>`: a row id, 1 to 2**63 - 1; a larger number matches no route (404), never a
+    database error."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=1, max=2**63 - 1)
 
 
 def _security_headers(response):

@@ -21,7 +21,7 @@ PREFIXES = ("/api/v1", "/v2")
 SECURITY = {"bearer": {"type": "http", "scheme": "bearer", "description": "An API token, aid_..."}}
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 RULE_ARGUMENT = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
-CONVERTER_TYPES = {"int": "integer", "float": "number"}
+CONVERTER_TYPES = {"int": "integer", "id": "integer", "float": "number"}
 PATH_PARAMETERS = {
     "name": "Model name (may contain '/'). Where the operation takes `?version=`, `name@ref` works too.",
     "ref": "A version number such as 1.0.0, or an alias such as production.",

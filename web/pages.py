@@ -132,7 +132,7 @@ def api_snippets(name: str, pinned: str | None, version: dict) -> dict:
     }
 
 
-@blueprint.get("/models/<path:name>/drift/<int:run_id>/report")
+@blueprint.get("/models/<path:name>/drift/<id:run_id>/report")
 @needs("read")
 def drift_report(name, run_id):
     response = Response(get_hub().drift_report(name, run_id), content_type="text/html; charset=utf-8")
@@ -152,7 +152,7 @@ def leaderboard(task):
 # --- builds -------------------------------------------------------------------------------
 
 
-@blueprint.get("/builds/<int:build_id>")
+@blueprint.get("/builds/<id:build_id>")
 @needs("read")
 def build(build_id):
     row = get_hub().build(build_id)
@@ -161,7 +161,7 @@ def build(build_id):
     return render_template("build.html", **page, may_cancel=may_change(row["model"]))
 
 
-@blueprint.post("/builds/<int:build_id>/cancel")
+@blueprint.post("/builds/<id:build_id>/cancel")
 @needs("deploy")
 def cancel_build(build_id):
     owner_only(get_hub().build(build_id)["model"])

@@ -30,7 +30,7 @@ def tokens():
     return jsonify({"tokens": get_hub().tokens(principal())})
 
 
-@blueprint.delete("/tokens/<int:token_id>")
+@blueprint.delete("/tokens/<id:token_id>")
 @needs("read")
 def revoke_token(token_id):
     return jsonify(get_hub().revoke_token(principal(), token_id))
