@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -163,16 +164,16 @@ def test_files_with_another_mode_are_copied_as_0644(tmp_path, package, wheelhous
     assert (package / "aid.yaml").stat().st_mode & 0o7777 == mode
 
 
-def test_a_refused_hard_link_falls_back_to_a_copy(tmp_path, package, wheelhouse, monkeypatch):
-    def cross_device(source, target):
-        raise OSError(18, "Invalid cross-device link")
-
+def test_a_refused_hard_link_falls_back_to_a_copy(tmp_path, package, wheelhouse):
+    """The context on another filesystem (the tmpfs of /dev/shm): the kernel refuses the hard links."""
     store_like(package)
-    monkeypatch.setattr(os, "link", cross_device)  # wheels too: link_wheels copies them as well
-    dest = write_build_context(make_spec(package), tmp_path / "ctx", BASE, KEY, REQS, wheelhouse)
-    copied = dest / "weights" / "model.onnx"
-    assert copied.read_bytes() == (package / "model.onnx").read_bytes()
-    assert copied.stat().st_mode & 0o7777 == 0o644 and not copied.samefile(package / "model.onnx")
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        assert os.stat(other).st_dev != os.stat(package).st_dev, "/dev/shm must be another filesystem"
+        dest = write_build_context(make_spec(package), Path(other) / "ctx", BASE, KEY, REQS, wheelhouse)
+        copied = dest / "weights" / "model.onnx"
+        assert copied.read_bytes() == (package / "model.onnx").read_bytes()
+        assert copied.stat().st_mode & 0o7777 == 0o644 and not copied.samefile(package / "model.onnx")
+        assert (dest / "wheelhouse").is_dir() and any((dest / "wheelhouse").iterdir())
 
 
 def test_large_files_and_the_artifact_go_to_the_weights_folder(tmp_path, package, wheelhouse):
