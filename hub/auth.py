@@ -15,7 +15,7 @@ from pathlib import Path
 from database.connection import database
 from hub.errors import Forbidden, Invalid, NotFound, Unauthorized
 from registry.models import ModelRow
-from registry.tokens import SCOPES, TokenRow, create_token, digest_of, find_digest, find_token
+from registry.tokens import SCOPES, TokenRow, create_token, digest_of, find_digest, token_digest
 from vocab.names import ALIAS_RE
 from vocab.times import isoformat, parse_duration, utcnow
 
@@ -48,7 +48,7 @@ def parse_scopes(items, where: str) -> list[str]:
 
 
 class TokenCache:
-    """token -> (Principal or None, when looked up), so that a call costs no query most of the time."""
+    """token digest -> (Principal or None, when looked up): most calls cost no query."""
 
     def __init__(self, seconds: float = CACHE_SECONDS):
         self.seconds = seconds
@@ -100,11 +100,8 @@ class AuthUseCases:
         unknown, revoked or expired."""
         if not token:
             return self.anonymous
-        known, principal = self.token_cache.get(token)
-        if not known:
-            row = find_token(token, utcnow())
-            principal = Principal(row.owner, frozenset(row.scopes), row.id) if row else None
-            self.token_cache.put(token, principal)
+        digest = token_digest(token)
+        principal = self._live(digest) if digest else None
         if principal is None:
             raise Unauthorized(
                 "The token is unknown, revoked or expired. Create one with 'aid token create' and sign in "
@@ -123,12 +120,16 @@ class AuthUseCases:
     def signed_in(self, digest: str) -> Principal:
         """The caller a signed-in browser's session names (by its token's digest); anonymous when
         that token is no longer live."""
-        known, principal = self.token_cache.get("digest:" + digest)
+        return self._live(digest) or self.anonymous
+
+    def _live(self, digest: str) -> Principal | None:
+        """The caller of the live token with `digest` (cached a few seconds), or None."""
+        known, principal = self.token_cache.get(digest)
         if not known:
             row = find_digest(digest, utcnow())
             principal = Principal(row.owner, frozenset(row.scopes), row.id) if row else None
-            self.token_cache.put("digest:" + digest, principal)
-        return principal or self.anonymous
+            self.token_cache.put(digest, principal)
+        return principal
 
     def require(self, principal: Principal, scope: str) -> None:
         """401 for an anonymous caller, 403 for a token, without `scope`."""

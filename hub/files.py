@@ -12,6 +12,7 @@ from hub.errors import NotFound, public
 from hub.packages import files_of
 from registry.files import parse_entries, path_problem
 from registry.manifest import PackageInvalid
+from registry.models import FileRow
 
 
 class FileUseCases:
@@ -59,13 +60,13 @@ class FileUseCases:
     def version_file(self, name: str, ref: str | None, path: str) -> tuple[Path, str, int]:
         """(where the bytes are, sha256, size) of one file of a version."""
         version = self.catalog.resolve(name, ref)
-        match = [e for e in files_of(version) if e.path == path] if not path_problem(path) else []
-        if not match:
+        row = None if path_problem(path) else FileRow.get_or_none(version=version, path=path)
+        if row is None:
             raise NotFound(
                 f"{name}@{version.version} has no file {path!r}; list them with "
                 f"GET /api/v1/models/{name}/versions/{version.version}/files."
             )
-        return self.catalog.packages.blobs.path(match[0].sha256), match[0].sha256, match[0].size
+        return self.catalog.packages.blobs.path(row.sha256), row.sha256, row.size
 
     def storage(self) -> dict:
         return self.catalog.packages.storage()

@@ -49,11 +49,9 @@ def create_token(
     return row, token
 
 
-def find_token(token: str, now: datetime) -> TokenRow | None:
-    """The live token row (not revoked, not expired) for `token`, or None."""
-    if not token.startswith(PREFIX) or len(token) > 200:
-        return None
-    return find_digest(digest_of(token), now)
+def token_digest(token: str) -> str | None:
+    """The digest a token is found by, or None for a string that cannot be a token."""
+    return digest_of(token) if token.startswith(PREFIX) and len(token) <= 200 else None
 
 
 def find_digest(digest: str, now: datetime) -> TokenRow | None:
