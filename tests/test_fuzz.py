@@ -50,3 +50,10 @@ def test_no_generated_request_gets_a_500_and_every_error_has_the_json_shape(fuzz
     for result in schema.get_all_operations():
         fuzz(result.ok(), token, seen)
     assert len(seen) >= 39 and sum(seen.values()) >= 39 * 5
+
+
+def test_a_nul_character_is_a_400_not_a_database_error(client):
+    """Found by the fuzz on PostgreSQL, which cannot store NUL in text."""
+    assert client.get("/api/v1/models?q=%00").status_code == 400
+    reply = client.post("/api/v1/models/x/feedback", json={"comment": "a\u0000b"})
+    assert reply.status_code == 400 and "NUL character" in reply.get_json()["error"]

@@ -22,6 +22,8 @@ def split_ref(name: str) -> tuple[str, str | None]:
 
 
 def json_body() -> dict:
+    if "\\u0000" in request.get_data(as_text=True):
+        raise Invalid("The request body has a NUL character (\\u0000) in a string; remove it.")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise Invalid("The request body must be a JSON object, with Content-Type: application/json.")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from flask import Flask, current_app, g, request
 
 from hub.auth import Principal
-from hub.errors import HubError
+from hub.errors import HubError, Invalid
 from web.context import JSON_PREFIXES, get_hub
 
 NEEDS = "required_scope"
@@ -64,6 +64,8 @@ def install(app: Flask) -> None:
 def _check() -> None:
     if request.endpoint is None:  # no route matched: the 404 handler answers
         return
+    if "\x00" in request.path or any("\x00" in k + v for k, v in request.args.items(multi=True)):
+        raise Invalid("The URL has a NUL character (%00); remove it.")  # PostgreSQL cannot store one
     scope = getattr(current_app.view_functions[request.endpoint], NEEDS, None)
     if scope is None and request.endpoint != "static":
         raise HubError(f"The route {request.endpoint} says no scope; it is refused until it does.")
