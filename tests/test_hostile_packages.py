@@ -135,6 +135,13 @@ def test_a_hostile_path_in_a_file_list_is_refused_before_any_blob_is_looked_at(h
     assert reply.get_json()["errors"][0].startswith("files[0]: ")
 
 
+def test_a_nul_in_a_file_list_path_is_refused_before_the_list_is_read(hub, api):
+    files = [{"path": "a\x00b", "sha256": SHA, "size": 1}, {"path": "aid.yaml", "sha256": SHA, "size": 1}]
+    reply = api.post("/api/v1/models", data=json.dumps({"files": files}), content_type="application/json")
+    assert "NUL character" in said(reply), reply.get_json()
+    assert aftermath(reply, hub) == refused(400)
+
+
 def test_a_file_list_naming_a_file_and_a_folder_alike_is_refused(hub, api):
     files = [
         {"path": p, "sha256": SHA, "size": 1} for p in ("model.onnx", "model.onnx/weights", "model.onnx-b")
