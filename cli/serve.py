@@ -23,7 +23,7 @@ from gunicorn.glogging import Logger
 
 from cli.logfile import logging_config
 from hub.config import Config
-from hub.errors import HubError
+from hub.errors import HubError, database_errors, public
 
 log = logging.getLogger(__name__)
 GUNICORN_FAILURES = {3: "the worker failed to boot", 4: "the app failed to load"}
@@ -37,6 +37,8 @@ class StartFailure:
         self.log_file = log_file
 
     def record(self, error: Exception) -> None:
+        if isinstance(error, database_errors()):
+            error = public(error)
         if not isinstance(error, HubError):  # a bug, or a failure the hub does not name yet
             what = f"{error.__class__.__name__}: {error}"
             error = HubError(f"The hub did not start: {what}. The traceback is in {self.log_file}.")

@@ -6,10 +6,11 @@ import json
 import sqlite3
 from pathlib import Path
 
-from peewee import Database, DatabaseProxy, Model, SqliteDatabase, TextField
+from peewee import Database, DatabaseProxy, InterfaceError, Model, OperationalError, SqliteDatabase, TextField
 from playhouse.db_url import connect as connect_url
 
 database = DatabaseProxy()
+UNAVAILABLE = (OperationalError, InterfaceError)  # the database does not answer, or dropped the connection
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -48,6 +49,15 @@ def connect(url: str) -> Database:
     raise DatabaseUrlInvalid(
         f"Database URL {url!r} is not supported: use sqlite:///PATH or postgresql://USER@HOST/DB."
     )
+
+
+def close_quietly() -> None:
+    """Close this thread's connection, whatever state it is in (a server that went away leaves a
+    broken one), so that the next query opens a new one."""
+    try:
+        database.close()
+    except Exception:  # noqa: S110 - closing a broken connection may fail; peewee forgets it anyway
+        pass
 
 
 def rows_per_statement(columns: int, cap: int = 1000) -> int:

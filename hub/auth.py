@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from database.connection import database
+from database.connection import UNAVAILABLE, database
 from hub.errors import Forbidden, Invalid, NotFound, Unauthorized
 from registry.models import ModelRow
 from registry.tokens import SCOPES, TokenRow, create_token, digest_of, find_digest, token_digest
@@ -126,7 +126,12 @@ class AuthUseCases:
         """The caller of the live token with `digest` (cached a few seconds), or None."""
         known, principal = self.token_cache.get(digest)
         if not known:
-            row = find_digest(digest, utcnow())
+            try:
+                row = find_digest(digest, utcnow())
+            except UNAVAILABLE:
+                if digest not in self.token_cache.entries:
+                    raise
+                return self.token_cache.entries[digest][0]  # as last known, while the database is away
             principal = Principal(row.owner, frozenset(row.scopes), row.id) if row else None
             self.token_cache.put(digest, principal)
         return principal

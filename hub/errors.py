@@ -76,6 +76,12 @@ class Unavailable(HubError):
     status = 503
 
 
+class DatabaseUnavailable(Unavailable):
+    """The hub's database does not answer; what does not need it (predictions) goes on."""
+
+    retry_after = 5
+
+
 class ModelFailed(HubError):
     """The model's server answered with an error or did not answer."""
 
@@ -98,7 +104,14 @@ def lower_errors() -> tuple[type[Exception], ...]:
     from registry.errors import RegistryError
     from runners.base import RunnerError
 
-    return RegistryError, MonitorError, RunnerError, DatabaseUrlInvalid
+    return RegistryError, MonitorError, RunnerError, DatabaseUrlInvalid, *database_errors()
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """What the database layer raises when the database does not answer (see `public`)."""
+    from database.connection import UNAVAILABLE
+
+    return UNAVAILABLE
 
 
 def public(error: Exception) -> HubError:
@@ -116,6 +129,12 @@ def public(error: Exception) -> HubError:
     match error:
         case HubError():
             return error
+        case _ if isinstance(error, database_errors()):
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            return DatabaseUnavailable(
+                f"The hub's database does not answer ({first}). Try again in a few seconds; if it "
+                "lasts, check the database server that AIDHUB_DATABASE_URL names."
+            )
         case PackageInvalid():
             return Invalid("The package is invalid.", [str(p) for p in error.problems])
         case BlobTooLarge() | LimitExceeded() | UploadBusy() | OffsetMismatch() | BlobCorrupt():

@@ -10,6 +10,7 @@ from datetime import timedelta
 import monitor.migrations  # noqa: F401 - registers the monitor's schema steps
 import registry.migrations  # noqa: F401 - registers the registry's schema steps
 from database import connection, migrations
+from database.connection import close_quietly
 from hub import present
 from hub.alerts import AlertUseCases
 from hub.auth import AuthUseCases
@@ -126,7 +127,7 @@ class Hub(AlertUseCases, AuthUseCases, DriftUseCases, FileUseCases):
     def release_connection(self) -> None:
         """Close this thread's (or greenlet's) database connection, if a request opened one."""
         if not self.db.is_closed():
-            self.db.close()
+            close_quietly()
 
     def close(self) -> None:
         self.watcher.stop()

@@ -1,12 +1,14 @@
 """The hub's background loops (the watcher, the collector of direct calls, drift, alerts and
 housekeeping) are each a `Periodic`: a round every `interval` seconds on a daemon thread of its own,
-until `stop()`. A round that raises is logged and the next comes as usual: the database may be away
-for a moment."""
+until `stop()`. A round that raises is logged, the thread's database connection is dropped, and the
+next round comes as usual, on a new connection: the database may be away for a while."""
 
 from __future__ import annotations
 
 import logging
 import threading
+
+from database.connection import close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -38,5 +40,6 @@ class Periodic:
                 self.run_once()
             except Exception:
                 log.exception(self.failure)
+                close_quietly()  # a database that went away left a broken connection: open anew next round
             finally:
                 self.after_round()

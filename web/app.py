@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from hub.config import Config
-from hub.errors import HubError
+from hub.errors import HubError, database_errors, public
 from hub.hub import Hub
 from web import api, auth, files, pages, ratelimits, session, tokens, v2
 from web.bodylimits import BodyLimits
@@ -43,6 +43,8 @@ def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
     auth.install(app)
     session.install(app, hub.config.home, hub.config.public_url.startswith("https://"))
     app.register_error_handler(HubError, _hub_error)
+    for kind in database_errors():
+        app.register_error_handler(kind, lambda error: _hub_error(public(error)))
     app.register_error_handler(HTTPException, _http_error)
     app.after_request(_security_headers)
     app.teardown_request(lambda _exc: hub.release_connection())

@@ -13,7 +13,7 @@ import re
 from http import HTTPStatus
 from urllib.parse import parse_qs
 
-from hub.errors import HubError, Invalid
+from hub.errors import HubError, Invalid, database_errors, public
 from hub.hub import Hub
 from vocab.names import split_ref
 from web.auth import bearer
@@ -40,6 +40,7 @@ class PredictFastPath:
     def __init__(self, app, hub: Hub):
         self.app = app
         self.hub = hub
+        self.caught = (HubError, *database_errors())  # a database that does not answer: 503
 
     def __call__(self, environ, start_response):
         match = PREDICT_PATH.match(environ.get("PATH_INFO", ""))
@@ -47,8 +48,10 @@ class PredictFastPath:
             return self.app(environ, start_response)  # Flask: its session and CSRF check (web/auth.py)
         try:
             status, (body, headers) = 200, self._reply(environ, match["name"])
-        except HubError as e:
-            status, body, headers = e.status, e.to_dict(), {}
+        except self.caught as e:
+            error = public(e)
+            status, body = error.status, error.to_dict()
+            headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
         finally:
             self.hub.release_connection()
         data = json.dumps(body).encode()
