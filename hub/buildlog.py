@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from registry.models import BuildRow
 from vocab.states import BuildStatus, StepStatus
+from vocab.times import utcnow
 
 TAIL_LINES = 40
 SAVE_EVERY_S = 0.5
@@ -73,3 +74,27 @@ class BuildLog:
 
     def tail(self, n: int = TAIL_LINES) -> str:
         return "\n".join(self.lines[-n:])
+
+
+INTERRUPTED = "The hub stopped during this build (a crash, or kill -9): it ended here."
+
+
+def end_interrupted() -> list[tuple[BuildRow, str]]:
+    """Builds that a stopped hub left running (call when no worker can hold one: the embedded queue
+    at start): recorded as failed, or cancelled if they were being cancelled, with the step they
+    were in marked failed. Returns each with the status it ended in."""
+    ended_builds = []
+    cut_short = (BuildStatus.RUNNING, BuildStatus.CANCELLING)
+    for build in BuildRow.select().where(BuildRow.status.in_(cut_short)):
+        status = BuildStatus.CANCELLED if build.status == BuildStatus.CANCELLING else BuildStatus.FAILED
+        steps = [dict(s, status=StepStatus.FAILED) if s.get("status") == StepStatus.RUNNING else s
+                 for s in build.steps]  # fmt: skip
+        log = f"{build.log}{INTERRUPTED}\n"
+        ended = (
+            BuildRow.update(status=status, steps=steps, log=log, finished_at=utcnow())
+            .where(BuildRow.id == build.id, BuildRow.status == build.status)
+            .execute()
+        )
+        if ended:
+            ended_builds.append((build, status))
+    return ended_builds

@@ -15,7 +15,7 @@ from pathlib import Path
 from peewee import fn
 
 from database.connection import database
-from hub.buildlog import BuildCancelled, BuildLog
+from hub.buildlog import BuildCancelled, BuildLog, end_interrupted
 from hub.buildqueue import BuildQueue
 from hub.errors import Conflict, NotFound, Unavailable
 from registry.models import BuildRow, DeploymentRow, ModelRow, VersionRow
@@ -275,8 +275,12 @@ class Deployments:
         self.on_change()
         return instance
 
-    def reconcile(self) -> None:
-        """On hub start: adopt servers that still run, restart those that should, remove orphans."""
+    def reconcile(self, sole_worker: bool = True) -> None:
+        """On hub start: adopt servers that still run, restart those that should, remove orphans.
+        `sole_worker`: no other process builds (the embedded queue), so a build still running was cut
+        short; it is built again."""
+        if sole_worker:
+            self._rebuild_interrupted()
         keep = set()
         for row in DeploymentRow.select().where(DeploymentRow.status.in_(LIVE)):
             if row.status in SERVING and self.alive(row):
@@ -294,6 +298,17 @@ class Deployments:
                     "removing orphan server %s (%s)", instance.key, instance.container_id or instance.pid
                 )
                 self.runner.stop(instance)
+
+    def _rebuild_interrupted(self) -> None:
+        for build, status in end_interrupted():
+            name = f"{build.version.model.name}@{build.version.version}"
+            log.warning("build %d of %s was cut short when the hub stopped; it is %s", build.id, name, status)
+            if status == BuildStatus.FAILED:
+                self.deploy(build.version, build.alias, build.retire)
+            else:
+                DeploymentRow.update(status=Status.STOPPED, updated_at=utcnow()).where(
+                    DeploymentRow.version == build.version, DeploymentRow.status == Status.STARTING
+                ).execute()
 
     def wait(self, build_id: int, timeout: float = 300.0) -> BuildRow:
         """Block until the build ended (tests and `aid worker --once` use it)."""

@@ -105,7 +105,7 @@ class Hub(AlertUseCases, AuthUseCases, DriftUseCases, FileUseCases):
         """Adopt what runs, run builds, watch the servers and, unless switched off, drift."""
         seed_counters(self.metrics)
         self.metrics.watch_direct_calls(self.collector.dropped_total)
-        self.deployments.reconcile()
+        self.deployments.reconcile(sole_worker=not self.config.queue_url)
         self.deployments.queue.start(self.config.build_workers)
         self.collector.start()
         if self.config.watch_seconds > 0:

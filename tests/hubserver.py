@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -82,7 +83,8 @@ class HubProcess:
 
     def kill(self) -> None:
         """Crash the hub: SIGKILL to its whole process group (gunicorn's master and worker)."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # killed already
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
 
     def undeploy_all(self) -> None:
