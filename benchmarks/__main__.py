@@ -6,7 +6,7 @@ import os
 import platform
 import sys
 
-from benchmarks import containers, direct, drift, predlog, publish, scorecard, serving
+from benchmarks import containers, direct, drift, predlog, publish, scorecard, serving, soak
 
 BENCHMARKS = {
     "predlog": predlog.run,
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "drift": drift.run,
     "scorecard": scorecard.run,
     "publish": publish.run,
+    "soak": soak.run,
 }
 
 

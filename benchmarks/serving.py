@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -69,14 +71,23 @@ def _redeploy_seconds(hub: HubProcess) -> float:
     return time.monotonic() - started
 
 
-def run() -> list[dict]:
-    hub = HubProcess(Path(tempfile.mkdtemp(prefix="aidhub-bench-")), extra_env=UNLIMITED).start()
+@contextmanager
+def deployed_hub(extra_env: dict | None = None) -> Iterator[HubProcess]:
+    """A hub (`aid serve`, process runner, SQLite in a new home) with MODEL published and deployed, and
+    the predict rate limit off (UNLIMITED) plus `extra_env`; undeployed and stopped after."""
+    env = {**UNLIMITED, **(extra_env or {})}
+    hub = HubProcess(Path(tempfile.mkdtemp(prefix="aidhub-bench-")), extra_env=env).start()
     try:
         result = hub.aid("publish", str(REPO / "examples" / MODEL), "--deploy")
         assert result.returncode == 0, result.stderr
-        redeploy = _redeploy_seconds(hub)
-        rows = _proxy_rows(hub)
+        yield hub
     finally:
         hub.undeploy_all()
         hub.stop()
+
+
+def run() -> list[dict]:
+    with deployed_hub() as hub:
+        redeploy = _redeploy_seconds(hub)
+        rows = _proxy_rows(hub)
     return [row("redeploy, environment built", redeploy, "s", "<= 10"), *rows]
