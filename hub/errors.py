@@ -119,7 +119,7 @@ def public(error: Exception) -> HubError:
     from database.connection import DatabaseUrlInvalid
     from monitor.errors import MonitorError
     from monitor.feedback import FeedbackInvalid, LabelUnknown, PredictionNotFound
-    from registry.blobs import BlobTooLarge
+    from registry.blobs import BlobTooLarge, DiskFull
     from registry.errors import RegistryError
     from registry.files import LimitExceeded
     from registry.manifest import PackageInvalid
@@ -130,11 +130,7 @@ def public(error: Exception) -> HubError:
         case HubError():
             return error
         case _ if isinstance(error, database_errors()):
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            return DatabaseUnavailable(
-                f"The hub's database does not answer ({first}). Try again in a few seconds; if it "
-                "lasts, check the database server that AIDHUB_DATABASE_URL names."
-            )
+            return _database_unavailable(error)
         case PackageInvalid():
             return Invalid("The package is invalid.", [str(p) for p in error.problems])
         case BlobTooLarge() | LimitExceeded() | UploadBusy() | OffsetMismatch() | BlobCorrupt():
@@ -149,9 +145,19 @@ def public(error: Exception) -> HubError:
             return SettingInvalid(f"AIDHUB_DATABASE_URL: {error}")
         case RunnerError():
             return Unavailable(str(error), [error.log_tail] if error.log_tail else [])
+        case DiskFull():
+            return InsufficientStorage(f"The hub's disk is full ({error}); free space on it, then try again.")
         case RegistryError() | MonitorError():
             return Invalid(str(error))
     raise TypeError(f"{error!r} is not an error of a lower package")
+
+
+def _database_unavailable(error: Exception) -> DatabaseUnavailable:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return DatabaseUnavailable(
+        f"The hub's database does not answer ({first}). Try again in a few seconds; if it lasts, "
+        "check the database server that AIDHUB_DATABASE_URL names."
+    )
 
 
 def _upload_error(error: Exception) -> HubError:

@@ -3,18 +3,19 @@ folder laid out by hard links, storage figures, and listing versions stored as o
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from peewee import IntegrityError
 
 from database.connection import database
-from hub.errors import HubError, InsufficientStorage, Invalid, translated
+from hub.errors import InsufficientStorage, Invalid, translated
 from registry.archive import store_archive
-from registry.blobs import BlobStore
+from registry.blobs import DISK_FULL, BlobStore, DiskFull
 from registry.files import SHA256_RE, FileEntry, Limits, lay_out, list_package, manifest_digest
 from registry.models import FileRow, VersionRow
 from registry.uploads import Uploads
@@ -56,40 +57,71 @@ class Packages:
         with translated():
             self.limits.check_file(f"blob {sha256[:12]}", size)
         self.check_disk(length)
-        try:
-            with translated():
-                held = self.uploads.append(sha256, size, offset, stream, length)
-        except OSError as e:
-            if e.errno == errno.ENOSPC:
-                raise self._disk_full(length) from e
-            raise
+        with translated(), self._room(length):
+            held = self.uploads.append(sha256, size, offset, stream, length)
         return {"sha256": sha256, "size": size, "offset": held, "complete": held == size}
 
     def check_disk(self, need: int) -> None:
         """507 when storing `need` more bytes would leave less than AIDHUB_MIN_FREE_DISK free."""
-        if need and shutil.disk_usage(self.blobs.root.parent).free - need < self.min_free:
-            raise self._disk_full(need)
+        if need and _free(self.blobs.root) - need < self.min_free:
+            free = _free(self.blobs.root)
+            raise InsufficientStorage(
+                f"The hub's disk has {free:,} bytes free; this upload needs {need:,} more and must leave "
+                f"AIDHUB_MIN_FREE_DISK={self.min_free:,} bytes free. Free space on the hub's disk "
+                f"({self.blobs.root}), or lower AIDHUB_MIN_FREE_DISK."
+            )
 
-    def _disk_full(self, need: int) -> InsufficientStorage:
-        free = shutil.disk_usage(self.blobs.root.parent).free
+    @contextlib.contextmanager
+    def _room(self, need: int | None, packages: bool = False) -> Iterator[None]:
+        """A disk that fills up inside the block (ENOSPC, EDQUOT: another writer took the space, or
+        AIDHUB_MIN_FREE_DISK let it) is a 507 naming the folder: the blob store's, or with `packages`
+        the package folders' (laid out by copies when the two are on different disks)."""
+        try:
+            yield
+        except DiskFull as e:
+            raise self._filled(need, e.folder, e.offset) from e
+        except OSError as e:
+            if e.errno not in DISK_FULL:
+                raise
+            if not packages:
+                raise self._filled(need, self.blobs.root, None) from e
+            folder = self.packages_dir
+            raise InsufficientStorage(
+                f"The hub's disk is full: {folder} has {_free(folder):,} bytes free, too few to lay out "
+                f"the package's {need:,} bytes there (copied from the blob store, on another disk). "
+                "Free space on that disk, then try again."
+            ) from e
+
+    def _filled(self, need: int | None, folder: Path, offset: int | None) -> InsufficientStorage:
+        free = _free(folder)  # measured after what the failed write had taken was given back
+        of = f" of {need:,} bytes" if need else ""
+        kept = "Nothing of it was kept"
+        if offset is not None:
+            kept = f"Nothing of this part was kept: the hub holds the first {offset:,} bytes of the file"
         return InsufficientStorage(
-            f"The hub's disk has {free:,} bytes free; this upload needs {need:,} more and must leave "
-            f"AIDHUB_MIN_FREE_DISK={self.min_free:,} bytes free. Free space on the hub's disk "
-            f"({self.blobs.root}), or lower AIDHUB_MIN_FREE_DISK."
+            f"The hub's disk is full: {folder} has {free:,} bytes free, too few for this upload{of}. "
+            f"{kept}. Free space on that disk (or give the hub's home a larger one), then send it "
+            f"again ('aid publish' resumes where it stopped). AIDHUB_MIN_FREE_DISK (now "
+            f"{self.min_free:,} bytes) makes the hub refuse uploads that would fill it before they start."
         )
 
     def store_archive(self, stream: BinaryIO, length: int | None) -> list[FileEntry]:
-        """The files of a .tar.gz streamed in, each stored as a blob."""
+        """The files of a .tar.gz streamed in, each stored as a blob. When it fails, the blobs it
+        added are deleted again (blobs the store held before stay)."""
         self.check_disk(length or 0)
-        stored: list[FileEntry] = []
-        try:
-            with translated():
-                entries = store_archive(stream, self.blobs, self.limits, stored)
-        except HubError:
-            self.forget(stored)
-            raise
+        with translated(), self._room(length):
+            entries = self._archive_or_nothing(stream)
         self.uploads.mark_uploaded(e.sha256 for e in entries)
         return entries
+
+    def _archive_or_nothing(self, stream: BinaryIO) -> list[FileEntry]:
+        stored: list[FileEntry] = []
+        created: set[str] = set()
+        try:
+            return store_archive(stream, self.blobs, self.limits, stored, created)
+        except Exception:
+            self.forget([e for e in stored if e.sha256 in created])
+            raise
 
     # --- versions' folders ----------------------------------------------------------------
 
@@ -114,7 +146,8 @@ class Packages:
     def _folder(self, digest: str, entries: list[FileEntry]) -> Path:
         dest = self.packages_dir / digest
         if not dest.is_dir():
-            lay_out(entries, self.blobs.path, dest)
+            with self._room(sum(e.size for e in entries), packages=True):
+                lay_out(entries, self.blobs.path, dest)  # copies where links cannot be made
         return dest
 
     def discard(self, digest: str) -> None:
@@ -193,6 +226,14 @@ class Packages:
                     self.blobs.put_stream(f)
             return entries
         return None
+
+
+def _free(folder: Path) -> int:
+    """Free bytes on the disk of `folder`, or of its nearest parent that exists."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
 
 
 def files_of(version: VersionRow) -> list[FileEntry]:

@@ -39,10 +39,16 @@ class RatioExceeded(LimitExceeded):
 
 
 def store_archive(
-    stream: BinaryIO, blobs: BlobStore, limits: Limits, entries: list[FileEntry] | None = None
+    stream: BinaryIO,
+    blobs: BlobStore,
+    limits: Limits,
+    entries: list[FileEntry] | None = None,
+    created: set[str] | None = None,
 ) -> list[FileEntry]:
     """Store every file of the archive read from `stream` as a blob; return the file list. Each
-    file stored is appended to `entries` as it is, so a caller can delete them when a later one fails."""
+    file stored is appended to `entries` as it is, and the digest of each blob the store did not hold
+    before to `created`, so a caller can delete those when a later one fails. A full disk raises
+    DiskFull (registry/blobs.py), leaving no temp file."""
     entries = [] if entries is None else entries
     total = folders = 0
     try:
@@ -61,7 +67,7 @@ def store_archive(
                 limits.check_file(path, member.size)
                 total += member.size
                 limits.check_total(total)
-                sha256, size = blobs.put_stream(tar.extractfile(member), limits.max_file)
+                sha256, size = blobs.put_stream(tar.extractfile(member), limits.max_file, created)
                 entries.append(FileEntry(path, sha256, size))
     except UNPACK_ERRORS as e:
         raise PackageInvalid([Problem("archive", f"cannot be unpacked: {e}")]) from e

@@ -3,7 +3,10 @@ their sha256 when complete, then moved into the blob store.
 
 A part file `uploads/<sha256>` grows as parts arrive; its size is where the next part starts. A blob
 completed but not yet taken by a version leaves a marker `uploads/<sha256>.done`, so that blobs no
-version took are deleted after a while (`remove_stale`)."""
+version took are deleted after a while (`remove_stale`).
+
+A part that finds the disk full is cut off: the part file is truncated back to the size it had before
+(DiskFull says how many bytes that is), so the space is free again and the same part can be sent again."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from registry.blobs import CHUNK, BlobStore
+from registry.blobs import CHUNK, DISK_FULL, BlobStore, DiskFull
 from registry.errors import RegistryError
 
 
@@ -67,27 +70,37 @@ class Uploads:
             if offset != held:
                 raise OffsetMismatch(sha256, offset, held)
             hasher = self._hasher(sha256, held)
-            written = self._write(self.dir / sha256, stream, length, hasher)
+            written = self._write(self.dir / sha256, held, stream, length, hasher)
             self._hashers[sha256] = (held + written, hasher)
             if held + written == size:
                 self._finish(sha256, hasher)
             return held + written
 
-    def _write(self, part: Path, stream: BinaryIO, length: int, hasher) -> int:
+    def _write(self, part: Path, held: int, stream: BinaryIO, length: int, hasher) -> int:
+        """Append up to `length` bytes of `stream` to the part file of `held` bytes; return how many.
+        The bytes are on disk (fsync) when it returns; a failed write leaves the file at `held`."""
         written = 0
-        with open(part, "ab") as out:
-            while written < length:
-                chunk = stream.read(min(CHUNK, length - written))
-                if not chunk:
-                    break  # the client went away: what arrived stays, the next part resumes there
-                out.write(chunk)
-                hasher.update(chunk)
-                written += len(chunk)
+        try:
+            with _written(open, part, "ab", buffering=0) as out:  # unbuffered: close() writes nothing
+                while written < length:
+                    chunk = stream.read(min(CHUNK, length - written))
+                    if not chunk:
+                        break  # the client went away: what arrived stays, the next part resumes there
+                    _write_all(out, chunk)
+                    hasher.update(chunk)
+                    written += len(chunk)
+                _written(os.fsync, out.fileno())
+        except _WriteFailed as e:
+            _cut_back(part, held)
+            if e.error.errno in DISK_FULL:
+                raise DiskFull(self.blobs.root, e.error, held) from e.error
+            raise e.error from None
         return written
 
     def _hasher(self, sha256: str, held: int):
-        """The running hash of the bytes held; recomputed from the part file after a restart."""
-        known = self._hashers.get(sha256)
+        """The running hash of the bytes held; recomputed from the part file after a restart. Taken
+        out of the cache while a part is written: a part that fails leaves none behind."""
+        known = self._hashers.pop(sha256, None)
         if known and known[0] == held:
             return known[1]
         hasher = hashlib.sha256()
@@ -107,8 +120,12 @@ class Uploads:
                 f"The bytes sent for blob {sha256[:12]} hash to {hasher.hexdigest()[:12]}; they were "
                 "deleted. Send the file again; if it changed while uploading, hash it again first."
             )
-        self.blobs.adopt(part, sha256)
-        self.mark_uploaded([sha256])
+        self.mark_uploaded([sha256])  # first: a blob is never without the marker that cleans it up
+        try:
+            self.blobs.adopt(part, sha256)
+        except DiskFull as e:  # the whole part stays: a part of 0 bytes at its end stores it
+            e.offset = self.offset(sha256)
+            raise
 
     @contextlib.contextmanager
     def _locked(self, sha256: str) -> Iterator[None]:
@@ -154,3 +171,33 @@ class Uploads:
                 self._hashers.pop(sha256, None)
                 removed += 1
         return removed
+
+
+class _WriteFailed(Exception):
+    """Writing to a part file failed with `error` (as opposed to reading the request)."""
+
+    def __init__(self, error: OSError):
+        self.error = error
+
+
+def _written(call, *args, **kwargs):
+    """`call(*args, **kwargs)`, its OSError raised as _WriteFailed."""
+    try:
+        return call(*args, **kwargs)
+    except OSError as e:
+        raise _WriteFailed(e) from e
+
+
+def _write_all(out, data: bytes) -> None:
+    """Write all of `data` to the unbuffered file `out` (a write may take only some of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[_written(out.write, view) :]
+
+
+def _cut_back(part: Path, held: int) -> None:
+    """Truncate the part file back to `held` bytes (none: deleted); shrinking a file needs no room."""
+    if held:
+        os.truncate(part, held)
+    else:
+        part.unlink(missing_ok=True)
