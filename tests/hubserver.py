@@ -102,3 +102,13 @@ class HubProcess:
         return subprocess.run(
             [AID, "--hub", self.url, *args], capture_output=True, text=True, timeout=timeout, env=self.env
         )
+
+
+def wait_for(condition, timeout: float, what: str, every: float = 0.05):
+    """The first truthy value `condition()` gives within `timeout` s; AssertionError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := condition():
+            return found
+        time.sleep(every)
+    raise AssertionError(f"{what} did not happen within {timeout} s")

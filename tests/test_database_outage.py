@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.hubserver import HubProcess
+from tests.hubserver import HubProcess, wait_for
 from tests.packages import onnx_package
 from tests.postgres import PostgresServer
 
@@ -22,15 +22,6 @@ CALL = {"inputs": {"x": [[1.0, 2.0]]}}
 
 def predict(hub: HubProcess, headers: dict | None = None) -> httpx.Response:
     return httpx.post(f"{hub.url}/api/v1/models/doubler/predict", json=CALL, headers=headers, timeout=10)
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def assert_database_unavailable(reply: httpx.Response, html: bool = False) -> None:

@@ -8,21 +8,12 @@ import time
 import httpx
 import pytest
 
-from tests.hubserver import HubProcess
+from tests.hubserver import HubProcess, wait_for
 from tests.packages import onnx_package
 
 pytestmark = pytest.mark.slow
 CALL = {"inputs": {"x": [[1.0, 2.0]]}}
 FLUSH_SECONDS = 0.5  # AIDHUB_LOG_FLUSH_SECONDS's default: the prediction log writes at least this often
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def test_a_build_cut_short_by_kill_9_is_recorded_as_such_and_built_again(tmp_path):
