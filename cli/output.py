@@ -45,6 +45,9 @@ def model(data: dict) -> None:
         for v in data["versions"]
     ]
     table(rows, ["VERSION", "DIGEST", "FRAMEWORK", "DEPLOYMENT", "ENDPOINT"])
+    for v in data["versions"]:
+        if error := v["deployment"].get("error"):  # why it failed, or what a ready one cannot do now
+            click.echo(f"\n{v['version']}: {error.splitlines()[0]}")
 
 
 def _fmt(value, pattern: str = "{}") -> str:

@@ -17,7 +17,7 @@ from peewee import fn
 from database.connection import database
 from hub.buildlog import BuildCancelled, BuildLog, end_interrupted
 from hub.buildqueue import BuildQueue
-from hub.errors import Conflict, NotFound, Unavailable
+from hub.errors import Conflict, NotFound, Unavailable, translated
 from registry.models import BuildRow, DeploymentRow, ModelRow, VersionRow
 from runners.base import Instance, Runner, server_key
 from vocab.names import semver_key
@@ -58,8 +58,9 @@ class Deployments:
             if alias:
                 BuildRow.update(alias=alias, retire=retire).where(BuildRow.id == in_flight.id).execute()
             return in_flight
-        if current and current.status in SERVING and self.alive(current):
-            return in_flight
+        with translated():  # the container engine may be away
+            if current and current.status in SERVING and self.alive(current):
+                return in_flight
         with database.atomic():
             build = BuildRow.create(version=version, status=BuildStatus.QUEUED, alias=alias, retire=retire)
             DeploymentRow.insert(
@@ -221,7 +222,14 @@ class Deployments:
             DeploymentRow.id == row.id
         ).execute()
         if row.pid or row.url:
-            self.runner.stop(instance_of(row))
+            try:
+                with translated():
+                    self.runner.stop(instance_of(row))
+            except Unavailable:  # the container engine is away: the server runs on, as it was
+                DeploymentRow.update(status=row.status).where(
+                    DeploymentRow.id == row.id, DeploymentRow.status == Status.STOPPING
+                ).execute()
+                raise
         DeploymentRow.update(status=Status.STOPPED, pid=None, container_id="", updated_at=utcnow()).where(
             DeploymentRow.id == row.id
         ).execute()
@@ -254,6 +262,14 @@ class Deployments:
         )
         self.on_change()
         return bool(changed)
+
+    def note(self, row: DeploymentRow, text: str) -> None:
+        """Set what a ready deployment's `error` says while it serves on (the watcher's note that the
+        container engine is away), or clear it with ''; its status stays."""
+        if (row.error or "") != text:
+            DeploymentRow.update(error=text).where(
+                DeploymentRow.id == row.id, DeploymentRow.status == Status.READY, DeploymentRow.url == row.url
+            ).execute()
 
     def restart(self, row: DeploymentRow) -> Instance:
         """Start an unhealthy deployment's server again from its built environment."""

@@ -33,7 +33,7 @@ from .buildcontext import (
     openapi_label,
     write_build_context,
 )
-from .engine import Engine, matching, remove
+from .engine import Engine, matching, remove, through_engine
 from .environment import combined_requirements, environment_key, fill_wheelhouse
 from .flavors.serving import SETUP_FAILED_BEGIN, SETUP_FAILED_END, SETUP_FAILED_LOG_ENV
 from .service import device_for
@@ -90,14 +90,14 @@ class ContainerRunner:
 
     @property
     def client(self):
-        """The engine's docker SDK client; RunnerError when no engine answers."""
+        """The engine's docker SDK client; EngineAway (a RunnerError) when no engine answers."""
         return self.engine.client
 
     def close(self) -> None:
         """Close the engine connection; the containers keep running."""
         self.engine.close()
 
-    # --- Runner ---------------------------------------------------------------------------
+    # --- Runner: each engine call inside fails with EngineAway when the engine does not answer -----
 
     def requirements(self, spec: ServeSpec) -> list[str]:
         return combined_requirements(spec.framework, spec.requirements, _gpus(spec) > 0)
@@ -109,10 +109,12 @@ class ContainerRunner:
         """(image, why): the runtime base `spec` grows from, and the rule that chose it."""
         return choose_base_image(spec.framework, spec.gpu, self.base_images, spec.base_images, spec.python)
 
+    @through_engine
     def build(self, spec: ServeSpec, log: LogFn) -> str:
         """Build (unless an image with this version's labels exists) and return the env key."""
         return self._build(spec, log)[0]
 
+    @through_engine
     def start(self, spec: ServeSpec, log: LogFn) -> Instance:
         """Build if needed, run the container, wait for /readyz; RunnerError if it does not."""
         env_key, image_id = self._build(spec, log)
@@ -130,6 +132,7 @@ class ContainerRunner:
         wait_until_ready(spec, _launched(container, url), self.ready_timeout, log)
         return instance
 
+    @through_engine
     def stop(self, instance: Instance) -> None:
         """Stop and remove the container (found by id, else by labels); a no-op when gone."""
         for container in self._containers_of(instance):
@@ -137,10 +140,12 @@ class ContainerRunner:
                 container.stop(timeout=STOP_GRACE_S)
             remove(container)
 
+    @through_engine
     def alive(self, instance: Instance) -> bool:
         """Whether the instance's container is running."""
         return any(c.status == "running" for c in self._containers_of(instance))
 
+    @through_engine
     def instances(self) -> list[Instance]:
         """This hub's containers (label aidhub.hub), running or not."""
         found = self.client.containers.list(all=True, filters={"label": f"aidhub.hub={self.owner}"})

@@ -8,6 +8,7 @@ the quirk numbers below refer to that file).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,8 +36,31 @@ _PACK_CONTEXT = (
 )
 
 
+class EngineAway(RunnerError):
+    """No container engine answers at `docker_host`: not started, stopped, or gone mid-call."""
+
+    def __init__(self, docker_host: str, reason: str):
+        super().__init__(
+            f"No container engine answers at DOCKER_HOST={docker_host} ({reason}). Start it "
+            "(scripts/container-engine.sh starts Podman's service), or run the hub with the process "
+            "runner (AIDHUB_RUNNER=process)."
+        )
+        self.docker_host = docker_host
+
+
+def through_engine(method: Callable) -> Callable:
+    """A method of an object with an `engine` whose engine calls run inside `engine.answering()`."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        with self.engine.answering():
+            return method(self, *args, **kwargs)
+
+    return call
+
+
 class Engine:
-    """The engine at `docker_host`, connected on first use."""
+    """The engine at `docker_host`, connected on first use and again after it went away."""
 
     def __init__(self, docker_host: str):
         self.docker_host = docker_host
@@ -45,26 +69,37 @@ class Engine:
 
     @property
     def client(self):
-        """A docker SDK client for `docker_host`; RunnerError when no engine answers there."""
+        """A docker SDK client for `docker_host`; EngineAway when no engine answers there."""
         if self._client is None:
             import docker
 
-            try:
+            with self.answering():
                 client = docker.DockerClient(base_url=self.docker_host, timeout=120)
                 client.ping()
-            except Exception as e:  # docker.errors.DockerException, requests errors
-                raise RunnerError(
-                    f"No container engine answers at DOCKER_HOST={self.docker_host} ({e}). Start one "
-                    "(scripts/container-engine.sh starts Podman's service) or use the process runner."
-                ) from e
             self._client = client
         return self._client
 
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Run engine calls: a failure to reach the engine (refused, gone, cut off, timed out)
+        becomes EngineAway, and the client is dropped, so the next call connects again."""
+        try:
+            yield
+        except EngineAway:
+            self.close()
+            raise
+        except Exception as e:
+            if not _unanswered(e):
+                raise
+            self.close()
+            raise EngineAway(self.docker_host, _reason(e)) from e
+
     def close(self) -> None:
         """Close the engine connection (Podman's service waits for open clients, quirk 12)."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        client, self._client, self._podman = self._client, None, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
 
     def is_podman(self) -> bool:
         if self._podman is None:
@@ -192,6 +227,48 @@ def remove(container) -> None:
     """Remove `container`, running or not; a no-op when it is gone."""
     with contextlib.suppress(Exception):
         container.remove(force=True)
+
+
+def _unanswered(error: Exception) -> bool:
+    """Whether `error` says the engine did not answer (rather than answering with an error)."""
+    import docker
+    import requests
+    import urllib3
+
+    unanswered = (
+        ConnectionError,  # refused, reset, broken pipe
+        requests.exceptions.ConnectionError,  # also: the socket file is gone
+        requests.exceptions.Timeout,
+        requests.exceptions.ChunkedEncodingError,  # the engine died mid-stream (a build's output)
+        urllib3.exceptions.ProtocolError,
+        urllib3.exceptions.TimeoutError,
+    )
+    if isinstance(error, docker.errors.DockerException) and not isinstance(error, docker.errors.APIError):
+        return any(isinstance(e, unanswered) for e in _causes(error))  # connecting: the API version
+    return isinstance(error, unanswered)
+
+
+def _reason(error: Exception) -> str:
+    """The operating system's word for why the engine did not answer ("Connection refused"), else
+    the error's first line."""
+    for cause in _causes(error):
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error` and what it wraps: its cause, its context and the exceptions among its args."""
+    found, todo = [], [error]
+    while todo and len(found) < 20:
+        current = todo.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        todo += [a for a in current.args if isinstance(a, BaseException)]
+        todo += [c for c in (current.__cause__, current.__context__) if c is not None]
+    return found
 
 
 def _cdi_specs() -> list[Path]:
