@@ -31,17 +31,19 @@ def hub(tmp_path_factory):
     server.stop()
 
 
-def predict_all(url: str, ids: queue.Queue) -> list[int]:
-    """Statuses of CALLS predictions at CONCURRENCY; every FEEDBACK_EVERY-th id goes to `ids`."""
+def predict_all(url: str, ids: queue.Queue) -> list[tuple[int, float]]:
+    """(status, seconds) of CALLS predictions at CONCURRENCY; every FEEDBACK_EVERY-th id goes to `ids`."""
     local = threading.local()
 
-    def one(i: int) -> int:
+    def one(i: int) -> tuple[int, float]:
         if not hasattr(local, "client"):
             local.client = httpx.Client(timeout=30)
+        began = time.perf_counter()
         reply = local.client.post(url, json={"inputs": {"features": [[5.1, 3.5, 1.4, 0.2 + (i % 7) / 10]]}})
+        took = time.perf_counter() - began
         if reply.status_code == 200 and i % FEEDBACK_EVERY == 0:
             ids.put(reply.json()["id"])
-        return reply.status_code
+        return reply.status_code, took
 
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         return list(pool.map(one, range(CALLS)))
@@ -69,8 +71,9 @@ def test_10000_predictions_at_concurrency_64_with_feedback_are_all_counted(hub):
     sender = threading.Thread(target=send_feedback, args=(hub.url, ids, done, feedback))
     sender.start()
     started = time.monotonic()
-    statuses = predict_all(f"{hub.url}/api/v1/models/iris-onnx/predict", ids)
+    calls = predict_all(f"{hub.url}/api/v1/models/iris-onnx/predict", ids)
     seconds = time.monotonic() - started
+    statuses, latencies = [c[0] for c in calls], sorted(c[1] for c in calls)
     done.set()
     sender.join(timeout=120)
     assert [s for s in statuses if s >= 500] == []
@@ -82,4 +85,6 @@ def test_10000_predictions_at_concurrency_64_with_feedback_are_all_counted(hub):
     assert card["requests"] - before["requests"] == CALLS
     assert card["errors"] == before["errors"]
     assert card["feedback"]["count"] - before["feedback"]["count"] == CALLS // FEEDBACK_EVERY
-    print(f"{CALLS} predictions at c={CONCURRENCY} in {seconds:.1f} s ({CALLS / seconds:.0f} req/s)")
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000
+    rate = CALLS / seconds
+    print(f"{CALLS} predictions at c={CONCURRENCY} in {seconds:.1f} s ({rate:.0f} req/s, p99 {p99:.0f} ms)")
