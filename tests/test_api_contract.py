@@ -377,3 +377,11 @@ def test_metrics_count_each_prediction(client):
     reply = client.post("/api/v1/models/doubler/predict", json={"inputs": {"x": [[1.0, 2.0]]}})
     assert reply.status_code == 200, reply.json
     assert predictions_served(client) == before + 1
+
+
+def test_the_compare_page_runs_one_input_through_a_served_version_and_one_that_is_not(client, deployed):
+    form = {"a": "doubler@1.0.0", "b": "idle@1.0.0", "inputs": '{"x": [[1.0, 2.0]]}'}
+    page = client.post("/compare", data=form).get_data(as_text=True)
+    served, idle = page.split('id="answer-0"')[1].split('id="answer-1"')
+    assert "{&#34;y&#34;: [[2.0, 4.0]]}" in served and " ms · prediction " in served
+    assert "is not deployed" in idle
