@@ -53,7 +53,7 @@ def test_model_page_shows_name_task_versions_and_not_deployed(client, publish):
     publish(version="1.1.0")
     page = get(client, "/models/demo-adder")
     text = text_of(page)
-    assert "regression · leaderboard demo-adder Adds one to each value onnx tiny" in text
+    assert "regression · leaderboard · compare demo-adder Adds one to each value onnx tiny" in text
     assert "onnx · not deployed" in text
     assert "Version 1.1.0 is not deployed: predictions fail until it is deployed" in text
     rows = re.findall(
@@ -176,21 +176,19 @@ def test_a_window_that_is_not_one_shows_the_last_24h_and_says_why(hub, client, p
     assert "3weeks" in text_of(page)
 
 
-def test_try_it_form_has_a_textarea_per_input_prefilled_with_the_first_example(client, publish):
+def try_it_values(page: str) -> list[str]:
+    """The values of the try-it form's fields (web/tryit.py; tests/test_tryit.py: placeholders and more)."""
+    return [a["value"] for tag, a in Elements(page).tags if tag == "input" and "data-part" in a]
+
+
+def test_try_it_form_has_a_field_per_value_prefilled_with_the_first_example(client, publish):
     publish(examples=[{"inputs": {"x": [[1.0, 2.0]]}}, {"inputs": {"x": [[9.0, 9.0]]}}])
     page = get(client, "/models/demo-adder")
     form = Elements(page)
     assert form.find("form", id="try-it")[0]["data-url"] == "/api/v1/models/demo-adder/predict?version=1.0.0"
-    assert [a["name"] for a in form.find("textarea", **{"data-input": "x"})] == ["x"]
-    assert re.search(r'<textarea name="x"[^>]*>\[\[1\.0, 2\.0\]\]</textarea>', page)
-    assert "x float32, shape n × 2" in text_of(page)
-
-
-def test_try_it_falls_back_to_a_placeholder_from_the_schema(client, publish):
-    publish(examples=[])
-    assert re.search(
-        r'<textarea name="x"[^>]*>\[\[0\.0, 0\.0\]\]</textarea>', get(client, "/models/demo-adder")
-    )
+    assert try_it_values(page) == ["1.0", "2.0"]
+    assert "x x[0] x[1] float32, shape n × 2; sent as one row" in text_of(page)
+    assert len(form.find("button", type="button", **{"data-example": "1"})) == 1
 
 
 def test_curl_snippets_post_the_first_example_to_the_predict_and_v2_apis(client, publish):
@@ -228,8 +226,10 @@ def test_feedback_form_posts_records_and_redirects_with_a_confirmation(client, h
 
 def test_feedback_form_offers_the_versions_labels(client, publish):
     publish(labels=["small", "large"])
-    options = Elements(get(client, "/models/demo-adder")).find("option")
-    assert [o["value"] for o in options if o["value"] in ("", "small", "large")] == ["", "small", "large"]
+    page = get(client, "/models/demo-adder")
+    for form in ('id="try-feedback"', 'id="feedback-form"'):  # inline on a try-it answer, and the section
+        options = Elements(page.split(form)[1].split("</form>")[0]).find("option")
+        assert [o["value"] for o in options if o["value"] in ("", "small", "large")] == ["", "small", "large"]
 
 
 def test_feedback_form_with_nothing_filled_in_shows_the_problem(client, hub, publish):
