@@ -6,7 +6,7 @@ import os
 import platform
 import sys
 
-from benchmarks import containers, direct, drift, predlog, publish, scorecard, serving, soak
+from benchmarks import catalog, containers, direct, drift, predlog, publish, scorecard, serving, soak
 
 BENCHMARKS = {
     "predlog": predlog.run,
@@ -15,6 +15,7 @@ BENCHMARKS = {
     "containers": containers.run,
     "drift": drift.run,
     "scorecard": scorecard.run,
+    "catalog": catalog.run,
     "publish": publish.run,
     "soak": soak.run,
 }

@@ -163,9 +163,6 @@ class Catalog:
         rows = VersionRow.select(VersionRow, ModelRow).join(ModelRow).where(VersionRow.model == model)
         return sorted(rows, key=lambda v: semver_key(v.version), reverse=True)
 
-    def version_of(self, model: ModelRow, number: str | None) -> VersionRow | None:
-        return VersionRow.get_or_none(model=model, version=number) if number else None
-
     def aliases_of(self, version: VersionRow) -> list[str]:
         """The names of the aliases that point at `version`, the hub's `latest` left out."""
         rows = AliasRow.select().where(AliasRow.version == version, AliasRow.name.not_in(HUB_ALIASES))
@@ -196,15 +193,6 @@ class Catalog:
         version = self.resolve(name, ref)
         current = self._alias(version.model, alias)
         return version, current.version if current else None
-
-    def search(self, q: str = "", task: str = "", tag: str = "") -> list[ModelRow]:
-        query = ModelRow.select().order_by(ModelRow.name)
-        if q:
-            query = query.where(ModelRow.name.contains(q) | ModelRow.summary.contains(q))
-        if task:
-            query = query.where(ModelRow.task == task)
-        rows = list(query)
-        return [m for m in rows if tag in m.tags] if tag else rows
 
     def versions_for_task(self, task: str) -> list[VersionRow]:
         query = VersionRow.select(VersionRow, ModelRow).join(ModelRow).where(ModelRow.task == task)

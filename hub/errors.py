@@ -156,7 +156,7 @@ def _database_unavailable(error: Exception) -> DatabaseUnavailable:
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return DatabaseUnavailable(
         f"The hub's database does not answer ({first}). Try again in a few seconds; if it lasts, "
-        "check the database server that AIDHUB_DATABASE_URL names."
+        "check the database that AIDHUB_DATABASE_URL names (its server, or its file)."
     )
 
 

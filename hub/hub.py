@@ -14,6 +14,7 @@ from database.connection import close_quietly
 from hub import present
 from hub.alerts import AlertUseCases
 from hub.auth import AuthUseCases
+from hub.buildhistory import BuildHistoryUseCases
 from hub.buildqueue import make_huey
 from hub.catalog import Catalog
 from hub.collector import Collector, report_token
@@ -24,6 +25,7 @@ from hub.driftschedule import DriftSchedule
 from hub.errors import Invalid, NotFound, translated
 from hub.files import FileUseCases
 from hub.housekeeping import Housekeeping
+from hub.listing import ListingUseCases
 from hub.packages import Packages
 from hub.routes import Route, Routes
 from hub.runner_choice import choose_runner
@@ -38,7 +40,7 @@ from monitor.metrics import Metrics
 from monitor.predlog import PredictionLog
 from registry.blobs import BlobStore
 from registry.files import Limits
-from registry.models import ModelRow, VersionRow
+from registry.models import VersionRow
 from runners.base import Runner
 from runners.flavors.calls import PAYLOAD_CAP_ENV, TOKEN_ENV
 from vocab.names import normalise_task
@@ -47,7 +49,7 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 3.0  # longer than the route cache's TTL (hub/routes.py)
 
 
-class Hub(AlertUseCases, AuthUseCases, DriftUseCases, FileUseCases):
+class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DriftUseCases, FileUseCases, ListingUseCases):
     """`background=True` (the server) adopts running servers, runs builds and the watcher;
     `aid worker` makes one with `background=False` and runs the build queue itself."""
 
@@ -141,9 +143,6 @@ class Hub(AlertUseCases, AuthUseCases, DriftUseCases, FileUseCases):
 
     # --- catalog ------------------------------------------------------------------------
 
-    def models(self, q: str = "", task: str = "", tag: str = "") -> list[dict]:
-        return [self._summary(m) for m in self.catalog.search(q, task, tag)]
-
     def model(self, name: str) -> dict:
         model = self.catalog.model(name)
         versions = self.catalog.versions(model)
@@ -163,12 +162,6 @@ class Hub(AlertUseCases, AuthUseCases, DriftUseCases, FileUseCases):
     def _version(self, version: VersionRow, detail: bool = False) -> dict:
         aliases = self.catalog.aliases(version.model)
         return present.version(version, aliases, self.deployments.row(version), detail)
-
-    def _summary(self, model: ModelRow) -> dict:
-        aliases = self.catalog.aliases(model)
-        shown = self.catalog.version_of(model, present.shown_version(aliases))
-        deployment = self.deployments.row(shown) if shown else None
-        return present.model_summary(model, aliases, deployment, self._alerts_firing(model.name))
 
     def set_alias(self, name: str, alias: str, ref: str, retire: bool = False) -> dict:
         """Point `alias` at a version. When the alias's version serves and the new one does not, the new

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import browser, hub_server, page, phone  # noqa: F401 - one of each per session
 from tests.hubserver import cache_env
 from tests.postgres import PostgresServer
 

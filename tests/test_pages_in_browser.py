@@ -141,7 +141,7 @@ def test_model_page_in_a_real_browser_shows_the_card_and_the_try_it_form(live_ur
     elements = Elements(dom)
     assert elements.find("html", **{"data-js": "ready"}), "hub.js did not run (blocked or failed)"
     assert "Adds one to every value. Trained on nothing at all." in text_of(dom)
-    assert elements.find("form", id="try-it") and elements.find("textarea", name="x")
+    assert elements.find("form", id="try-it") and elements.find("input", id="try-in-0-0", type="number")
     assert elements.find("link", rel="stylesheet", href="/static/hub.css")
     assert [a.get("src") for a in elements.find("script")] == ["/static/hub.js"]
 

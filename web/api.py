@@ -7,6 +7,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from hub.alerts import alert_fields
 from hub.errors import Invalid
 from vocab import names
+from web import catalog_page
 from web.auth import needs, owner_only, principal, public
 from web.context import client, get_hub
 from web.fastpath import predict_reply
@@ -50,9 +51,7 @@ def publish():
 @blueprint.get("/models")
 @needs("read")
 def models():
-    args = request.args
-    found = get_hub().models(args.get("q", ""), args.get("task", ""), args.get("tag", ""))
-    return jsonify({"models": found})
+    return jsonify(catalog_page.api_listing(request.args))  # the catalog page's listing (web/catalog_page.py)
 
 
 @blueprint.get("/models/<path:name>")

@@ -66,7 +66,7 @@ class RowId(IntegerConverter):
 
 
 def _security_headers(response):
-    if not wants_json():
+    if not wants_json() or response.mimetype == "text/html":  # a page, whatever the Accept header said
         images = "'self' data: https:" if get_hub().config.card_images else "'self' data:"
         response.headers.setdefault("Content-Security-Policy", CSP.format(images=images))
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -16,8 +16,15 @@ def get_hub() -> Hub:
 
 
 def wants_json() -> bool:
-    """API, v2 and metrics requests get JSON errors; every other path gets an HTML page."""
-    return request.path.startswith(JSON_PREFIXES) or request.path == "/metrics"
+    """API, v2 and metrics requests get JSON errors, and so do pages asked for as data (`.json`,
+    `Accept: application/json`); every other path gets an HTML page."""
+    path = request.path
+    return path.startswith(JSON_PREFIXES) or path == "/metrics" or path.endswith(".json") or prefers_json()
+
+
+def prefers_json() -> bool:
+    """The request's Accept header ranks JSON above HTML (a browser's and curl's `*/*` do not)."""
+    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
 
 
 def client() -> str:

@@ -6,6 +6,7 @@ it `x-undocumented`), and tests/test_api_contract.py fails until it is described
 
 from __future__ import annotations
 
+from web import catalog_page
 from web.openapi_schemas import json_content, ref, typed
 
 ERROR_TEXT = {
@@ -77,7 +78,7 @@ def package_body() -> dict:
 
 
 def catalog_operations() -> dict:
-    searches = [query("q", "Text in name or summary."), query("task", "Exact task."), query("tag", "A tag.")]
+    searches = catalog_page.api_parameters(query)  # q, task, framework, tag, gpu, state, sort, page, per_page
     return {
         ("/api/v1/models", "POST"): op(
             "Publish a package",
@@ -89,7 +90,9 @@ def catalog_operations() -> dict:
             body=package_body(),
             tag="catalog",
         ),
-        ("/api/v1/models", "GET"): op("Search models", ok(200, "ModelList"), params=searches, tag="catalog"),
+        ("/api/v1/models", "GET"): op(
+            "Search models", ok(200, "ModelList"), 400, params=searches, tag="catalog"
+        ),
         ("/api/v1/models/{name}", "GET"): op("A model, its versions", ok(200, "Model"), 404, tag="catalog"),
         ("/api/v1/models/{name}/versions/{ref}", "GET"): op(
             "A version with its manifest, card and examples", ok(200, "VersionDetail"), 404, tag="catalog"

@@ -5,6 +5,7 @@ Pure functions returning JSON Schema dicts; web/openapi_operations.py refers to 
 
 from __future__ import annotations
 
+from hub.listing import GPU_NEEDS
 from vocab.alerts import AlertState, DeliveryState
 from vocab.states import BUILD_STEPS, BuildStatus, DeploymentStatus, StepStatus
 
@@ -99,7 +100,11 @@ def catalog_schemas() -> dict:
                 "versions": array(ref("Version")),
             },
         ),
-        "ModelList": obj({"models": array(ref("ModelSummary"))}),
+        "ModelCard": extend("ModelSummary", card_properties()),  # hub/listing.py _card
+        "ModelList": obj(
+            {"models": array(ref("ModelCard")), "facets": facets_schema()}
+            | fields(integer="total page pages per_page")  # per_page 0: every model on one page
+        ),
         "AliasRequest": obj(
             {
                 "version": typed("string", description="A version or another alias."),
@@ -108,6 +113,19 @@ def catalog_schemas() -> dict:
             required=["version"],
         ),
     }
+
+
+def card_properties() -> dict:
+    """What a catalog card adds to a model's summary (hub/listing.py)."""
+    return fields(text="framework", integer="requests_30d feedback", number="accuracy accuracy_low") | {
+        "gpu": one_of(GPU_NEEDS)
+    }
+
+
+def facets_schema() -> dict:
+    """Per filter (task, framework, tag, gpu, state): its values with how many models each keeps."""
+    value = obj({"value": typed("string"), "count": typed("integer"), "chosen": typed("boolean")})
+    return typed("object", additionalProperties=array(value))
 
 
 def build_properties() -> dict:

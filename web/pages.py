@@ -6,13 +6,13 @@ templates rely on autoescaping, and only the nh3-sanitised card is marked safe (
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 
 from hub.errors import BadInput, Invalid
 from vocab.states import IN_FLIGHT, DeploymentStatus
-from web import charts, snippets
+from web import catalog_page, charts, snippets, tryit
 from web.auth import may_change, needs, owner_only
-from web.context import client, get_hub
+from web.context import client, get_hub, prefers_json
 from web.markdown import render_card
 
 blueprint = Blueprint("pages", __name__)
@@ -31,11 +31,7 @@ REPORT_CSP = (
 @blueprint.get("/")
 @needs("read")
 def catalog():
-    hub = get_hub()
-    q, task, tag = (request.args.get(k, "").strip() for k in ("q", "task", "tag"))
-    models = hub.models(q, task, tag)
-    tasks = sorted({m["task"] for m in hub.models()})
-    return render_template("catalog.html", models=models, tasks=tasks, q=q, task=task, tag=tag)
+    return catalog_page.render(request.args)  # web/catalog_page.py
 
 
 # --- model page ---------------------------------------------------------------------------
@@ -44,9 +40,25 @@ def catalog():
 @blueprint.get("/models/<path:name>")
 @needs("read")
 def model(name):
+    """The model page as HTML, or its data as JSON (`Accept: application/json`, or NAME.json: a
+    model name has no dots, vocab/names.py, so a trailing `.json` is never part of one)."""
+    as_json = name.endswith(".json")
+    name = name.removesuffix(".json")
     args = request.args
     page = model_page(name, args.get("version") or None, window=args.get("window") or DEFAULT_WINDOW)
-    return render_template("model.html", **page), 400 if page["window_error"] else 200
+    status = 400 if page["window_error"] else 200
+    if as_json or prefers_json():
+        return jsonify(page_data(page)), status, {"Vary": "Accept"}
+    html = render_template("model.html", **page, in_flight=sorted(IN_FLIGHT))
+    return html, status, {"Vary": "Accept"}
+
+
+PAGE_ONLY = ("form", "feedback_error", "feedback_id")  # what the HTML page keeps for its forms
+
+
+def page_data(page: dict) -> dict:
+    """The model page's dict as JSON data: the same values, less what only its forms use."""
+    return {key: value for key, value in page.items() if key not in PAGE_ONLY}
 
 
 @blueprint.post("/models/<path:name>/feedback")
@@ -58,7 +70,7 @@ def feedback(name):
         row = _send_feedback(name, ref, form.get("prediction_id", "").strip(), feedback_fields(form))
     except Invalid as e:
         page = model_page(name, ref, feedback_error=e.message, form=form)
-        return render_template("model.html", **page), 400
+        return render_template("model.html", **page, in_flight=sorted(IN_FLIGHT)), 400
     target = url_for("pages.model", name=name, version=ref, feedback=row["id"])
     return redirect(f"{target}#feedback", code=303)
 
@@ -97,13 +109,22 @@ def model_page(
         "ready": version["deployment"]["status"] == DeploymentStatus.READY,
         "scorecard": card, "windows": WINDOWS, "window": window, "window_error": window_error,
         "charts": charts.scorecard_charts(card, hub.drift_history(name, number)["runs"]),
-        "build": hub.latest_build(name, number),
+        **build_history(name, number),
         "files": hub.version_files(name, number)["files"],
         "alerts": hub.alerts(name),
         "api": api_snippets(name, ref and number, version),
+        "tryit": tryit.form(version, tryit.reference_columns(hub, version)),
         "feedback_id": request.args.get("feedback", type=int),
         "feedback_error": feedback_error, "form": form or {},
     }  # fmt: skip
+
+
+def build_history(name: str, number: str) -> dict:
+    """The version's recent builds, and the latest with its log's tail; `following`: it still runs."""
+    history = get_hub().builds(name, number)
+    latest = history["latest"]
+    following = bool(latest) and latest["status"] in IN_FLIGHT
+    return {"build": latest, "builds": history["builds"], "build_following": following}
 
 
 def scorecard_over(name: str, number: str, window: str) -> tuple[dict, str, str]:
@@ -125,10 +146,21 @@ def api_snippets(name: str, pinned: str | None, version: dict) -> dict:
         "predict_url": predict,
         "try_url": url_for("api.predict", name=name, version=version["version"]),
         "feedback_url": url_for("api.prediction_feedback", prediction_id="PREDICTION_ID"),
-        "prefill": {n: snippets.prefill(inputs, n) for n in version["inputs"]},
         "curl": snippets.curl_predict(predict, inputs),
         "v2_url": v2,
         "curl_v2": snippets.curl_v2(v2, inputs, version["inputs"]),
+        **code_snippets(name, pinned, inputs, version["inputs"]),
+    }
+
+
+def code_snippets(name: str, pinned: str | None, inputs: dict, schema: dict) -> dict:
+    """Python (`requests`, `tritonclient.http`) and `aid predict` calls, beside the curl ones."""
+    hub_url = url_for("pages.catalog", _external=True)
+    predict = url_for("api.predict", name=name, version=pinned, _external=True)
+    return {
+        "python": snippets.python_requests(predict, inputs),
+        "triton": snippets.python_triton(hub_url, name, pinned, inputs, schema),
+        "aid": snippets.aid_predict(hub_url, f"{name}@{pinned}" if pinned else name, inputs),
     }
 
 
