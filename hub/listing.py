@@ -104,6 +104,12 @@ class ListingUseCases:
         }  # fmt: skip
 
 
+    def models(self, q: str = "", task: str = "", tag: str = "") -> list[dict]:
+        """Every model's card matching `q`, `task` and `tag`, by name."""
+        query = CatalogQuery(q=q, task=task, tag=tag, sort="name", per_page=0)
+        return self.catalog_page(query)["models"]
+
+
 # --- the query ------------------------------------------------------------------------------------
 
 

@@ -61,9 +61,11 @@ def hub_server(tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Chromium, headless, launched by Playwright from the system's binary."""
+    """Chromium, headless, launched by Playwright from the system's binary; one per test module, since
+    Playwright's sync API keeps an asyncio loop running on the main thread while it is open (tests
+    after it that call asyncio.run() would fail)."""
     from playwright.sync_api import sync_playwright
 
     path = chromium()
