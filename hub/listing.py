@@ -103,7 +103,6 @@ class ListingUseCases:
             "per_page": query.per_page, "sort": query.sort, "facets": facets, "problems": problems,
         }  # fmt: skip
 
-
     def models(self, q: str = "", task: str = "", tag: str = "") -> list[dict]:
         """Every model's card matching `q`, `task` and `tag`, by name."""
         query = CatalogQuery(q=q, task=task, tag=tag, sort="name", per_page=0)
