@@ -6,7 +6,7 @@ import os
 import platform
 import sys
 
-from benchmarks import catalog, containers, direct, drift, predlog, publish, scorecard, serving, soak
+from benchmarks import catalog, containers, direct, drift, peers, predlog, publish, scorecard, serving, soak
 
 BENCHMARKS = {
     "predlog": predlog.run,
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "catalog": catalog.run,
     "publish": publish.run,
     "soak": soak.run,
+    "peers": peers.run,
 }
 
 
