@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import BinaryIO
 
@@ -13,6 +14,7 @@ from hub.packages import files_of
 from registry.files import parse_entries, path_problem
 from registry.manifest import PackageInvalid
 from registry.models import FileRow
+from registry.package import csv_header
 
 
 class FileUseCases:
@@ -68,5 +70,23 @@ class FileUseCases:
             )
         return self.catalog.packages.blobs.path(row.sha256), row.sha256, row.size
 
+    def reference_columns(self, name: str, ref: str | None = None) -> list[str]:
+        """The column names of the version's reference data (its header line), [] without one."""
+        version = self.catalog.resolve(name, ref)
+        path = version.manifest.get("reference_data")
+        row = FileRow.get_or_none(version=version, path=path) if path else None
+        if row is None:
+            return []
+        try:
+            return list(_header_of(self.catalog.packages.blobs.path(row.sha256)))
+        except OSError:
+            return []
+
     def storage(self) -> dict:
         return self.catalog.packages.storage()
+
+
+@functools.lru_cache(maxsize=256)
+def _header_of(blob: Path) -> tuple[str, ...]:
+    """A reference CSV's columns, read once per blob: a blob never changes."""
+    return tuple(csv_header(blob, blob.name, []))

@@ -146,7 +146,7 @@ def _check_reference(root: Path, m: Manifest, inputs: dict, problems: list[Probl
     if path.suffix != ".csv":
         problems.append(Problem("reference_data", f"{m.reference_data!r} must be a .csv file"))
         return
-    header = _header(path, m.reference_data, problems)
+    header = csv_header(path, m.reference_data, problems)
     found = [(column, message) for column in header if (message := _column_problem(column, inputs))]
     for column, message in found[:MAX_COLUMN_PROBLEMS]:
         problems.append(Problem(f"reference_data.{column}", message))
@@ -154,7 +154,7 @@ def _check_reference(root: Path, m: Manifest, inputs: dict, problems: list[Probl
         problems.append(Problem("reference_data", f"and {len(found) - MAX_COLUMN_PROBLEMS:,} more columns"))
 
 
-def _header(path: Path, name: str, problems: list[Problem]) -> list[str]:
+def csv_header(path: Path, name: str, problems: list[Problem]) -> list[str]:
     """The column names of a CSV file, read from its first line only: the data may be any size."""
     with path.open("rb") as f:
         line = f.readline(MAX_HEADER_BYTES + 1)

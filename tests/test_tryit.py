@@ -18,7 +18,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def form_of(hub, name: str) -> dict:
     version = hub.version(name)
-    return tryit.form(version, tryit.reference_columns(hub, version))
+    return tryit.form(version, hub.reference_columns(version["model"], version["version"]))
 
 
 def test_iris_features_are_a_row_of_number_fields_named_by_its_reference_columns(hub):

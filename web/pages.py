@@ -113,7 +113,7 @@ def model_page(
         "files": hub.version_files(name, number)["files"],
         "alerts": hub.alerts(name),
         "api": api_snippets(name, ref and number, version),
-        "tryit": tryit.form(version, tryit.reference_columns(hub, version)),
+        "tryit": tryit.form(version, hub.reference_columns(name, number)),
         "feedback_id": request.args.get("feedback", type=int),
         "feedback_error": feedback_error, "form": form or {},
     }  # fmt: skip

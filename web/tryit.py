@@ -16,18 +16,15 @@ a package and may be hostile; the template escapes it as any other text.
 
 from __future__ import annotations
 
-import csv
 import json
 from math import prod
 
-from hub.errors import HubError
 from web.snippets import placeholder
 
 MAX_VECTOR = 32  # a row of at most this many number fields; wider ones are edited as JSON
 IMAGE_FRAMEWORKS = ("torch", "onnx")
 IMAGE_CHANNELS = (1, 3)
 MIN_IMAGE_SIDE = 8
-MAX_HEADER_BYTES = 64 * 1024  # the reference data's header line; longer ones are not read
 TEXT_DTYPES = ("string",)
 
 
@@ -141,22 +138,3 @@ def example(index: int, inputs: dict, fields: list[dict]) -> dict:
     note = f" (row 1 of {most})" if most > 1 else ""
     values = {f["id"]: field_value(f, inputs.get(f["name"])) for f in fields}
     return {"label": f"Example {index + 1}", "note": note, "values": values}
-
-
-def reference_columns(hub, version: dict) -> list[str]:
-    """The column names of the version's reference data (its header line), [] without one."""
-    path = (version.get("manifest") or {}).get("reference_data")
-    if not path:
-        return []
-    try:
-        where, _sha256, _size = hub.version_file(version["model"], version["version"], path)
-        with open(where, "rb") as f:
-            line = f.readline(MAX_HEADER_BYTES + 1)
-    except (HubError, OSError):
-        return []
-    if len(line) > MAX_HEADER_BYTES:
-        return []
-    try:
-        return next(csv.reader([line.decode("utf-8-sig")]), [])
-    except (UnicodeDecodeError, csv.Error):
-        return []
