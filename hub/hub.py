@@ -223,9 +223,6 @@ class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DriftUseCases, File
         self.deployments.cancel(build_id)
         return self.build(build_id)
 
-    def latest_build(self, name: str, ref: str | None = None) -> dict | None:
-        return present.build(self.deployments.latest_build(self.catalog.resolve(name, ref)))
-
     def _build(self, row) -> dict | None:
         """A build row the deployments just wrote, re-read with its version and model."""
         return present.build(self.deployments.build(row.id)) if row else None
