@@ -7,16 +7,18 @@ import threading
 import time
 from http.client import HTTPException
 
+import numpy as np
 from gevent import monkey
 from geventhttpclient import HTTPClient
 
 from hub.errors import BadInput, ModelFailed
 from hub.routes import Route
 from monitor.metrics import Metrics
-from monitor.predlog import PredictionLog, PredictionRecord, new_prediction_id
+from monitor.predlog import JSONText, PredictionLog, PredictionRecord, new_prediction_id
 from registry.models import VersionRow
 from registry.package import check_example_outputs
-from registry.tensors import check_inputs
+from registry.tensors import check_inputs, fitting_arrays, without_bools
+from runners.flavors import tensorbody
 from runners.flavors.calls import COLLECT_ROUTE, TOKEN_HEADER
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -34,6 +36,7 @@ class ModelClient:
         self.headers = {**JSON_HEADERS, TOKEN_HEADER: token}  # the server leaves calls with it to us
         self.shared: dict | None = {} if monkey.is_module_patched("socket") else None
         self.local = threading.local()
+        self.json_only: set[str] = set()  # servers started before the tensor route existed
 
     def _pool(self, url: str) -> HTTPClient:
         pools = self.shared if self.shared is not None else self.local.__dict__.setdefault("pools", {})
@@ -44,15 +47,35 @@ class ModelClient:
             )
         return pool
 
-    def predict(self, url: str, inputs: dict) -> dict:
+    def predict(self, url: str, inputs: dict, body: bytes | None = None) -> dict:
+        """`body`: the caller's JSON `{"inputs": ...}` as it came, forwarded without re-encoding."""
+        body = json.dumps({"inputs": inputs}).encode() if body is None else body
+        return self._answer(*self._post(url, "/predict", body, self.headers))
+
+    def predict_tensors(self, url: str, arrays: dict) -> dict:
+        """Numpy `arrays` as raw bytes (runners/flavors/tensorbody.py), not as JSON lists."""
+        if url in self.json_only:
+            return self.predict(url, {name: a.tolist() for name, a in arrays.items()})
+        body, length = tensorbody.encode(arrays)
+        headers = {**self.headers, tensorbody.HEADER_LENGTH: str(length)}
+        status, data = self._post(url, tensorbody.PREDICT_ROUTE, body, headers)
+        if status == 404:  # an older server, adopted across a hub upgrade
+            self.json_only.add(url)
+            return self.predict_tensors(url, arrays)
+        return self._answer(status, data)
+
+    def _post(self, url: str, path: str, body: bytes, headers: dict) -> tuple[int, bytes]:
         try:
-            reply = self._pool(url).post("/predict", json.dumps({"inputs": inputs}).encode(), self.headers)
-            data = reply.read()
+            reply = self._pool(url).post(path, body, headers)
+            return reply.status_code, reply.read()
         except (OSError, HTTPException) as e:
             raise ModelFailed(f"The model server at {url} did not answer: {e}. See 'aid logs'.") from e
-        if reply.status_code != 200:
+
+    @staticmethod
+    def _answer(status: int, data: bytes) -> dict:
+        if status != 200:
             detail = data.decode(errors="replace")[:500]
-            raise ModelFailed(f"The model failed (HTTP {reply.status_code} from its server): {detail}")
+            raise ModelFailed(f"The model failed (HTTP {status} from its server): {detail}")
         return json.loads(data)
 
     def direct_calls(self, url: str, ack: dict[str, int], limit: int) -> str:
@@ -79,11 +102,18 @@ def smoke_test(client: ModelClient, version: VersionRow, url: str, log) -> None:
         log(f"smoke test: examples[{i}] ok")
 
 
-def check_request(version: VersionRow, inputs) -> None:
-    problems = check_inputs(inputs, version.inputs)
+def check_request(version: VersionRow, inputs, body: bytes | None = None) -> dict:
+    """The inputs to forward: numpy arrays in the schema's dtypes when numpy proves they fit (checked
+    in C), else the inputs as they came, checked value by value; BadInput naming every problem."""
+    bools_ruled_out = body is not None and without_bools(body)
+    arrays = fitting_arrays(inputs, version.inputs, bools_ruled_out)
+    if arrays is not None:
+        return arrays
+    problems = check_inputs(inputs, version.inputs, bools_ruled_out)
     if problems:
         name = f"{version.model.name}@{version.version}"
         raise BadInput(f"The inputs do not fit {name}'s schema; the model was not called.", problems)
+    return inputs
 
 
 def predict(
@@ -93,20 +123,27 @@ def predict(
     route: Route,
     inputs: dict,
     source: str = "hub",
+    body: bytes | None = None,
 ) -> dict:
-    """Call the model, log the prediction (ok or failed), and return the native reply."""
+    """Call the model, log the prediction (ok or failed), and return the native reply.
+
+    `inputs` hold nested lists or numpy arrays (binary inputs); `body` is the request's JSON text
+    when it is exactly `{"inputs": ...}`. Inputs that numpy read go to the server as raw bytes
+    (a 3 MB JSON image as 602 KB, which the server need not parse either); a Python model gets
+    the body as it came, or JSON lists."""
     version = route.version
-    check_request(version, inputs)
+    checked = check_request(version, inputs, body)
     if route.error:
         raise route.error
     pid, started = new_prediction_id(), time.perf_counter()
     outputs, error = None, None
     try:
-        outputs = client.predict(route.url, inputs)
+        outputs = _forward(client, route.url, version, checked, body)
     except ModelFailed as e:
         error = e
     latency_ms = (time.perf_counter() - started) * 1000
-    predlog.record(_record(pid, version, latency_ms, inputs, outputs, error, source))
+    logged = _loggable(inputs, body, predlog.payload_cap)
+    predlog.record(_record(pid, version, latency_ms, logged, outputs, error, source))
     metrics.observe_prediction(version.model.name, version.version, "error" if error else "ok", latency_ms)
     if error:
         raise error
@@ -114,9 +151,41 @@ def predict(
     return {**reply, "latency_ms": round(latency_ms, 3)}
 
 
+def _forward(client: ModelClient, url: str, version: VersionRow, inputs: dict, body: bytes | None) -> dict:
+    """Arrays go to the server as raw bytes, except to a Python model (its own code was written for
+    the lists JSON gives it): it gets the body as it came, or the inputs as JSON."""
+    arrays = all(isinstance(v, np.ndarray) for v in inputs.values())
+    if arrays and version.manifest.get("framework") != "python":
+        return client.predict_tensors(url, inputs)
+    if body is not None:
+        return client.predict(url, inputs, body)  # the body wins: sent as it came
+    return client.predict(url, _as_lists(inputs))
+
+
+def _as_lists(inputs: dict) -> dict:
+    return {n: v.tolist() if isinstance(v, np.ndarray) else v for n, v in inputs.items()}
+
+
+def _loggable(inputs: dict, body: bytes | None, cap: int):
+    """The inputs as the prediction log stores them. A payload surely past the log's cap becomes its
+    marker here, before 3 MB of JSON is encoded (or an array turned into lists) only to be dropped:
+    a body over twice the cap, or arrays of more than cap / 2 values (each at least "0," in JSON).
+    The marker's bytes are the body's, or the arrays' raw bytes."""
+    arrays = [v for v in inputs.values() if isinstance(v, np.ndarray)]
+    if body is not None and len(body) > 2 * cap:
+        return _Cut(json.dumps({"_truncated": True, "bytes": len(body)}))
+    if sum(a.size for a in arrays) * 2 > cap:
+        return _Cut(json.dumps({"_truncated": True, "bytes": sum(a.nbytes for a in arrays)}))
+    return _as_lists(inputs)
+
+
+class _Cut(JSONText):
+    """A payload already replaced by the log's marker."""
+
+
 def _record(pid, version, latency_ms, inputs, outputs, error, source) -> PredictionRecord:
     return PredictionRecord(
         id=pid, version_id=version.id, model=version.model.name, version=version.version,
         latency_ms=latency_ms, status="error" if error else "ok", error=str(error) if error else None,
-        source=source, inputs=inputs, outputs=outputs,
+        source=source, inputs=inputs, outputs=outputs, truncated=isinstance(inputs, _Cut),
     )  # fmt: skip

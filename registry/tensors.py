@@ -1,8 +1,16 @@
-"""Checking JSON values against a tensor spec ({dtype, shape}) without numpy."""
+"""Checking input values against a tensor spec ({dtype, shape}): nested JSON lists or numpy arrays.
+
+A big input (an image is 150,528 floats) is checked by numpy in C: `np.asarray` finds the shape
+(or that the lists are ragged) and the kind of values in one pass. numpy only proves that a value
+fits; whenever it cannot (a bool that numpy would read as a number, strings, None, a ragged list),
+the value is walked leaf by leaf in Python as before, which also writes the message.
+"""
 
 from __future__ import annotations
 
 from math import prod
+
+import numpy as np
 
 INT_RANGES = {
     "int8": (-(2**7), 2**7 - 1), "int16": (-(2**15), 2**15 - 1),
@@ -45,12 +53,88 @@ def _leaf_ok(dtype: str, leaf) -> bool:
     return isinstance(leaf, int) and low <= leaf <= high
 
 
+# The numpy kinds of values that fit each dtype family; "string" is always walked (numpy would read
+# the number 1 as the string "1").
+FITTING_KINDS = {"float": "fiu", "int": "iu", "uint": "iu", "bool": "b"}
+NUMBER_TEXT = b"0123456789.,[] \t\r\n+-"  # not "e": removing it would turn "true" into "tru"
+
+
+def without_bools(text: bytes) -> bool:
+    """Whether the JSON `text` holds no `true` or `false`: then numpy, which reads a bool among
+    numbers as 0 or 1, cannot hide one. The digits go first (about 1 ms for 3 MB, in C)."""
+    rest = text.translate(None, NUMBER_TEXT)
+    return b"true" not in rest and b"false" not in rest
+
+
+def _family(dtype) -> str:
+    return str(dtype).rstrip("0123456789")
+
+
+def _fitting_array(value, spec: dict, bools_ruled_out: bool) -> np.ndarray | None:
+    """`value` as an array when numpy proves it fits `spec`, else None (the caller walks it).
+    `bools_ruled_out`: no leaf is a bool, which numpy would read as a number."""
+    if isinstance(value, np.ndarray):
+        return value if check_array("", value, spec) is None else None
+    kinds = FITTING_KINDS.get(_family(spec.get("dtype")))
+    if kinds is None or not (bools_ruled_out or kinds == "b"):
+        return None
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):  # ragged, or too deep
+        return None
+    if array.dtype.kind not in kinds or not _shape_ok(spec.get("shape", []), list(array.shape)):
+        return None
+    return array if _in_range(array, spec["dtype"]) else None
+
+
+def fitting_arrays(inputs, schema: dict, bools_ruled_out: bool = False) -> dict | None:
+    """Every input as an array of its spec's dtype when numpy proves they all fit (about 3 ms for an
+    image of 150,528 values); None when it cannot, and `check_inputs` then names the problems."""
+    if not isinstance(inputs, dict) or inputs.keys() != schema.keys():
+        return None
+    arrays = {name: _fitting_array(value, schema[name], bools_ruled_out) for name, value in inputs.items()}
+    return None if any(a is None for a in arrays.values()) else as_dtypes(arrays, schema)
+
+
+def _in_range(array: np.ndarray, dtype: str) -> bool:
+    if dtype not in INT_RANGES or not array.size:
+        return True
+    low, high = INT_RANGES[dtype]
+    return low <= array.min() and array.max() <= high
+
+
+def check_array(path: str, array: np.ndarray, spec: dict) -> str | None:
+    """`check_value` for a numpy array (a binary input): its shape, and values of a fitting kind."""
+    dtype, expected = spec.get("dtype"), spec.get("shape", [])
+    want = f"{dtype} with shape {expected}"
+    if not _shape_ok(expected, list(array.shape)):
+        return f"{path}: expected {want}, got shape {list(array.shape)}"
+    if array.dtype.kind not in FITTING_KINDS.get(_family(dtype), ""):
+        return f"{path}: expected {want}, got {array.dtype} values"
+    if not _in_range(array, dtype):
+        return f"{path}: expected {want}, got values from {array.min()} to {array.max()}"
+    return None
+
+
+def as_dtypes(inputs: dict, schema: dict) -> dict:
+    """Checked inputs with each numpy array in its spec's dtype (no copy when it already is)."""
+    return {
+        name: value.astype(schema[name]["dtype"], copy=False) if isinstance(value, np.ndarray) else value
+        for name, value in inputs.items()
+    }
+
+
 def _shape_ok(expected: list[int], got: list[int]) -> bool:
     return len(expected) == len(got) and all(e in (-1, g) for e, g in zip(expected, got, strict=True))
 
 
-def check_value(path: str, value, spec: dict) -> str | None:
-    """Return a message naming `path`, the expected dtype/shape and what came, or None if it fits."""
+def check_value(path: str, value, spec: dict, bools_ruled_out: bool = False) -> str | None:
+    """Return a message naming `path`, the expected dtype/shape and what came, or None if it fits.
+    `bools_ruled_out`: the caller knows no leaf is a bool (`without_bools` on the request's text)."""
+    if isinstance(value, np.ndarray):
+        return check_array(path, value, spec)
+    if _fitting_array(value, spec, bools_ruled_out) is not None:
+        return None
     dtype, expected = spec.get("dtype"), spec.get("shape", [])
     got = shape_of(value)
     want = f"{dtype} with shape {expected}"
@@ -67,7 +151,7 @@ def check_value(path: str, value, spec: dict) -> str | None:
 _NONE = object()
 
 
-def check_inputs(inputs, schema: dict) -> list[str]:
+def check_inputs(inputs, schema: dict, bools_ruled_out: bool = False) -> list[str]:
     """Every problem of `inputs` (a dict of name -> value) against `schema`, named by field."""
     if not isinstance(inputs, dict):
         return [f"inputs: expected an object mapping {', '.join(schema)} to values"]
@@ -81,7 +165,7 @@ def check_inputs(inputs, schema: dict) -> list[str]:
     ]
     for name, value in inputs.items():
         if name in schema:
-            problem = check_value(f"inputs.{name}", value, schema[name])
+            problem = check_value(f"inputs.{name}", value, schema[name], bools_ruled_out)
             problems += [problem] if problem else []
     return problems
 

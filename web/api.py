@@ -119,7 +119,8 @@ def logs(name):
 @needs("predict")
 def predict(name):
     """Answered by web.fastpath.PredictFastPath before Flask; kept for url_for and the API document."""
-    reply, headers = predict_reply(get_hub(), name, request.args.get("version"), request.get_data())
+    raw, content_type = request.get_data(), request.content_type
+    reply, headers = predict_reply(get_hub(), name, request.args.get("version"), raw, content_type)
     return jsonify(reply), 200, headers
 
 

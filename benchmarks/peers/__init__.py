@@ -1,8 +1,9 @@
 """The hub against the servers a user would pick instead, on the same models, in one run.
 
 Each model (iris-onnx; heavy-onnx, an MLP on 3x32x32 images; digits-torch, TorchScript) is served by
-(a) the hub's native route, (b) the hub's v2 route, (c) the deployment's BentoML server called
-directly, (d) MLServer 1.7 with a custom runtime, (e) a BentoML service written by hand from its docs.
+(a) the hub's native route, (b) the hub's v2 route, as JSON and with binary tensors (benchmarks/peers/
+rawload.py), (c) the deployment's BentoML server called directly, (d) MLServer 1.7 with a custom
+runtime, (e) a BentoML service written by hand from its docs.
 wrk loads each at concurrency 1, 16 and 64; the servers take turns within every round (the order
 rotates from round to round) so the shared machine's drift hits all alike; rounds are averaged.
 
@@ -27,6 +28,7 @@ import httpx
 from benchmarks.load import post_load
 from benchmarks.peers import report, servers
 from benchmarks.peers.models import Model, chosen
+from benchmarks.peers.rawload import Raw, post_raw
 from benchmarks.serving import deployed_hub, row
 from tests.hubserver import REPO, HubProcess
 
@@ -39,6 +41,7 @@ def _hub_targets(hub: HubProcess, model: Model) -> dict:
     return {
         "hub native": (f"{hub.url}/api/v1/models/{model.name}/predict", model.native),
         "hub v2": (f"{hub.url}/v2/models/{model.name}/infer", model.v2),
+        "hub v2 binary": (f"{hub.url}/v2/models/{model.name}/infer", model.v2_binary),
         "BentoML direct": (f"{version['deployment']['url']}/predict", model.native),
     }
 
@@ -67,10 +70,20 @@ def _check(targets: dict) -> None:
     """One call to each (a wrong body fails here, not as a column of errors), then a short warm-up."""
     for model, by_server in targets.items():
         for server, (url, body) in by_server.items():
-            reply = httpx.post(url, json=body, timeout=30)
+            if isinstance(body, Raw):
+                reply = httpx.post(url, content=body.body, headers=body.headers, timeout=30)
+            else:
+                reply = httpx.post(url, json=body, timeout=30)
             if reply.status_code != 200:
                 raise RuntimeError(f"{server} on {model}: {reply.status_code} {reply.text[:300]}")
-            post_load(url, body, 2, concurrency=4)
+            load(url, body, 2, concurrency=4)
+
+
+def load(url: str, body, seconds: int, concurrency: int) -> dict:
+    """wrk on `url` with a JSON `body` (a dict) or a Raw one."""
+    if isinstance(body, Raw):
+        return post_raw(url, body, seconds, concurrency)
+    return post_load(url, body, seconds, concurrency)
 
 
 def measure(targets: dict, rounds: int = ROUNDS, seconds: int = SECONDS) -> dict:
@@ -83,7 +96,7 @@ def measure(targets: dict, rounds: int = ROUNDS, seconds: int = SECONDS) -> dict
             for concurrency in report.CONCURRENCY:
                 for server in order:
                     url, body = by_server[server]
-                    runs[model, server, concurrency].append(post_load(url, body, seconds, concurrency))
+                    runs[model, server, concurrency].append(load(url, body, seconds, concurrency))
     return {key: {k: sum(r[k] for r in rs) / len(rs) for k in rs[0]} for key, rs in runs.items()}
 
 

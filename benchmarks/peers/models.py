@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.peers import heavy
+from benchmarks.peers.rawload import Raw, v2_binary
 from tests.hubserver import REPO
 
 
@@ -35,6 +36,13 @@ class Model:
         array = np.asarray(self.inputs[self.input], dtype=np.float32)
         tensor = {"name": self.input, "shape": list(array.shape), "datatype": "FP32"}
         return {"inputs": [{**tensor, "data": array.reshape(-1).tolist()}]}
+
+    @property
+    def v2_binary(self) -> Raw:
+        """The Open Inference Protocol with the binary tensor extension (the Triton client's default)."""
+        import numpy as np
+
+        return v2_binary(self.input, np.asarray(self.inputs[self.input], dtype=np.float32))
 
     @property
     def by_hand(self) -> dict:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 CONCURRENCY = (1, 16, 64)
-SERVERS = ("hub native", "hub v2", "BentoML direct", "MLServer 1.7", "BentoML by hand")
+SERVERS = ("hub native", "hub v2", "hub v2 binary", "BentoML direct", "MLServer 1.7", "BentoML by hand")
 WHAT = {
     "hub native": "POST hub /api/v1/models/NAME/predict",
     "hub v2": "POST hub /v2/models/NAME/infer (Open Inference Protocol, JSON)",
+    "hub v2 binary": "the same with the binary tensor extension (raw float32 bytes after a JSON header)",
     "BentoML direct": "POST the deployment's own BentoML server /predict (the hub not in the path)",
     "MLServer 1.7": "MLServer with a custom onnxruntime / TorchScript runtime, its defaults",
     "BentoML by hand": "benchmarks/peers/plain_service.py, BentoML 1.4 as its docs show",

@@ -25,9 +25,13 @@ class Model(Protocol):
 
 
 def to_array(name: str, value: Any, dtype: str, shape: list | None = None) -> np.ndarray:
-    """Convert one JSON input to a numpy array of `dtype`, checking rank and fixed sizes."""
+    """Convert one JSON input (or a numpy array: a binary input from the hub) to a numpy array of
+    `dtype`, checking rank and fixed sizes. An array of that dtype is used as it is, not copied."""
     if dtype not in NUMPY_DTYPES:
         raise InputError(f"Input {name!r} has unsupported dtype {dtype!r}.")
+    if isinstance(value, np.ndarray) and value.dtype == NUMPY_DTYPES[dtype] and dtype != "string":
+        check_shape(name, value.shape, shape)
+        return value
     try:
         array = np.asarray(value, dtype=NUMPY_DTYPES[dtype])
     except (TypeError, ValueError, OverflowError) as e:
