@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from registry.batching import batching_settings
 from registry.manifest import base_image_overrides
 from registry.models import VersionRow
 from runners.base import ServeSpec
@@ -20,5 +21,5 @@ def spec_for(version: VersionRow, package_dir: Path) -> ServeSpec:
         python=m.get("python") or "3.11", gpu=str(resources.get("gpu", "0")),
         labels=tuple(m.get("labels") or ()), cpus=float(resources.get("cpu", 1)),
         memory_bytes=parse_size(resources.get("memory", "1Gi")),
-        base_images=base_image_overrides(m.get("base_image")),
+        base_images=base_image_overrides(m.get("base_image")), batching=batching_settings(m.get("batching")),
     )  # fmt: skip

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from registry.batching import DEFAULT_BATCHING, check_batch_inputs, check_batching
 from registry.errors import RegistryError
 from vocab.alerts import RULE_KEYS, ConditionInvalid, parse_rule
 from vocab.images import IMAGE_HINT, MANIFEST_BASE_IMAGE_KEYS, is_image
@@ -65,6 +66,7 @@ class Manifest:
     reference_data: str | None = None
     examples: str | None = None
     alerts: tuple[dict, ...] | None = None  # rules of the model, normalised; None: not declared
+    batching: dict = field(default_factory=lambda: dict(DEFAULT_BATCHING))
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -172,8 +174,10 @@ def check_manifest(data: dict) -> tuple[Manifest, list[Problem]]:
         reference_data=checks.relpath("reference_data"),
         examples=checks.relpath("examples"),
         alerts=checks.alerts(),
+        batching=checks.batching(),
     )
     _check_framework_fields(manifest, data, problems)
+    problems += [Problem(*p) for p in check_batch_inputs(manifest.batching, manifest.inputs)]
     return manifest, problems
 
 
@@ -339,6 +343,9 @@ class _FieldChecks:
             return parse_rule(when, for_, window, webhook).to_dict()
         except ConditionInvalid as e:
             return self.fail(f"{path}.{e.field}", e.message)
+
+    def batching(self) -> dict:
+        return check_batching(self.data.get("batching"), self.fail)
 
     def base_image(self) -> str | dict | None:
         value = self.data.get("base_image")

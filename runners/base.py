@@ -40,6 +40,8 @@ class ServeSpec:
     cpus: float = 1.0  # resources.cpu (the manifest's default when a spec is made by hand)
     memory_bytes: int = 1024**3  # resources.memory in bytes, e.g. 512Mi -> 536870912
     base_images: dict = field(default_factory=dict)  # the manifest's base_image: {"cpu": ref, "gpu": ref}
+    # the manifest's batching: {"enabled": bool, "max_batch_size": n, "max_latency_ms": ms}; {} = off
+    batching: dict = field(default_factory=dict)
 
     @property
     def key(self) -> str:

@@ -64,7 +64,7 @@ class ProcessRunner:
         uv_cache: Path | None = None,
         host: str = "127.0.0.1",
         ready_timeout: float = 120.0,
-        workers: int = 1,
+        workers: int | None = None,  # None: sized to each version's CPU limit (service.serving_plan)
         threads: int = 4,
     ):
         self.envs_dir = Path(envs_dir)

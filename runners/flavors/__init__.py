@@ -30,12 +30,16 @@ def load_model(
     inputs: dict,
     outputs: dict,
     device: str = "cpu",
+    threads: int | None = None,
 ) -> Model:
-    """Load the package's model; the result has `predict(inputs: dict) -> dict` on JSON values."""
+    """Load the package's model; the result has `predict(inputs: dict) -> dict` on JSON values.
+
+    `threads`: how many threads one prediction may use (the CPUs of one server worker); None: all."""
     if framework not in FLAVOR_MODULES:
         known = ", ".join(FLAVOR_MODULES)
         raise ValueError(f"Framework {framework!r} is not supported; use one of {known}.")
     if device not in DEVICES:
         raise ValueError(f"Device {device!r} is not supported; use one of {', '.join(DEVICES)}.")
     module = importlib.import_module(f".{FLAVOR_MODULES[framework]}", __name__)
-    return module.load(Path(package_dir), artifact, entrypoint, inputs or {}, outputs or {}, device)
+    args = (Path(package_dir), artifact, entrypoint, inputs or {}, outputs or {}, device)
+    return module.load(*args, threads=threads)

@@ -39,12 +39,16 @@ def _dtype(node) -> str:
     return ORT_DTYPES[node.type]
 
 
-def load(package_dir: Path, artifact, entrypoint, inputs, outputs, device: str) -> OnnxModel:
+def load(package_dir: Path, artifact, entrypoint, inputs, outputs, device: str, threads=None) -> OnnxModel:
+    """`threads`: the CPUs of one server worker, so that workers x threads stays within the version's
+    CPU limit (None: every CPU this process may use)."""
     import onnxruntime as ort
 
     path = artifact_path(package_dir, artifact, "onnx")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = cpu_count()
+    options.intra_op_num_threads = min(threads or cpu_count(), cpu_count())
+    options.inter_op_num_threads = 1  # graphs run sequentially: no pool of inter-op threads needed
+    # Spinning threads burn the CPU the event loop needs between calls (and other workers' CPU).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=_providers(ort, device))
     return OnnxModel(session)

@@ -23,7 +23,7 @@ class PythonModel:
         return name_outputs(self.instance.predict(**inputs), self.output_names)
 
 
-def load(package_dir: Path, artifact, entrypoint, inputs, outputs, device: str) -> PythonModel:
+def load(package_dir: Path, artifact, entrypoint, inputs, outputs, device: str, threads=None) -> PythonModel:
     cls = _import_class(Path(package_dir), entrypoint)
     instance = cls()
     if callable(getattr(instance, "setup", None)):

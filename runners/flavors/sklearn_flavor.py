@@ -41,7 +41,7 @@ class SklearnModel:
         return to_array(name, value, spec.get("dtype", "float64"), spec.get("shape"))
 
 
-def load(package_dir: Path, artifact, entrypoint, inputs, outputs, device: str) -> SklearnModel:
+def load(package_dir: Path, artifact, entrypoint, inputs, outputs, device: str, threads=None) -> SklearnModel:
     path = artifact_path(package_dir, artifact, "sklearn")
     return SklearnModel(_load_estimator(path), inputs, outputs)
 

@@ -42,11 +42,12 @@ def _to_numpy(value):
     return value
 
 
-def load(package_dir: Path, artifact, entrypoint, inputs, outputs, device: str) -> TorchModel:
+def load(package_dir: Path, artifact, entrypoint, inputs, outputs, device: str, threads=None) -> TorchModel:
+    """`threads`: the CPUs of one server worker (None: every CPU this process may use)."""
     import torch
 
     _check_dtypes(inputs)
-    torch.set_num_threads(cpu_count())
+    torch.set_num_threads(min(threads or cpu_count(), cpu_count()))
     device = _device(torch, device)
     path = artifact_path(package_dir, artifact, "torch")
     module = torch.jit.load(str(path), map_location=device)
