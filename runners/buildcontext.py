@@ -1,42 +1,38 @@
-"""The container build context: a Dockerfile (a pure function of the spec) and the files it copies.
+"""Container images as Dockerfile text (pure functions of checked values); the files they copy are
+written by runners/contextfiles.py.
 
-Layers, ordered for reuse:
+Two images, layers ordered for reuse:
 
-1. runtime base: `FROM` an image with Python and uv (`base_image_for`);
-2. dependencies, keyed by the environment hash: a build stage copies the wheelhouse and a
-   requirements file named by the key, and uv installs them offline into a virtualenv at /opt/env;
-   the final stage copies only /opt/env, so the wheels never ship in the image;
-3. the version's weights: its files of WEIGHTS_MIN_BYTES (1 MiB) or more, and the manifest's
-   `artifact` (a file or a folder) whatever its size, copied from the context's `weights/` folder;
-4. its other files (code, card, aid.yaml) from `model/`, then the generated service, last.
+- the environment image (`render_environment_dockerfile`), built once per environment key and base,
+  tagged `aidhub-env:<key>-<base hash>` (`environment_tag`) and labelled `aidhub.role=environment`:
+  1. runtime base: `FROM` an image with Python and uv (`choose_base_image`);
+  2. dependencies: a build stage copies the wheelhouse and a requirements file named by the key,
+     and uv installs them offline into a virtualenv at /opt/env; the final stage copies only
+     /opt/env, so the wheels never ship in the image;
+- the version image (`render_version_dockerfile`), `FROM` the environment image:
+  3. the version's weights: its files of WEIGHTS_MIN_BYTES (1 MiB) or more, and the manifest's
+     `artifact` (a file or a folder) whatever its size, copied from the context's `weights/` folder;
+  4. its other files (code, card, aid.yaml) from `model/`, then the generated service, last.
 
-A new version with the same requirements rebuilds only layers 3-4, and one whose weights are the same
-bytes (only predict.py or the card changed) only layer 4: the builder's cache key for a COPY is the
-instruction's text and the copied files' names, modes and bytes (not their times; checked on Podman
-4.3 by tests/test_runner_container.py), and the text is constant. The weights still travel in the
-context and the engine still reads them to find the cache entry: what a hit saves is the new layer
-(its commit and its disk), not the transfer. No package path ever enters the Dockerfile: which file
-goes into which layer is decided by where `write_build_context` puts it, so odd names (spaces,
-quotes) cannot add a line.
+A new version with the same requirements builds only layers 3-4 from a context without wheels (no
+wheelhouse to send, fill or hash), and one whose weights are the same bytes (only predict.py or the
+card changed) reuses layer 3: the builder's cache key for a COPY is the instruction's text and the
+copied files' names, modes and bytes (not their times; checked on Podman 4.3 by
+tests/test_runner_container.py), and the text is constant. No package path ever enters the
+Dockerfile: which file goes into which layer is decided by where the context writer puts it, so
+odd names (spaces, quotes) cannot add a line.
 
-The package files are hard links to the hub's blob store (mode 0444: readable by the image's
-non-root user as they are, and the tar writer keeps the mode); a file that another user could not
-read, or one on another filesystem, is copied instead, as 0644.
-
-Nothing from a manifest reaches the Dockerfile unchecked: the base image, model name, version,
-digest and environment key must match strict patterns, and are also written as JSON strings
-wherever the syntax allows; requirements never enter the Dockerfile (they go into the
+Nothing from a manifest reaches a Dockerfile unchecked: the base and environment images, model
+name, version, digest and environment key must match strict patterns, and are also written as JSON
+strings wherever the syntax allows; requirements never enter a Dockerfile (they go into the
 requirements file, one checked line each). Everything else in the text is constant.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import re
-import shutil
-import stat
-from pathlib import Path
 
 from vocab.images import HUB_BASE_IMAGE_KEYS, IMAGE, IMAGE_HINT
 from vocab.names import DIGEST, MODEL_NAME, PYTHON_VERSION, SEMVER
@@ -44,7 +40,7 @@ from vocab.requirements import REQUIREMENT
 
 from .base import RunnerError, ServeSpec
 from .environment import FRAMEWORK_REQUIREMENTS, GPU_REPLACEMENTS
-from .service import SERVICE_CLASS, SERVICE_MODULE, device_for, openapi_document, write_service_dir
+from .service import SERVICE_CLASS, SERVICE_MODULE, device_for, openapi_document
 
 APP_DIR = "/app"
 MODEL_DIR = f"{APP_DIR}/model"
@@ -53,9 +49,8 @@ ENV_DIR = "/opt/env"
 WHEELHOUSE_DIR = "/wheelhouse"
 PORT = 3000
 DEFAULT_UID = 10001
-WEIGHTS_MIN_BYTES = 1024**2  # a package file this large goes into the weights layer
-LINKABLE_MODES = (0o444, 0o644)  # a package file with another mode is copied as 0644
 CPU_BASE_IMAGE = "python:{python}-slim"
+ENV_REPOSITORY = "aidhub-env"  # environment images: aidhub-env:<env key>-<base hash> (environment_tag)
 
 # GPU runtime bases, keyed by the framework requirement that environment.py pins for GPU
 # environments (`framework_pin`): a new pin has no entry until someone checks its CUDA line
@@ -85,25 +80,56 @@ class BuildContextError(RunnerError):
     """A value cannot go into a build context; the message names it and the fix."""
 
 
-def render_dockerfile(
-    spec: ServeSpec, base_image: str, env_key: str, requirements: list[str], uid: int = DEFAULT_UID
-) -> str:
-    """The Dockerfile text for `spec`: runtime base -> dependencies (by `env_key`) -> model files.
+def environment_tag(env_key: str, base_image: str) -> str:
+    """`aidhub-env:<env key>-<8 hex of the base image>`: the tag of one environment grown from one
+    base (the key alone does not name the base: hubs and manifests choose bases)."""
+    base = hashlib.sha256(check_base_image(base_image).encode()).hexdigest()[:8]
+    return f"{ENV_REPOSITORY}:{_checked('environment key', env_key, _ENV_KEY, 'the hex key')}-{base}"
 
-    Two specs with the same base image, key and uid give the same text up to `COPY model/`.
-    The base image is also a label (`aidhub.base`): an image grown from another base is another image.
-    """
+
+def environment_labels(env_key: str, base_image: str) -> dict[str, str]:
+    """The labels an environment image carries; a version image overrides `aidhub.role`."""
+    return {"aidhub.role": "environment", "aidhub.env": env_key, "aidhub.base": base_image}
+
+
+def render_environment_dockerfile(base_image: str, python: str, env_key: str, requirements: list[str]) -> str:
+    """The environment image's Dockerfile: runtime base -> dependencies (by `env_key`), installed
+    offline from the context's wheelhouse. Built once per key and base; versions grow FROM it."""
     check_requirements(requirements)
     base_image = check_base_image(base_image)
-    labels = {
-        **_model_labels(spec, env_key),
-        "aidhub.base": base_image,
-        "aidhub.openapi": openapi_label(spec),
-    }
-    python = _checked("python version", spec.python, PYTHON_VERSION, "a version like 3.11")
+    python = _checked("python version", python, PYTHON_VERSION, "a version like 3.11")
+    env_key = _checked("environment key", env_key, _ENV_KEY, "the hex from environment_key()")
     lines = [
         *_dependency_stage(base_image, python, env_key),
-        *_runtime_stage(base_image, _check_uid(uid)),
+        *_runtime_stage(base_image),
+        f"LABEL {_label_pairs(environment_labels(env_key, base_image))}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_version_dockerfile(
+    spec: ServeSpec, env_image: str, env_key: str, base_image: str, uid: int = DEFAULT_UID
+) -> str:
+    """The Dockerfile text for `spec`: FROM its environment image -> model files -> labels.
+
+    Two specs with the same environment image and uid give the same text up to `COPY model/`.
+    The base image is also a label (`aidhub.base`): an image grown from another base is another image.
+    """
+    labels = {
+        **_model_labels(spec, env_key),
+        "aidhub.role": "version",  # the environment image's own role label is inherited otherwise
+        "aidhub.base": check_base_image(base_image),
+        "aidhub.openapi": openapi_label(spec),
+    }
+    uid = _check_uid(uid)
+    serve = ["bentoml", "serve", f"{SERVICE_MODULE}:{SERVICE_CLASS}", "--host", "0.0.0.0"]
+    lines = [
+        "# Generated by aidhub from a version spec. Do not edit.",
+        "# 1-2. The environment image: runtime base and dependencies, built once per environment key.",
+        f"FROM {check_base_image(env_image)}",
+        f"USER {uid}:{uid}",
+        f"CMD {_exec([*serve, '--port', str(PORT)])}",
+        "",
         *_model_layers(labels),
     ]
     return "\n".join(lines) + "\n"
@@ -126,8 +152,7 @@ def _dependency_stage(base_image: str, python: str, env_key: str) -> list[str]:
     ]
 
 
-def _runtime_stage(base_image: str, uid: int) -> list[str]:
-    serve = ["bentoml", "serve", f"{SERVICE_MODULE}:{SERVICE_CLASS}", "--host", "0.0.0.0"]
+def _runtime_stage(base_image: str) -> list[str]:
     return [
         "# The image: the runtime base plus the environment; the wheels stay in the stage above.",
         f"FROM {base_image}",
@@ -136,9 +161,6 @@ def _runtime_stage(base_image: str, uid: int) -> list[str]:
         "BENTOML_DO_NOT_TRACK=true BENTOML_HOME=/tmp/bentoml",
         f"WORKDIR {SERVICE_DIR}",
         f"EXPOSE {PORT}",
-        f"USER {uid}:{uid}",
-        f"CMD {_exec([*serve, '--port', str(PORT)])}",
-        "",
     ]
 
 
@@ -155,15 +177,18 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
+def _label_pairs(labels: dict[str, str]) -> str:
+    return " ".join(f"{key}={_quoted(value)}" for key, value in labels.items())
+
+
 def _model_layers(labels: dict[str, str]) -> list[str]:
-    pairs = " ".join(f"{key}={_quoted(value)}" for key, value in labels.items())
     return [
         "# 3. This version's weights (shared by versions with the same bytes), 4. its other files",
         "# and the generated service.",
         f"COPY weights/ {MODEL_DIR}/",
         f"COPY model/ {MODEL_DIR}/",
         f"COPY service/ {SERVICE_DIR}/",
-        f"LABEL {pairs}",
+        f"LABEL {_label_pairs(labels)}",
     ]
 
 
@@ -268,109 +293,3 @@ def check_base_image_overrides(overrides: dict) -> dict[str, str]:
             )
         check_base_image(image)
     return dict(overrides)
-
-
-# --- the context on disk -----------------------------------------------------------------
-
-
-def write_build_context(
-    spec: ServeSpec,
-    dest: Path,
-    base_image: str,
-    env_key: str,
-    requirements: list[str],
-    wheelhouse: Path,
-    uid: int = DEFAULT_UID,
-    **service_options,
-) -> Path:
-    """Write the build context into `dest` (new or empty) and return it.
-
-    dest/Dockerfile, dest/requirements-<key>.txt, dest/wheelhouse/ (every wheel of the shared
-    wheelhouse, hard-linked), dest/weights/ and dest/model/ (the package's files, hard-linked:
-    `link_package`) and dest/service/ (service.py and aid_flavors). `service_options` go to
-    `render_service` (workers, threads).
-    """
-    text = render_dockerfile(spec, base_image, env_key, requirements, uid)
-    dest = _empty_dir(Path(dest))
-    (dest / requirements_file(env_key)).write_text(render_requirements(requirements), encoding="utf-8")
-    link_wheels(Path(wheelhouse), dest / "wheelhouse")
-    link_package(Path(spec.package_dir), dest, spec.artifact)
-    write_service_dir(spec, dest / "service", package_dir=MODEL_DIR, **service_options)
-    (dest / "Dockerfile").write_text(text, encoding="utf-8")
-    return dest
-
-
-def _empty_dir(dest: Path) -> Path:
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise BuildContextError(f"Build context folder {dest} is not empty; pass a new folder.")
-    dest.mkdir(parents=True, exist_ok=True)
-    return dest
-
-
-def link_wheels(wheelhouse: Path, dest: Path) -> list[str]:
-    """Hard-link (or copy, across filesystems) every `*.whl` of `wheelhouse` into `dest`."""
-    wheels = sorted(p for p in wheelhouse.glob("*.whl") if p.is_file() and not p.is_symlink())
-    if not wheels:
-        raise BuildContextError(
-            f"Wheelhouse {wheelhouse} holds no wheels; fill it (fill_wheelhouse) before building."
-        )
-    dest.mkdir(parents=True)
-    for wheel in wheels:
-        try:
-            os.link(wheel, dest / wheel.name)
-        except OSError:
-            shutil.copyfile(wheel, dest / wheel.name)
-    return [wheel.name for wheel in wheels]
-
-
-def link_package(package_dir: Path, dest: Path, artifact: str | None = None) -> dict[str, list[str]]:
-    """Lay the package's files out in dest/weights/ (`is_weight`) and dest/model/ (the rest), at the
-    same relative paths, by hard links (`_link_or_copy`); refuse links and devices. Both folders are
-    made, empty or not (the Dockerfile copies both). The relative paths placed in each."""
-    placed: dict[str, list[str]] = {"weights": [], "model": []}
-    for folder in placed:
-        _folder(dest / folder)
-    for path in sorted(package_dir.rglob("*")):
-        rel = path.relative_to(package_dir)
-        if "__pycache__" in rel.parts or path.suffix == ".pyc":
-            continue
-        if path.is_symlink() or not (path.is_file() or path.is_dir()):
-            raise BuildContextError(f"Package file {rel} is a link or a special file; copy it in.")
-        if path.is_dir():
-            _folder(dest / "model" / rel)
-            continue
-        folder = "weights" if is_weight(rel.as_posix(), path.stat().st_size, artifact) else "model"
-        _folder((dest / folder / rel).parent)
-        _link_or_copy(path, dest / folder / rel)
-        placed[folder].append(rel.as_posix())
-    return placed
-
-
-def is_weight(rel: str, size: int, artifact: str | None = None) -> bool:
-    """Whether a package file goes into the weights layer: WEIGHTS_MIN_BYTES or more, or the
-    manifest's `artifact` (a file, or a file inside the artifact folder)."""
-    if size >= WEIGHTS_MIN_BYTES:
-        return True
-    parts = tuple(p for p in (artifact or "").split("/") if p not in ("", "."))
-    return bool(parts) and tuple(rel.split("/"))[: len(parts)] == parts
-
-
-def _folder(path: Path) -> None:
-    """`path` and its parents, each 0755 whatever the umask (the image's user must list them)."""
-    if not path.is_dir():
-        _folder(path.parent)
-        path.mkdir()
-        path.chmod(0o755)
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link `source` when its mode is a plain readable one (the store's 0444); else, or across
-    filesystems, copy it as 0644. A link is never chmod-ed: that would change the store's file."""
-    if stat.S_IMODE(source.stat().st_mode) in LINKABLE_MODES:
-        try:
-            os.link(source, target)
-            return
-        except OSError:  # another filesystem, or a hard link the kernel refuses
-            pass
-    shutil.copyfile(source, target)
-    target.chmod(0o644)

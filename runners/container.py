@@ -1,11 +1,18 @@
 """The container backend: one image per version, built and run through the Docker Engine API
 (the engine itself: runners/engine.py).
 
-Images are built from `write_build_context` (offline: the wheelhouse is filled on this host with
-binary wheels only and installed with `--no-index`; a requirement without a wheel travels as its
-source archive and is built into a wheel by that install, inside the build container), tagged
-`aidhub/<name>:<version>-<digest12>` and found again by their `aidhub.*` labels, never by comparing
-tag strings (docs/podman-notes.md quirk 11). Containers run as a non-root user, read-only with a
+Two images per environment and version (runners/buildcontext.py). The environment image
+(`aidhub-env:<env key>-<base hash>`, label `aidhub.role=environment`) is built once per requirement
+set, python and base: offline, the wheelhouse is filled on this host with binary wheels only and
+installed with `--no-index`; a requirement without a wheel travels as its source archive and is
+built into a wheel by that install, inside the build container. Each version image is built FROM
+it with a context of the package and the generated service only, tagged
+`aidhub/<name>:<version>-<digest12>`. When the environment image exists, a new version resolves,
+downloads and sends no wheels at all. A second build rather than running the environment image
+with the package mounted: the version image stays one immutable, self-contained artifact (no bind
+mount of the hub's store, which a remote engine or a hub in a container could not see), and the
+COPY layers cost about a second. Images are found again by their `aidhub.*` labels, never by
+comparing tag strings (docs/podman-notes.md quirk 11). Containers run as a non-root user, read-only with a
 /tmp tmpfs, without capabilities, with the memory and cpu limits of the manifest's `resources` (a
 version asking more than the hub's maximum is refused before anything is built), on a port
 published to `host` only. The runtime base is chosen per version (`choose_base_image`): the
@@ -24,26 +31,28 @@ from pathlib import Path
 
 from vocab.sizes import format_size
 
-from .base import TAIL_LINES, Instance, LogFn, RunnerError, ServeSpec
+from .base import Instance, LogFn, RunnerError, ServeSpec
 from .buildcontext import (
     DEFAULT_UID,
     PORT,
     check_base_image_overrides,
     choose_base_image,
+    environment_labels,
+    environment_tag,
     openapi_label,
-    write_build_context,
 )
+from .contextfiles import context_summary, write_environment_context, write_version_context
 from .engine import Engine, matching, remove, through_engine
 from .environment import combined_requirements, environment_key, fill_wheelhouse
-from .flavors.serving import SETUP_FAILED_BEGIN, SETUP_FAILED_END, SETUP_FAILED_LOG_ENV
+from .flavors.serving import SETUP_FAILED_LOG_ENV
+from .launch import launched
 from .service import device_for
 from .sources import copy_sources
-from .startup import Launched, server_url, wait_until_ready
+from .startup import server_url, wait_until_ready
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 10
-NOT_RUNNING = {"created", "stopped", "exited", "dead", "removing", "configured"}  # quirk 7
 PORT_KEY = f"{PORT}/tcp"
 
 
@@ -68,7 +77,7 @@ class ContainerRunner:
         base_images: dict | None = None,
         max_memory_bytes: int | None = None,
         max_cpus: float | None = None,
-        workers: int = 1,
+        workers: int | None = None,  # None: sized to each version's CPU limit (service.serving_plan)
         threads: int = 4,
         uid: int = DEFAULT_UID,
         owner: str = "default",
@@ -129,7 +138,7 @@ class ContainerRunner:
         url = server_url(self.host, port)
         instance = Instance(spec.key, url, env_key, None, port, None, self.kind, container.id)
         log(f"Started {spec.name} {spec.version} as container {container.short_id} on {url}")
-        wait_until_ready(spec, _launched(container, url), self.ready_timeout, log)
+        wait_until_ready(spec, launched(container, url), self.ready_timeout, log)
         return instance
 
     @through_engine
@@ -173,22 +182,63 @@ class ContainerRunner:
         )
         if found:  # a tagged image before an intermediate one that carries the same labels
             return env_key, sorted(found, key=lambda image: not image.tags)[0].id
+        env_image = self._environment_image(spec, env_key, base, why, log)
+        with self._context(spec) as context:
+            write_version_context(
+                spec, context, env_image, env_key, base, self.uid, workers=self.workers, threads=self.threads
+            )
+            log(f"Building image {image_tag(spec)} FROM {env_image} (context {context_summary(context)})")
+            image_id = self.engine.build_image(spec, context, image_tag(spec), log)
+        self.engine.collect_build_garbage()
+        return env_key, image_id
+
+    def _environment_image(self, spec: ServeSpec, env_key: str, base: str, why: str, log: LogFn) -> str:
+        """The reference of the environment image `env_key` grown from `base`, built first when the
+        engine lacks it. When it exists, nothing is resolved or downloaded: the wheelhouse is not
+        read, so a hub with a fresh home (empty wheelhouse, no network) builds versions as fast."""
+        tag = environment_tag(env_key, base)
+        found = self._find_environment(env_key, base)
+        if found:
+            log(f"The environment image {tag} exists: building FROM it (no wheels to fetch or send)")
+            return found
         reqs = self.requirements(spec)
         sources = fill_wheelhouse(self.wheelhouse, reqs, log, spec.python, sources=True)
+        with self._context(spec) as context:
+            write_environment_context(context, base, spec.python, env_key, reqs, self.wheelhouse)
+            _add_sources(sources, context, log)
+            log(f"Building environment image {tag} FROM {base} ({why})")
+            self.engine.build_image(spec, context, tag, log)
+        found = self._find_environment(env_key, base)
+        if not found:
+            raise RunnerError(
+                f"The environment image {tag} was built but the engine does not list it; deploy again."
+            )
+        return found
+
+    def _find_environment(self, env_key: str, base: str) -> str | None:
+        """A tag of the environment image (found by its labels, quirk 11), as the engine spells it;
+        an image found without a tag (moved by a later build) is tagged again."""
+        found = matching(
+            self.client.images.list(filters={"label": f"aidhub.env={env_key}"}),
+            environment_labels(env_key, base),
+        )
+        if not found:
+            return None
+        image = sorted(found, key=lambda image: not image.tags)[0]
+        if not image.tags:
+            image.tag(*environment_tag(env_key, base).split(":"))
+            image.reload()
+        return sorted(image.tags)[0]
+
+    @contextlib.contextmanager
+    def _context(self, spec: ServeSpec):
+        """A new build context folder for `spec`, removed afterwards whatever happens."""
         self.contexts_dir.mkdir(parents=True, exist_ok=True)
         context = self.contexts_dir / f"{spec.key.replace('/', '--')}-{uuid.uuid4().hex[:8]}"
         try:
-            write_build_context(
-                spec, context, base, env_key, reqs, self.wheelhouse, self.uid,
-                workers=self.workers, threads=self.threads,
-            )  # fmt: skip
-            _add_sources(sources, context, log)
-            log(f"Building image {image_tag(spec)} FROM {base} ({why})")
-            image_id = self.engine.build_image(spec, context, image_tag(spec), log)
+            yield context
         finally:
             shutil.rmtree(context, ignore_errors=True)
-        self.engine.collect_build_garbage()
-        return env_key, image_id
 
     def _check_limits(self, spec: ServeSpec) -> None:
         over = []
@@ -330,41 +380,3 @@ def _gpus(spec: ServeSpec) -> int:
         return max(1, int(str(spec.gpu).strip()))
     except ValueError:
         return 1
-
-
-def _launched(container, url: str) -> Launched:
-    """The readiness loop's view of a container just started (its log lives in the engine)."""
-    return Launched(
-        url=url,
-        log_name="the container's log (below)",
-        setup_failed=lambda: SETUP_FAILED_BEGIN.encode() in container.logs(),
-        exited=lambda: _reloaded(container).status in NOT_RUNNING,
-        stop=lambda: remove(container),
-        stop_and_tail=lambda: _remove_and_tail(container),
-    )
-
-
-def _reloaded(container):
-    container.reload()
-    return container
-
-
-def _remove_and_tail(container) -> str:
-    """Read the container's log, remove it, and return the log's last lines with the setup
-    failure the flavors printed (whole, when it began above the tail)."""
-    try:
-        logs = container.logs().decode("utf-8", errors="replace")
-    except Exception as e:
-        logs = f"(could not read the container's log: {e})"
-    remove(container)
-    tail = "\n".join(logs.splitlines()[-TAIL_LINES:])
-    failure = _setup_failure(logs)
-    return f"{tail}\n{failure}" if failure and failure not in tail else tail
-
-
-def _setup_failure(logs: str) -> str:
-    begin = logs.find(SETUP_FAILED_BEGIN)
-    if begin < 0:
-        return ""
-    end = logs.find(SETUP_FAILED_END, begin)
-    return logs[begin + len(SETUP_FAILED_BEGIN) : end if end >= 0 else None].strip()

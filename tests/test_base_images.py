@@ -14,10 +14,10 @@ from runners.buildcontext import (
     base_image_for,
     check_base_image_overrides,
     choose_base_image,
-    render_dockerfile,
+    render_environment_dockerfile,
 )
 from runners.environment import FRAMEWORK_REQUIREMENTS, runtime_requirements
-from tests.test_buildcontext import HOSTILE, KEY, REQS, assert_only_allowed_instructions, make_spec
+from tests.test_buildcontext import HOSTILE, KEY, REQS, assert_only_allowed_instructions
 from vocab.images import HUB_BASE_IMAGE_KEYS
 from vocab.names import FRAMEWORKS
 
@@ -42,7 +42,7 @@ from vocab.names import FRAMEWORKS
 )
 def test_hostile_base_image_is_refused(image):
     with pytest.raises(BuildContextError, match="base image .* image reference with a tag or digest"):
-        render_dockerfile(make_spec(), image, KEY, REQS)
+        render_environment_dockerfile(image, "3.11", KEY, REQS)
 
 
 @pytest.mark.parametrize(
@@ -56,9 +56,9 @@ def test_hostile_base_image_is_refused(image):
     ],
 )
 def test_image_references_with_tag_or_digest_are_accepted(image):
-    text = render_dockerfile(make_spec(), image, KEY, REQS)
+    text = render_environment_dockerfile(image, "3.11", KEY, REQS)
     assert text.count(f"FROM {image}") == 2
-    assert_only_allowed_instructions(text)
+    assert_only_allowed_instructions(text, runs=2)
 
 
 # --- which base a version takes ----------------------------------------------------------

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from runners import RunnerError, make_runner
-from runners.buildcontext import openapi_label
+from runners.buildcontext import environment_tag, openapi_label
 from runners.container import image_tag
 from tests.conftest import BASE_IMAGE
 from tests.test_runner_process import WHEELHOUSE, predict, python_spec
@@ -147,7 +147,7 @@ def test_starting_a_running_version_again_is_refused(runner):
 
 
 @pytest.mark.slow
-def test_same_requirements_reuse_the_image_and_the_dependency_layer(runner, engine):
+def test_same_requirements_reuse_the_image_and_the_environment_image(runner, engine):
     # fresh digests: images persist in the engine between runs, and these must really be built
     first = dataclasses.replace(python_spec("runner_echo", version="6.0.0"), digest=secrets.token_hex(32))
     second = dataclasses.replace(python_spec("runner_echo", version="6.1.0"), digest=secrets.token_hex(32))
@@ -160,10 +160,11 @@ def test_same_requirements_reuse_the_image_and_the_dependency_layer(runner, engi
         instance = runner.start(second, lines.append)
         warm_start_s = time.monotonic() - began
         assert instance.env_key == runner.env_key(first)
-        install = next(i for i, line in enumerate(lines) if "uv" in line and "--no-index" in line)
-        assert "Using cache" in lines[install + 1], lines[install : install + 3]
+        tag = environment_tag(runner.env_key(first), BASE_IMAGE)
+        assert any(line.startswith(f"The environment image {tag} exists: building FROM it") for line in lines)
+        assert not any("uv" in line and "--no-index" in line for line in lines)  # no install step at all
         print(f"warm build + start to ready: {warm_start_s:.1f} s")
-        assert warm_start_s < 30, warm_start_s
+        assert warm_start_s < 15, warm_start_s
         runner.stop(instance)
     finally:
         for spec in (first, second):
@@ -212,13 +213,16 @@ def test_manifest_base_image_override_is_what_the_image_grows_from(runner, engin
     lines = []
     try:
         runner.build(spec, lines.append)
-        assert f"Building image {image_tag(spec)} FROM {override} (manifest base_image for cpu)" in lines
+        tag = environment_tag(runner.env_key(spec), override)  # another base: its own environment image
+        assert f"Building environment image {tag} FROM {override} (manifest base_image for cpu)" in lines
         built = engine.images.list(filters={"label": f"aidhub.digest={spec.digest}"})
         assert [image.labels["aidhub.base"] for image in built if image.tags] == [override]
         assert any(f"FROM {override}" in line for line in lines if "STEP" in line), lines
     finally:
         for image in engine.images.list(filters={"label": f"aidhub.digest={spec.digest}"}):
             engine.images.remove(image.id, force=True)
+        for image in engine.images.list(filters={"label": f"aidhub.base={override}"}):
+            engine.images.remove(image.id, force=True)  # the environment image grown from it
         engine.images.remove(override)  # the tag only: aidhub/base:py3.11 stays
 
 
