@@ -26,6 +26,12 @@ HOME = click.option(
 )
 @click.option("--connections", default=1000, show_default=True, type=int, help="Concurrent connections.")
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Web worker processes; above 1 the model supervision runs in a process of its own. "
+    "Default: half the cores, at least 1.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(LEVELS),
     default="info",
@@ -39,19 +45,23 @@ def serve(
     home: Path | None,
     runner: str | None,
     connections: int,
+    workers: int | None,
     log_level: str,
     verbose: bool,
 ) -> None:
     """Run the hub (web catalog, API, model supervision) in the foreground; it logs to a file."""
+    from cli.serve import default_workers
     from cli.serve import serve as run_server
     from hub.config import Config
 
     overrides = {k: v for k, v in {"home": home, "runner": runner}.items() if v}
     config = Config.load(host=host, port=port, **overrides)
     log_file = log_file_in(config.home)
-    click.echo(f"aidhub on http://{host}:{port}  (home {config.home})")
+    workers = workers or default_workers()
+    several = f", {workers} web workers" if workers > 1 else ""
+    click.echo(f"aidhub on http://{host}:{port}  (home {config.home}{several})")
     click.echo(f"hub log  {log_file}" + ("" if verbose else "  (aid serve -v shows it here)"))
-    run_server(config, log_file, log_level, verbose, connections)
+    run_server(config, log_file, log_level, verbose, connections, workers)
 
 
 @click.command()

@@ -65,6 +65,9 @@ class Config:
     webhook_attempts: int = 5  # tries per alert webhook delivery
     webhook_backoff_seconds: float = 1.0  # before the 2nd try; doubled before each next one
     webhook_timeout_seconds: float = 5.0  # for an answer to one try
+    metrics_dir: str = (
+        ""  # PROMETHEUS_MULTIPROC_DIR (prometheus_client's own): `aid serve --workers N` sets it
+    )
 
     @property
     def blobs_dir(self) -> Path:
@@ -113,6 +116,7 @@ class Config:
             "alert_every_seconds": _alert_every(env.get("AIDHUB_ALERT_EVERY", "")),
             "webhook_secret": env.get("AIDHUB_WEBHOOK_SECRET", ""),
             "public_url": env.get("AIDHUB_PUBLIC_URL", "").rstrip("/"),
+            "metrics_dir": env.get("PROMETHEUS_MULTIPROC_DIR", ""),
             **_upload_settings(env),
             **_body_settings(env),
             "anonymous_scopes": _anonymous(env),

@@ -1,4 +1,4 @@
-"""The Hub: one object holding the use cases that the CLI and the web layer call."""
+"""The Hub: one object holding the use cases that the CLI and the web layer call (roles: `Hub`)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from hub.auth import AuthUseCases
 from hub.buildhistory import BuildHistoryUseCases
 from hub.buildqueue import make_huey
 from hub.catalog import Catalog
-from hub.collector import Collector, report_token
+from hub.collector import report_token
 from hub.config import Config
+from hub.datasets import DatasetUseCases
 from hub.deployments import Deployments
 from hub.drift import DriftRunner, DriftUseCases
 from hub.driftschedule import DriftSchedule
@@ -27,9 +28,10 @@ from hub.files import FileUseCases
 from hub.housekeeping import Housekeeping
 from hub.listing import ListingUseCases
 from hub.packages import Packages
-from hub.routes import Route, Routes
+from hub.processes import collector_for, routes_for, wait_for_prediction
+from hub.routes import Route
 from hub.runner_choice import choose_runner
-from hub.scrape import seed_counters, version_states
+from hub.scrape import GaugeRefresh, seed_counters, version_states
 from hub.serving import ModelClient, predict, smoke_test
 from hub.specs import spec_for
 from hub.watcher import Watcher
@@ -49,15 +51,16 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 3.0  # longer than the route cache's TTL (hub/routes.py)
 
 
-class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DriftUseCases, FileUseCases, ListingUseCases):
-    """`background=True` (the server) adopts running servers, runs builds and the watcher;
-    `aid worker` makes one with `background=False` and runs the build queue itself."""
+class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DatasetUseCases, DriftUseCases, FileUseCases,
+          ListingUseCases):  # fmt: skip
+    """`background=True` (the server, or the supervisor of its web workers: hub/processes.py) adopts
+    running servers, runs builds and the watcher; `seed`: counters start from the database. A web
+    worker of several, and `aid worker` (it runs the build queue), make one with background=False."""
 
-    def __init__(self, config: Config, runner: Runner | None = None, background: bool = True):
-        self.config = config
+    def __init__(self, config: Config, runner: Runner | None = None, background=True, seed=True):
+        self.config, self.background, self.seed = config, background, seed
         self.db = open_database(config.database_url)
         blobs = BlobStore(config.blobs_dir)
-        blobs.remove_stale_uploads()
         packages = Packages(blobs, config.packages_dir, _limits(config), config.min_free_disk_bytes)
         self.catalog = Catalog(packages)
         self.catalog.packages.list_archived_versions()
@@ -78,11 +81,11 @@ class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DriftUseCases, File
         self.predlog = PredictionLog(
             self.db, flush_interval=config.log_flush_seconds, payload_cap=config.log_payload_bytes
         )
-        self.routes = Routes()
+        self.routes = routes_for(config)
         self.deployments.on_change = self.routes.clear
         self.metrics = self._metrics()
         self._open_alerts()  # rules, their schedule, webhooks and aidhub_alerts_firing (hub/alerts.py)
-        self.collector = Collector(self.client, self.predlog, self.metrics)
+        self.collector = collector_for(background, self.client, self.predlog, self.metrics)
         self.watcher = Watcher(self.deployments, config.watch_seconds)
         self.drift_schedule = DriftSchedule(
             lambda v: self.drift(v.model.name, v.version),
@@ -95,9 +98,10 @@ class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DriftUseCases, File
             self._start_background()
 
     def _metrics(self) -> Metrics:
-        metrics = Metrics()
+        metrics = Metrics(shared=self.config.metrics_dir)
         metrics.watch_log(lambda: self.predlog.queued, lambda: self.predlog.dropped)
         metrics.watch_versions(version_states)
+        self.gauge_refresh = GaugeRefresh.started_if_shared(metrics)
         self.deployments.on_finished = lambda build, status, seconds: metrics.observe_build(
             build.version.model.name, build.version.version, status, seconds
         )
@@ -105,7 +109,9 @@ class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DriftUseCases, File
 
     def _start_background(self) -> None:
         """Adopt what runs, run builds, watch the servers and, unless switched off, drift."""
-        seed_counters(self.metrics)
+        self.catalog.packages.blobs.remove_stale_uploads()  # not in a web worker: another may upload
+        if self.seed:
+            seed_counters(self.metrics)
         self.metrics.watch_direct_calls(self.collector.dropped_total)
         self.deployments.reconcile(sole_worker=not self.config.queue_url)
         self.deployments.queue.start(self.config.build_workers)
@@ -132,6 +138,7 @@ class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DriftUseCases, File
             close_quietly()
 
     def close(self) -> None:
+        self.gauge_refresh.stop()
         self.watcher.stop()
         self.collector.stop()
         self.drift_schedule.stop()
@@ -233,6 +240,7 @@ class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DriftUseCases, File
         return present.logs(version, build, self.deployments.server_log(version))
 
     def status(self) -> dict:
+        threads = len(self.deployments.queue.threads)  # a web worker's builds run in the supervisor
         return {
             "runner": self.runner.kind,
             "runner_reason": self.runner_reason,
@@ -243,7 +251,7 @@ class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DriftUseCases, File
             "queue": {
                 "storage": (self.config.queue_url or "sqlite").split("://")[0],
                 "pending": self.deployments.queue.pending(),
-                "workers": len(self.deployments.queue.threads),
+                "workers": threads if self.background else self.config.build_workers,
             },
         }
 
@@ -282,9 +290,13 @@ class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DriftUseCases, File
 
         return self.routes.get((name, ref), load)
 
-    def predict(self, name: str, ref: str | None, inputs, source: str = "hub") -> dict:
-        """Inputs are checked first (422), then whether the version serves (503)."""
-        return predict(self.client, self.predlog, self.metrics, self.route(name, ref), inputs, source)
+    def predict(
+        self, name: str, ref: str | None, inputs, source: str = "hub", body: bytes | None = None
+    ) -> dict:
+        """Inputs are checked first (422), then whether the version serves (503). `body`: the request's
+        JSON text when it is exactly {"inputs": ...}, which lets numpy check it (hub/serving.py)."""
+        route = self.route(name, ref)
+        return predict(self.client, self.predlog, self.metrics, route, inputs, source, body)
 
     def feedback(self, prediction_id: str, fields: dict, client: str = "") -> dict:
         """Feedback on one prediction; `client` (an address, a token's owner) gives one per prediction."""
@@ -312,6 +324,8 @@ class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DriftUseCases, File
         row = feedback_store.find_prediction(prediction_id)
         if row is None and self.collector.collect():  # a direct call, not collected yet
             row = feedback_store.find_prediction(prediction_id)
+        if row is None and not self.background:  # served by another web worker: in its queue still
+            row = wait_for_prediction(prediction_id, self.config.log_flush_seconds)
         if row is None:
             raise NotFound(
                 f"Prediction {prediction_id!r} does not exist. Use the id a predict call returned."

@@ -1,10 +1,15 @@
 """What the hub reports to Prometheus from its database: each deployed version's state (up, feedback
-accuracy) at scrape time, and, at start, the totals its counters continue from."""
+accuracy) at scrape time, and, at start, the totals its counters continue from.
+
+With several web workers, one process seeds the counters (the supervisor, at its first start only:
+the counters of a supervisor that died stay in its multiprocess files), and every process writes its
+sampled gauges every second (`GaugeRefresh`)."""
 
 from __future__ import annotations
 
 import logging
 
+from hub.periodic import Periodic
 from monitor import scorecard
 from monitor.metrics import Metrics, VersionState
 from registry.models import DeploymentRow, ModelRow, VersionRow
@@ -44,3 +49,26 @@ def seed_counters(metrics: Metrics) -> None:
     for version in versions:
         if totals.get(version.id):
             metrics.seed(version.model.name, version.version, totals[version.id])
+
+
+class GaugeRefresh(Periodic):
+    """Writes this process's sampled gauges (log queue, drops) for the other processes' scrapes."""
+
+    name = "gauge-refresh"
+    failure = "Writing the sampled gauges failed"
+    interval = 1.0
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+    @classmethod
+    def started_if_shared(cls, metrics: Metrics) -> GaugeRefresh:
+        """Running when the metrics are shared by several processes; `stop()` either way."""
+        refresh = cls(metrics)
+        if metrics.shared:
+            refresh.start()
+        return refresh
+
+    def run_once(self) -> None:
+        self.metrics.refresh()

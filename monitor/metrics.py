@@ -1,4 +1,12 @@
-"""Prometheus metrics of the hub, on a registry of their own (not the process-global one)."""
+"""Prometheus metrics of the hub, on a registry of their own (not the process-global one).
+
+A hub with several web workers (`aid serve --workers N`) counts in several processes. There
+prometheus_client's multiprocess mode is on (PROMETHEUS_MULTIPROC_DIR, set by `aid serve` before this
+library is imported): each process writes its values to files in that folder, and a scrape sums the
+files of every process, the dead ones' counters included. The gauges a function gave (log queue,
+drops) are then set by every process every second (`refresh`) and summed over the live processes;
+the state read from the database at scrape time is added by the scraping process only.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS_S = (
     0.001,
@@ -72,8 +81,13 @@ class _VersionCollector:
 class Metrics:
     """The hub's counters, histogram and gauges; `render()` gives the /metrics body."""
 
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None, shared: str = ""):
+        """`shared`: the folder of prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR,
+        hub/config.py `metrics_dir`) when several processes serve the hub, else ""."""
         self.registry = registry or CollectorRegistry()
+        self.shared = shared
+        self.read_at_scrape: list = []  # collectors over the database: the scraping process adds them
+        self.sampled: list[tuple[Gauge, Callable[[], float]]] = []  # gauges `refresh` sets
         r = self.registry
         self.predictions = Counter(
             "aidhub_predictions",
@@ -107,18 +121,21 @@ class Metrics:
             "Share of a version's input columns that drifted in its latest drift run.",
             version,
             registry=r,
+            multiprocess_mode="mostrecent",  # the latest run's, whichever process ran it
         )
         self.drift_columns = Gauge(
             "aidhub_drift_columns_drifted", "Input columns that drifted in its latest drift run.", version,
-            registry=r,
+            registry=r, multiprocess_mode="mostrecent",
         )  # fmt: skip
         self.queue = Gauge(
-            "aidhub_prediction_log_queue", "Predictions waiting to be written to the log.", registry=r
-        )
+            "aidhub_prediction_log_queue", "Predictions waiting to be written to the log.", registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
         self.dropped = Gauge(
             "aidhub_prediction_log_dropped",
             "Predictions dropped from a full log queue since start.",
             registry=r,
+            multiprocess_mode="livesum",
         )
 
     def observe_prediction(
@@ -162,7 +179,11 @@ class Metrics:
 
     def watch_versions(self, read: Callable[[], Iterable[VersionState]]) -> None:
         """Read each deployed version's state at scrape time (`aidhub_deployment_up`, accuracy)."""
-        self.registry.register(_VersionCollector(read))
+        self._read_at_scrape(_VersionCollector(read))
+
+    def _read_at_scrape(self, collector) -> None:
+        self.registry.register(collector)
+        self.read_at_scrape.append(collector)
 
     def watch_alerts(self, read: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
         """`aidhub_alerts_firing{model,version}`: alert rules firing per version, read at scrape time from
@@ -176,7 +197,7 @@ class Metrics:
                     family.add_metric([model, version], float(firing))
                 yield family
 
-        self.registry.register(Firing())
+        self._read_at_scrape(Firing())
 
     def observe_drift(self, model: str, version: str, share: float | None, drifted: int) -> None:
         """A finished drift run; a run without a verdict (too little data) leaves the share unset."""
@@ -186,17 +207,37 @@ class Metrics:
 
     def watch_log(self, queued: Callable[[], float], dropped: Callable[[], float]) -> None:
         """Read the gauges at scrape time, e.g. `watch_log(lambda: log.queued, lambda: log.dropped)`."""
-        self.queue.set_function(queued)
-        self.dropped.set_function(dropped)
+        self._sample(self.queue, queued)
+        self._sample(self.dropped, dropped)
 
     def watch_direct_calls(self, dropped: Callable[[], float]) -> None:
         """Read at scrape time how many direct calls the model servers dropped (buffer full)."""
-        Gauge(
+        gauge = Gauge(
             "aidhub_direct_calls_dropped",
             "Calls made straight to model servers that they dropped before the hub collected them.",
             registry=self.registry,
-        ).set_function(dropped)
+            multiprocess_mode="livesum",
+        )
+        self._sample(gauge, dropped)
+
+    def _sample(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        """One process: read at scrape time. Several: `refresh` writes the value for the others."""
+        self.sampled.append((gauge, read))
+        if not self.shared:
+            gauge.set_function(read)
+
+    def refresh(self) -> None:
+        """Write this process's sampled gauges to its multiprocess files (every second, and at a scrape)."""
+        for gauge, read in self.sampled:
+            gauge.set(read())
 
     def render(self) -> tuple[bytes, str]:
         """(body, content type) of the Prometheus text exposition."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if not self.shared:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        self.refresh()
+        registry = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(registry, self.shared)
+        for collector in self.read_at_scrape:
+            registry.register(collector)
+        return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -31,8 +31,11 @@ def cache_env() -> dict:
 
 
 class HubProcess:
-    def __init__(self, home: Path, runner: str = "process", extra_env: dict | None = None):
+    def __init__(
+        self, home: Path, runner: str = "process", extra_env: dict | None = None, workers: int | None = None
+    ):
         self.home = home
+        self.workers = workers  # `aid serve --workers N`; None: its default
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **cache_env(), "AIDHUB_HOME": str(home), "AIDHUB_RUNNER": runner}
@@ -43,8 +46,10 @@ class HubProcess:
     def start(self, timeout: float = 60.0) -> HubProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.home / "serve.out", "ab")
+        command = [AID, "serve", "--port", str(self.port)]
+        command += ["--workers", str(self.workers)] if self.workers else []
         self.proc = subprocess.Popen(
-            [AID, "serve", "--port", str(self.port)],
+            command,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
