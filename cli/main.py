@@ -12,6 +12,7 @@ import click
 from cli import output
 from cli.alerts import alert
 from cli.client import DEFAULT_URL, HubClient, HubReplyError, HubUnreachable
+from cli.datasets import dataset
 from cli.hubprocess import serve, worker
 from cli.progress import human
 from cli.tokens import find_token, login, token
@@ -47,11 +48,8 @@ def cli(ctx: click.Context, hub: str, token: str | None) -> None:
     ctx.obj = HubClient(hub, token=find_token(hub, token))
 
 
-cli.add_command(serve)
-cli.add_command(worker)
-cli.add_command(alert)
-cli.add_command(login)
-cli.add_command(token)
+for command in (serve, worker, alert, dataset, login, token):
+    cli.add_command(command)
 
 
 @cli.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from peewee import Database, PostgresqlDatabase, fn
 
 from database.migrations import add_column, add_index, create_tables, register
+from monitor.datasets import DatasetSnapshot
 from monitor.rollups import COUNTERS, GRAINS, Grain
 from monitor.tables import (
     COARSE_TABLES,
@@ -70,5 +71,6 @@ register(
         (9, "latency buckets readable from their index", add_index(LatencyBucket, COVERING["minute"])),
         (10, "hourly latency buckets likewise", add_index(LatencyBucketHour, COVERING["hour"])),
         (11, "daily latency buckets likewise", add_index(LatencyBucketDay, COVERING["day"])),
+        (12, "dataset snapshots", create_tables([DatasetSnapshot])),
     ],
 )

@@ -14,7 +14,7 @@ from registry.models import TABLES
 
 EVERY_STEP = [
     "alerts:1",
-    *[f"monitor:{n}" for n in range(1, 12)],
+    *[f"monitor:{n}" for n in range(1, 13)],
     "registry:1",
     "registry:2",
     "registry:3",

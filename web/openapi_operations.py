@@ -266,10 +266,11 @@ def alert_operations() -> dict:
 
 def operations() -> dict:
     """(path, method) -> the operation, for every route this module describes."""
+    from web.openapi_datasets import dataset_operations
     from web.openapi_files import file_operations, token_operations
 
     groups = (
         catalog_operations, deployment_operations, prediction_operations, quality_operations, v2_operations,
-        alert_operations, file_operations, token_operations,
+        alert_operations, file_operations, token_operations, dataset_operations,
     )  # fmt: skip
     return {key: operation for group in groups for key, operation in group().items()}

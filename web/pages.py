@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 
-from hub.errors import BadInput, Invalid
+from hub.errors import BadInput, HubError, Invalid
 from vocab.states import IN_FLIGHT, DeploymentStatus
 from web import catalog_page, charts, snippets, tryit
-from web.auth import may_change, needs, owner_only
+from web.auth import may_change, needs, owner_only, principal
 from web.context import client, get_hub, prefers_json
 from web.markdown import render_card
 
@@ -82,6 +82,18 @@ def _send_feedback(name: str, ref: str | None, prediction_id: str, fields: dict)
     return hub.model_feedback(name, fields, ref, client())
 
 
+def dataset_list(name: str) -> list[dict] | None:
+    """The model's dataset snapshots, for a caller who may read them (the `publish` scope and the
+    model's owner: they hold the logged inputs); None for anyone else."""
+    hub = get_hub()
+    try:
+        hub.require(principal(), "publish")
+        owner_only(name)
+    except HubError:
+        return None
+    return hub.datasets(name)["datasets"]
+
+
 def feedback_fields(form) -> dict:
     """The HTML form's strings as the hub's feedback fields; unset ones are left out."""
     correct = {"yes": True, "no": False}.get(form.get("correct", ""))
@@ -111,7 +123,7 @@ def model_page(
         "charts": charts.scorecard_charts(card, hub.drift_history(name, number)["runs"]),
         **build_history(name, number),
         "files": hub.version_files(name, number)["files"],
-        "alerts": hub.alerts(name),
+        "alerts": hub.alerts(name), "datasets": dataset_list(name),
         "api": api_snippets(name, ref and number, version),
         "tryit": tryit.form(version, hub.reference_columns(name, number)),
         "feedback_id": request.args.get("feedback", type=int),
