@@ -6,19 +6,37 @@ import os
 import platform
 import sys
 
-from benchmarks import catalog, containers, direct, drift, peers, predlog, publish, scorecard, serving, soak
+from benchmarks import (
+    batching,
+    budget,
+    catalog,
+    containers,
+    datasets,
+    direct,
+    drift,
+    peers,
+    predlog,
+    publish,
+    scorecard,
+    serving,
+    soak,
+)
 
 BENCHMARKS = {
     "predlog": predlog.run,
     "serving": serving.run,
+    "budget": budget.run,
     "direct": direct.run,
     "containers": containers.run,
+    "versions": containers.run_versions,
     "drift": drift.run,
     "scorecard": scorecard.run,
     "catalog": catalog.run,
     "publish": publish.run,
     "soak": soak.run,
     "peers": peers.run,
+    "batching": batching.run,
+    "datasets": datasets.run,
 }
 
 
