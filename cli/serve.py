@@ -31,6 +31,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
@@ -139,6 +140,7 @@ def serve(
     supervisor = _supervisor(config, log_file, level, verbose) if workers > 1 else None
     if supervisor is None:
         os.environ.pop(MULTIPROCESS_ENV, None)  # one process: metrics in its own memory
+    config = replace(config, metrics_dir=os.environ.get(MULTIPROCESS_ENV, ""))  # as the workers see it
     server = HubServer(config, connections, log_file, logging_dict, workers, supervisor)
     master = os.getpid()
     try:

@@ -196,6 +196,8 @@ def test_container_runner_builds_the_source_inside_the_build_container(
         base_image=BASE_IMAGE, ready_timeout=90.0, owner=f"tests-{tmp_path.name}",
     )  # fmt: skip
     spec = probe_spec(tmp_path / "pkg")
+    built = [f"aidhub.model={spec.name}", f"aidhub.env={runner.env_key(spec)}"]  # a run before left them?
+    remove_images(engine, built)  # else the version builds FROM its environment image: nothing to build
     lines = []
     try:
         instance = runner.start(spec, lines.append)
@@ -205,10 +207,15 @@ def test_container_runner_builds_the_source_inside_the_build_container(
         for instance in runner.instances():
             runner.stop(instance)
         runner.close()
-        for image in engine.images.list(filters={"label": f"aidhub.model={spec.name}"}):
-            engine.images.remove(image.id, force=True)
+        remove_images(engine, built)
     assert any("aidhub_probe-1.0.tar.gz" in line and "inside the build container" in line for line in lines)
     assert not probe.exists()  # its setup.py ran in the build container only
+
+
+def remove_images(engine, labels: list[str]) -> None:
+    for label in labels:
+        for image in engine.images.list(filters={"label": label}):
+            engine.images.remove(image.id, force=True)
 
 
 def test_a_hub_build_of_a_source_only_requirement_fails_naming_it(probe, open_hub, tmp_path):
