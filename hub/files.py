@@ -45,8 +45,9 @@ class FileUseCases:
         self.routes.clear()
         files = files_of(version)
         return {
-            **self._version(version), "created": created, "files": len(files),
-            "new_bytes": new_bytes, "deduplicated_bytes": version.size - new_bytes if created else 0,
+            **self._version(version), **self.version_lineage(version), "created": created,
+            "files": len(files), "new_bytes": new_bytes,
+            "deduplicated_bytes": version.size - new_bytes if created else 0,
         }  # fmt: skip
 
     def missing_blobs(self, blobs: object) -> dict:

@@ -162,3 +162,38 @@ def drift_run(version: VersionRow, run, result: dict | None) -> dict:
         "reference": run.reference, "share": run.share, "drifted": run.drifted,
         "inputs": result.get("inputs"), "outputs": result.get("outputs"), "report": bool(run.report),
     }  # fmt: skip
+
+
+def lineage(row: VersionRow, children: list[str], snapshots: dict) -> dict:
+    """A version's lineage: its `parent` and `children` (version numbers of its model) and the dataset
+    snapshots it was `trained_on`; `snapshots` maps a hex digest to (its row, the version it was taken
+    from), and a digest the hub no longer holds is shown with null figures."""
+    m = row.manifest
+    digests = m.get("trained_on") or []
+    trained_on = [
+        lineage_snapshot(d, *snapshots.get(str(d).removeprefix("sha256:"), (None, None))) for d in digests
+    ]
+    return {"version": row.version, "parent": m.get("parent"), "children": children, "trained_on": trained_on}
+
+
+def lineage_snapshot(digest: str, row, source: VersionRow | None) -> dict:
+    """One `trained_on` snapshot: its figures and where to download it (null when it is gone)."""
+    if row is None:
+        return {"digest": digest, "model": None, "version": None, "format": None, "rows": None,
+                "labels": None, "created_at": None, "url": None}  # fmt: skip
+    return {
+        "digest": digest, "model": source.model.name if source else None,
+        "version": source.version if source else None, "format": row.format, "rows": row.rows,
+        "labels": row.labels, "created_at": isoformat(row.created_at), "url": f"/api/v1/datasets/{digest}",
+    }  # fmt: skip
+
+
+def lineage_numbers(card: dict) -> dict:
+    """What the lineage shows of a version's scorecard: accuracy with its 95% interval, requests,
+    error rate and p95 latency."""
+    fb = card["feedback"]
+    return {
+        "requests": card["requests"], "error_rate": card["error_rate"], "p95_ms": card["latency_ms"]["p95"],
+        "feedback": fb["count"], "accuracy": fb["accuracy"], "accuracy_low": fb["accuracy_low"],
+        "accuracy_high": fb["accuracy_high"],
+    }  # fmt: skip

@@ -10,6 +10,7 @@ import yaml
 
 from registry.batching import DEFAULT_BATCHING, check_batch_inputs, check_batching
 from registry.errors import RegistryError
+from registry.lineage import check_lineage
 from vocab.alerts import RULE_KEYS, ConditionInvalid, parse_rule
 from vocab.images import IMAGE_HINT, MANIFEST_BASE_IMAGE_KEYS, is_image
 from vocab.names import FRAMEWORKS, MODEL_NAME_RE, PYTHON_VERSION_RE, SEMVER_RE, TAG_RE, normalise_task
@@ -67,6 +68,8 @@ class Manifest:
     examples: str | None = None
     alerts: tuple[dict, ...] | None = None  # rules of the model, normalised; None: not declared
     batching: dict = field(default_factory=lambda: dict(DEFAULT_BATCHING))
+    trained_on: tuple[str, ...] = ()  # dataset snapshots, "sha256:<hex>" (registry/lineage.py)
+    parent: str | None = None  # the version of this model it was retrained from
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -175,6 +178,7 @@ def check_manifest(data: dict) -> tuple[Manifest, list[Problem]]:
         examples=checks.relpath("examples"),
         alerts=checks.alerts(),
         batching=checks.batching(),
+        **check_lineage(data, checks.fail),
     )
     _check_framework_fields(manifest, data, problems)
     problems += [Problem(*p) for p in check_batch_inputs(manifest.batching, manifest.inputs)]

@@ -123,7 +123,7 @@ def model_page(
         "charts": charts.scorecard_charts(card, hub.drift_history(name, number)["runs"]),
         **build_history(name, number),
         "files": hub.version_files(name, number)["files"],
-        "alerts": hub.alerts(name), "datasets": dataset_list(name),
+        "alerts": hub.alerts(name), "datasets": dataset_list(name), "lineage": hub.lineage(name)["tree"],
         "api": api_snippets(name, ref and number, version),
         "tryit": tryit.form(version, hub.reference_columns(name, number)),
         "feedback_id": request.args.get("feedback", type=int),
