@@ -15,6 +15,7 @@ from hub.errors import BadInput, ModelFailed
 from hub.routes import Route
 from monitor.metrics import Metrics
 from monitor.predlog import JSONText, PredictionLog, PredictionRecord, new_prediction_id
+from monitor.shadows import shadow_id
 from registry.models import VersionRow
 from registry.package import check_example_outputs
 from registry.tensors import check_inputs, fitting_arrays, without_bools
@@ -124,8 +125,11 @@ def predict(
     inputs: dict,
     source: str = "hub",
     body: bytes | None = None,
+    mirror=None,
 ) -> dict:
     """Call the model, log the prediction (ok or failed), and return the native reply.
+    `mirror(route, inputs, body, pid)`, when given, is told of every call the model was asked, after
+    it answered: it copies the call to a shadow version off the request path (hub/shadow.py).
 
     `inputs` hold nested lists or numpy arrays (binary inputs); `body` is the request's JSON text
     when it is exactly `{"inputs": ...}`. Inputs that numpy read go to the server as raw bytes
@@ -145,10 +149,31 @@ def predict(
     logged = _loggable(inputs, body, predlog.payload_cap)
     predlog.record(_record(pid, version, latency_ms, logged, outputs, error, source))
     metrics.observe_prediction(version.model.name, version.version, "error" if error else "ok", latency_ms)
+    if mirror is not None:
+        mirror(route, inputs, body, pid)
     if error:
         raise error
     reply = {"id": pid, "model": version.model.name, "version": version.version, "outputs": outputs}
     return {**reply, "latency_ms": round(latency_ms, 3)}
+
+
+def shadow_call(
+    client: ModelClient, predlog: PredictionLog, route: Route, inputs: dict, body: bytes | None, pid: str
+) -> bool:
+    """Send a copy of live call `pid` to the shadow version `route` leads to and log its answer, never
+    returned, as source 'shadow' under the id monitor.shadows.shadow_id gives (without the inputs,
+    which the live call's row holds); False when it failed
+    (inputs that do not fit its schema, a version that does not serve, an error, no answer)."""
+    version, started, outputs, error = route.version, time.perf_counter(), None, route.error
+    if error is None:
+        try:
+            outputs = _forward(client, route.url, version, check_request(version, inputs, body), body)
+        except (BadInput, ModelFailed) as e:
+            error = e
+    latency_ms = (time.perf_counter() - started) * 1000
+    # The inputs are stored once, with the live call (the pair joins on the id): not encoded again.
+    predlog.record(_record(shadow_id(pid), version, latency_ms, None, outputs, error, "shadow"))
+    return error is None
 
 
 def _forward(client: ModelClient, url: str, version: VersionRow, inputs: dict, body: bytes | None) -> dict:

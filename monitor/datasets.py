@@ -252,7 +252,7 @@ def predictions(
     starts after the last row of the one before (keyset), on the (version_id, created_at) index."""
     query = Prediction.select(
         Prediction.id, Prediction.created_at, Prediction.inputs, Prediction.outputs, Prediction.truncated
-    ).where(Prediction.version_id == version_id, Prediction.status == "ok")
+    ).where(Prediction.version_id == version_id, Prediction.status == "ok", Prediction.source != "shadow")
     if since is not None:
         query = query.where(Prediction.created_at >= since)
     if labelled_only:

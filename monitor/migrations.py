@@ -7,6 +7,7 @@ from peewee import Database, PostgresqlDatabase, fn
 from database.migrations import add_column, add_index, create_tables, register
 from monitor.datasets import DatasetSnapshot
 from monitor.rollups import COUNTERS, GRAINS, Grain
+from monitor.shadows import ShadowRow
 from monitor.tables import (
     COARSE_TABLES,
     TABLES,
@@ -72,5 +73,6 @@ register(
         (10, "hourly latency buckets likewise", add_index(LatencyBucketHour, COVERING["hour"])),
         (11, "daily latency buckets likewise", add_index(LatencyBucketDay, COVERING["day"])),
         (12, "dataset snapshots", create_tables([DatasetSnapshot])),
+        (13, "shadow versions", create_tables([ShadowRow])),
     ],
 )

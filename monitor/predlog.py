@@ -34,7 +34,7 @@ CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]  # 10 bits -> 2 characters
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 STATUSES = ("ok", "error")
-SOURCES = ("hub", "direct")
+SOURCES = ("hub", "direct", "shadow")  # shadow: a copy of a live call (monitor/shadows.py)
 ERROR_CAP = 2000
 FIELDS = (
     Prediction.id, Prediction.version_id, Prediction.model, Prediction.version,
@@ -59,7 +59,7 @@ class PredictionRecord:
     latency_ms: float
     status: str = "ok"  # 'ok' | 'error'
     error: str | None = None
-    source: str = "hub"  # 'hub' | 'direct'
+    source: str = "hub"  # 'hub' | 'direct' | 'shadow'
     inputs: Any = None  # JSON-able (or JSONText); encoded and capped by record()
     outputs: Any = None
     truncated: bool = False  # a payload was cut before it got here (JSONText from a model server)
@@ -285,7 +285,8 @@ def _insert_sql(param: str, rows: int) -> str:
 
 def write_predictions(batch: list[Row]) -> None:
     """Insert the rows and add those inserted to the rollups (a row whose id is already stored,
-    e.g. a batch sent again, counts once); call inside a transaction."""
+    e.g. a batch sent again, counts once); call inside a transaction. Shadow calls stay out of the
+    rollups: a version's scorecard counts the calls it answered live (monitor/shadows.py)."""
     db = connection.database.obj
     size = rows_per_statement(len(FIELDS))
     aggregate = Aggregate()
@@ -294,7 +295,7 @@ def write_predictions(batch: list[Row]) -> None:
         params = [value for row in chunk for value in row]
         inserted = {found for (found,) in db.execute_sql(_insert_sql(db.param, len(chunk)), params)}
         for row in chunk:
-            if row[0] in inserted:
+            if row[0] in inserted and row[8] != "shadow":
                 inserted.discard(row[0])  # an id twice in one batch: its first row is the one stored
                 aggregate.add_prediction(row[1], row[4], row[5], row[6] == "ok", direct=row[8] == "direct")
     aggregate.save()

@@ -1,5 +1,6 @@
 """The compare page: two versions (of one model, or two models of one task) side by side, their
-scorecards over one window, their latest drift, and one input run through both.
+scorecards over one window, their latest drift, and one input run through both; for two versions of
+one model, how they did on the same inputs when one shadowed the other (agreement, difference).
 
 `GET /compare?a=NAME@VERSION&b=NAME@VERSION&window=24h` shows them; the form under it POSTs an
 input to the same URL, which runs it through both and shows the two answers (no script needed).
@@ -54,7 +55,7 @@ def compare():
         first = sides[0]["version"]
         text = json.dumps(snippets.sample_inputs(first["examples"], first["inputs"]))
     page = {"sides": sides, "rows": rows(sides), "inputs": text, "window": window,
-            "windows": WINDOWS, "choices": _choices(sides)}  # fmt: skip
+            "windows": WINDOWS, "choices": _choices(sides), "shadow": _shadow(sides, window)}  # fmt: skip
     return render_template("compare.html", **page)
 
 
@@ -91,6 +92,17 @@ def rows(sides: list[dict]) -> list[dict]:
             best = 0 if (values[0] > values[1]) == (better > 0) else 1
         out.append({"label": label, "key": path[-1], "cells": values, "best": best})
     return out
+
+
+def _shadow(sides: list[dict], window: str) -> dict | None:
+    """The two versions on the same inputs (one answered live, the other in shadow: hub/shadow.py),
+    when they are versions of one model and such calls exist; else None."""
+    first, second = sides
+    if first["name"] != second["name"] or first["ref"] == second["ref"]:
+        return None
+    numbers = (first["version"]["version"], second["version"]["version"])
+    figures = get_hub().compare_versions(first["name"], *numbers, window)
+    return figures if figures["pairs"] else None
 
 
 def _dig(card: dict, path: tuple[str, ...]):
