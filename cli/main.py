@@ -11,10 +11,12 @@ import click
 
 from cli import output
 from cli.alerts import alert
+from cli.aliases import alias, promote, rollback
 from cli.client import DEFAULT_URL, HubClient, HubReplyError, HubUnreachable
 from cli.datasets import dataset
 from cli.hubprocess import serve, worker
 from cli.progress import human
+from cli.shadow import compare, shadow
 from cli.tokens import find_token, login, token
 from hub.errors import HubError
 from registry.manifest import FRAMEWORKS, PackageInvalid
@@ -48,7 +50,7 @@ def cli(ctx: click.Context, hub: str, token: str | None) -> None:
     ctx.obj = HubClient(hub, token=find_token(hub, token))
 
 
-for command in (serve, worker, alert, dataset, login, token):
+for command in (serve, worker, alert, dataset, login, token, alias, promote, rollback, shadow, compare):
     cli.add_command(command)
 
 
@@ -197,27 +199,6 @@ def show(client: HubClient, ref: str, as_json: bool) -> None:
         return
     data = client.get(f"/api/v1/models/{name}")
     output.emit_json(data) if as_json else output.model(data)
-
-
-@cli.command()
-@click.argument("name")
-@click.argument("alias")
-@click.argument("version")
-@click.option("--retire", is_flag=True, help="Then stop the version the alias leaves, once drained.")
-@click.pass_obj
-def alias(client: HubClient, name: str, alias: str, version: str, retire: bool) -> None:
-    """Point ALIAS (e.g. production) of model NAME at VERSION.
-
-    When the alias's version serves and VERSION does not, VERSION is deployed first and the alias
-    moves once it is ready; this waits for that."""
-    reply = client.put(f"/api/v1/models/{name}/aliases/{alias}", {"version": version, "retire": retire})
-    if reply["moved"]:
-        click.echo(f"{name}@{alias} -> {reply['version']}")
-        return
-    build = reply["build"]
-    click.echo(f"{name}@{alias} moves to {reply['version']} when it is ready (build {build['id']}) ...")
-    follow_build(client, build["id"])
-    click.echo(f"{name}@{alias} -> {reply['version']}")
 
 
 @cli.command()

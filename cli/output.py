@@ -32,7 +32,8 @@ def model(data: dict) -> None:
     click.echo(f"{data['name']}  ({data['task']})  {data['summary']}")
     if data["tags"]:
         click.echo(f"tags: {', '.join(data['tags'])}")
-    aliases = ", ".join(f"{a} -> {v}" for a, v in data["aliases"].items())
+    split = {a: ",".join(f"{v}={w}" for v, w in ws.items()) for a, ws in data.get("weights", {}).items()}
+    aliases = ", ".join(f"{a} -> {split.get(a, v)}" for a, v in data["aliases"].items())
     click.echo(f"aliases: {aliases or 'none'}\n")
     rows = [
         [

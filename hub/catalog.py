@@ -11,6 +11,7 @@ from peewee import IntegrityError
 
 from database.connection import database
 from hub.errors import Conflict, HubError, Invalid, NotFound, TooLarge, public
+from hub.lineage import checked_lineage
 from hub.packages import Packages, files_of
 from registry.files import FileEntry, manifest_digest
 from registry.manifest import PackageInvalid
@@ -69,6 +70,11 @@ class Catalog:
         existing = ModelRow.get_or_none(ModelRow.name == package.manifest.name)
         if existing and owner:
             owner.check(existing)
+        try:
+            package = checked_lineage(package, owner)  # its parent and snapshots exist (hub/lineage.py)
+        except HubError:
+            self.packages.discard(digest)
+            raise
         new_bytes = self.packages.new_bytes(entries)
         row, created = self._record(package, digest, entries, owner.name if owner else "")
         self.packages.uploads.taken(e.sha256 for e in entries)
@@ -123,10 +129,22 @@ class Catalog:
         newest = max(versions, key=lambda v: semver_key(v.version))
         self.point(model, "latest", newest)
 
-    def point(self, model: ModelRow, alias: str, version: VersionRow) -> None:
-        AliasRow.insert(model=model, name=alias, version=version, updated_at=utcnow()).on_conflict(
+    def point(
+        self, model: ModelRow, alias: str, version: VersionRow, weights: dict[str, int] | None = None,
+        remember: bool = True,
+    ) -> None:  # fmt: skip
+        """Point `alias` at `version` (its base), splitting calls by `weights` (number -> percent)
+        when they name more than one version. The assignment it had is kept for a rollback, unless
+        `remember` is False (a rollback itself: nothing is left to go back to)."""
+        split = [[number, weight] for number, weight in weights.items()] if len(weights or ()) > 1 else None
+        current = self._alias(model, alias)
+        previous = assignment(current) if remember and current else None
+        if current and previous == (split or [[version.version, 100]]):
+            previous = current.previous  # set again as it was: the earlier assignment still counts
+        values = {"version": version.id, "weights": split, "previous": previous, "updated_at": utcnow()}
+        AliasRow.insert(model=model, name=alias, **values).on_conflict(
             conflict_target=[AliasRow.model, AliasRow.name],
-            update={AliasRow.version: version.id, AliasRow.updated_at: utcnow()},
+            update={getattr(AliasRow, field): value for field, value in values.items()},
         ).execute()
 
     # --- finding ------------------------------------------------------------------------
@@ -165,8 +183,26 @@ class Catalog:
 
     def aliases_of(self, version: VersionRow) -> list[str]:
         """The names of the aliases that point at `version`, the hub's `latest` left out."""
-        rows = AliasRow.select().where(AliasRow.version == version, AliasRow.name.not_in(HUB_ALIASES))
-        return sorted(a.name for a in rows)
+        rows = AliasRow.select().where(AliasRow.model == version.model_id, AliasRow.name.not_in(HUB_ALIASES))
+        return sorted(a.name for a in rows if version.version in dict(assignment(a)))
+
+    def alias_weights(self, model: ModelRow) -> dict[str, dict[str, int]]:
+        """The aliases that split their calls: alias -> {version number: percent}."""
+        rows = AliasRow.select().where(AliasRow.model == model, AliasRow.weights.is_null(False))
+        return {a.name: dict(a.weights) for a in sorted(rows, key=lambda a: a.name)}
+
+    def split(self, model: ModelRow, alias: str) -> list[tuple[VersionRow, int]] | None:
+        """The versions `alias` splits its calls between, with their percent; None: it does not."""
+        row = self._alias(model, alias)
+        if row is None or not row.weights:
+            return None
+        found = {v.version: v for v in VersionRow.select().where(VersionRow.model == model)}
+        return [(found[number], weight) for number, weight in row.weights if number in found]
+
+    def previous(self, model: ModelRow, alias: str) -> dict[str, int] | None:
+        """What `alias` pointed at before its last change (number -> percent); None: nothing."""
+        row = self._alias(model, alias)
+        return dict(row.previous) if row and row.previous else None
 
     def has_alias(self, model: ModelRow, name: str) -> bool:
         return self._alias(model, name) is not None
@@ -184,12 +220,7 @@ class Catalog:
 
     def alias_change(self, name: str, alias: str, ref: str) -> tuple[VersionRow, VersionRow | None]:
         """(the version `ref` names, the one `alias` points at now) after checking the alias name."""
-        if not ALIAS_RE.fullmatch(alias or ""):
-            raise Invalid(
-                f"Alias {alias!r} is not valid: use lower-case letters, digits and '-', e.g. production."
-            )
-        if alias in HUB_ALIASES:
-            raise Invalid(f"Alias {alias!r} is kept by the hub; choose another name, e.g. production.")
+        check_alias_name(alias)
         version = self.resolve(name, ref)
         current = self._alias(version.model, alias)
         return version, current.version if current else None
@@ -197,3 +228,18 @@ class Catalog:
     def versions_for_task(self, task: str) -> list[VersionRow]:
         query = VersionRow.select(VersionRow, ModelRow).join(ModelRow).where(ModelRow.task == task)
         return list(query)
+
+
+def check_alias_name(alias: str) -> None:
+    """Invalid unless `alias` is a name people may set."""
+    if not ALIAS_RE.fullmatch(alias or ""):
+        raise Invalid(
+            f"Alias {alias!r} is not valid: use lower-case letters, digits and '-', e.g. production."
+        )
+    if alias in HUB_ALIASES:
+        raise Invalid(f"Alias {alias!r} is kept by the hub; choose another name, e.g. production.")
+
+
+def assignment(row: AliasRow) -> list[list]:
+    """Where an alias row sends calls, as [[version number, percent], ...]."""
+    return [list(pair) for pair in row.weights] if row.weights else [[row.version.version, 100]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import replace
 from datetime import timedelta
 
@@ -13,6 +12,7 @@ from database import connection, migrations
 from database.connection import close_quietly
 from hub import present
 from hub.alerts import AlertUseCases
+from hub.aliases import AliasUseCases
 from hub.auth import AuthUseCases
 from hub.buildhistory import BuildHistoryUseCases
 from hub.buildqueue import make_huey
@@ -26,13 +26,14 @@ from hub.driftschedule import DriftSchedule
 from hub.errors import Invalid, NotFound, translated
 from hub.files import FileUseCases
 from hub.housekeeping import Housekeeping
+from hub.lineage import LineageUseCases
 from hub.listing import ListingUseCases
 from hub.packages import Packages
 from hub.processes import collector_for, routes_for, wait_for_prediction
-from hub.routes import Route
 from hub.runner_choice import choose_runner
 from hub.scrape import GaugeRefresh, seed_counters, version_states
 from hub.serving import ModelClient, predict, smoke_test
+from hub.shadow import ShadowUseCases
 from hub.specs import spec_for
 from hub.watcher import Watcher
 from hub.windows import scorecard_span
@@ -48,11 +49,10 @@ from runners.flavors.calls import PAYLOAD_CAP_ENV, TOKEN_ENV
 from vocab.names import normalise_task
 
 log = logging.getLogger(__name__)
-DRAIN_SECONDS = 3.0  # longer than the route cache's TTL (hub/routes.py)
 
 
-class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DatasetUseCases, DriftUseCases, FileUseCases,
-          ListingUseCases):  # fmt: skip
+class Hub(AlertUseCases, AliasUseCases, AuthUseCases, BuildHistoryUseCases, DatasetUseCases, DriftUseCases,
+          FileUseCases, LineageUseCases, ListingUseCases, ShadowUseCases):  # fmt: skip
     """`background=True` (the server, or the supervisor of its web workers: hub/processes.py) adopts
     running servers, runs builds and the watcher; `seed`: counters start from the database. A web
     worker of several, and `aid worker` (it runs the build queue), make one with background=False."""
@@ -155,10 +155,12 @@ class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DatasetUseCases, Dr
         versions = self.catalog.versions(model)
         deployments = self.deployments.rows(versions)
         pairs = [(v, deployments.get(v.id)) for v in versions]
-        return present.model(model, self.catalog.aliases(model), pairs, self._alerts_firing(model.name))
+        card = present.model(model, self.catalog.aliases(model), pairs, self._alerts_firing(model.name))
+        return {**card, "weights": self.catalog.alias_weights(model)}  # the aliases that split calls
 
     def version(self, name: str, ref: str | None = None) -> dict:
-        return self._version(self.catalog.resolve(name, ref), detail=True)
+        row = self.catalog.resolve(name, ref)
+        return {**self._version(row, detail=True), **self.version_lineage(row)}  # hub/lineage.py
 
     def model_metadata(self, name: str, ref: str | None = None) -> dict:
         """Schema, versions and readiness of the version calls to NAME[@REF] go to (for protocols)."""
@@ -169,45 +171,6 @@ class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DatasetUseCases, Dr
     def _version(self, version: VersionRow, detail: bool = False) -> dict:
         aliases = self.catalog.aliases(version.model)
         return present.version(version, aliases, self.deployments.row(version), detail)
-
-    def set_alias(self, name: str, alias: str, ref: str, retire: bool = False) -> dict:
-        """Point `alias` at a version. When the alias's version serves and the new one does not, the new
-        one is deployed first and the alias moves when it is ready: no call through the alias fails.
-        With `retire`, the version the alias left is stopped afterwards (drained: see `_retire`)."""
-        version, current = self.catalog.alias_change(name, alias, ref)
-        leaving = current if current and current.id != version.id else None
-        if leaving and self.deployments.serves(leaving) and not self.deployments.serves(version):
-            build = self.deployments.deploy(version, alias, leaving.id if retire else None)
-            return {**self._version(version), "alias": alias, "moved": False, "build": self._build(build)}
-        self.catalog.point(version.model, alias, version)
-        self.routes.clear()
-        if retire and leaving:
-            self._retire(leaving.id)
-        return {**self._version(version), "alias": alias, "moved": True}
-
-    def _move_alias(self, build) -> None:
-        """Called when a build succeeded, inside its transaction: move the alias it waited for."""
-        if build.alias:
-            version = build.version
-            self.catalog.point(version.model, build.alias, version)
-            log.info("alias %s of %s now points at %s", build.alias, version.model.name, version.version)
-            if build.retire:
-                self._retire(build.retire)
-
-    def _retire(self, version_id: int) -> None:
-        """Stop a version an alias left, unless another alias still names it: after DRAIN_SECONDS
-        (every hub process's route cache has moved on by then) and gracefully, so that the calls it
-        is answering finish."""
-
-        def retire():
-            version = VersionRow.get_or_none(VersionRow.id == version_id)
-            if version is not None and not self.catalog.aliases_of(version):
-                log.info("retiring %s@%s", version.model.name, version.version)
-                self.collector.collect()
-                self.deployments.undeploy(version)
-            self.release_connection()
-
-        threading.Timer(DRAIN_SECONDS, retire).start()
 
     # --- deployments --------------------------------------------------------------------
 
@@ -276,27 +239,16 @@ class Hub(AlertUseCases, AuthUseCases, BuildHistoryUseCases, DatasetUseCases, Dr
 
     # --- predictions and feedback ---------------------------------------------------------
 
-    def target(self, name: str, ref: str | None = None) -> VersionRow:
-        """The version a call goes to: the ref, else production, else the newest ready version."""
-        version = self.catalog.resolve(name, ref)
-        if ref is None and not self.catalog.has_alias(version.model, "production"):
-            return self.deployments.newest_ready(version.model) or version
-        return version
-
-    def route(self, name: str, ref: str | None = None) -> Route:
-        def load():
-            version = self.target(name, ref)
-            return version, lambda: self.deployments.endpoint(version)
-
-        return self.routes.get((name, ref), load)
-
     def predict(
-        self, name: str, ref: str | None, inputs, source: str = "hub", body: bytes | None = None
-    ) -> dict:
+        self, name: str, ref: str | None, inputs, source: str = "hub", body: bytes | None = None,
+        client: str = "",
+    ) -> dict:  # fmt: skip
         """Inputs are checked first (422), then whether the version serves (503). `body`: the request's
-        JSON text when it is exactly {"inputs": ...}, which lets numpy check it (hub/serving.py)."""
-        route = self.route(name, ref)
-        return predict(self.client, self.predlog, self.metrics, route, inputs, source, body)
+        JSON text when it is exactly {"inputs": ...}, which lets numpy check it (hub/serving.py).
+        `client`: the caller's key, which keeps them on one version of a split alias (hub/aliases.py)."""
+        route = self.route(name, ref, client)
+        mirror = self._mirror_call  # copies the call to a shadow version (hub/shadow.py)
+        return predict(self.client, self.predlog, self.metrics, route, inputs, source, body, mirror)
 
     def feedback(self, prediction_id: str, fields: dict, client: str = "") -> dict:
         """Feedback on one prediction; `client` (an address, a token's owner) gives one per prediction."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hub.collector import Collector
 from hub.config import Config
-from hub.routes import Route, Routes
+from hub.routes import Routes, Split
 from hub.serving import ModelClient
 from monitor import feedback as feedback_store
 from monitor.metrics import Metrics
@@ -46,7 +46,7 @@ class SharedRoutes(Routes):
         marker.touch(exist_ok=True)
         self.seen = self._stamp()
 
-    def get(self, key: tuple[str, str | None], load: Callable) -> Route:
+    def get(self, key: tuple[str, str | None], load: Callable) -> Split:
         stamp = self._stamp()
         if stamp != self.seen:
             self.seen = stamp

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from database.migrations import add_column, create_tables, register
-from registry.models import TABLES, BuildRow, DeploymentRow, FileRow
+from registry.models import TABLES, AliasRow, BuildRow, DeploymentRow, FileRow
 from registry.tokens import TokenRow
 
 register(
@@ -15,5 +15,7 @@ register(
         (4, "builds.retire", add_column("builds", BuildRow.retire)),
         (5, "version_files", create_tables([FileRow])),
         (6, "tokens", create_tables([TokenRow])),
+        (7, "aliases.weights", add_column("aliases", AliasRow.weights)),
+        (8, "aliases.previous", add_column("aliases", AliasRow.previous)),
     ],
 )

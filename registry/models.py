@@ -68,7 +68,11 @@ class AliasRow(BaseModel):
     id = AutoField()
     model = ForeignKeyField(ModelRow, backref="aliases", on_delete="CASCADE")
     name = CharField(max_length=64)
-    version = ForeignKeyField(VersionRow, on_delete="CASCADE")
+    version = ForeignKeyField(VersionRow, on_delete="CASCADE")  # the base: the largest weight
+    # [["1.0.0", 90], ["1.1.0", 10]] (version, percent; a list: the order written decides which buckets
+    # each version takes) when calls are split; None: every call to `version`
+    weights = JSONField(null=True)
+    previous = JSONField(null=True)  # the assignment before the last change ([["1.0.0", 100]]); None: none
     updated_at = DateTimeField(default=utcnow)
 
     class Meta:

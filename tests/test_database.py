@@ -14,13 +14,15 @@ from registry.models import TABLES
 
 EVERY_STEP = [
     "alerts:1",
-    *[f"monitor:{n}" for n in range(1, 13)],
+    *[f"monitor:{n}" for n in range(1, 14)],
     "registry:1",
     "registry:2",
     "registry:3",
     "registry:4",
     "registry:5",
     "registry:6",
+    "registry:7",
+    "registry:8",
 ]  # components by name
 
 

@@ -30,13 +30,13 @@ def test_a_change_in_one_process_clears_the_route_cache_of_another(tmp_path):
 
     def load():
         loads.append(1)
-        return SimpleNamespace(model="doubler"), lambda: f"http://server-{len(loads)}"
+        return [(SimpleNamespace(model="doubler"), lambda: f"http://server-{len(loads)}", 100)]
 
     mine, theirs = SharedRoutes(tmp_path / "stamp"), SharedRoutes(tmp_path / "stamp")
-    assert mine.get(("doubler", None), load).url == "http://server-1"
-    assert mine.get(("doubler", None), load).url == "http://server-1"  # cached
+    assert mine.get(("doubler", None), load).pick(0).url == "http://server-1"
+    assert mine.get(("doubler", None), load).pick(0).url == "http://server-1"  # cached
     theirs.clear()  # e.g. the supervisor restarted the server elsewhere
-    assert mine.get(("doubler", None), load).url == "http://server-2"
+    assert mine.get(("doubler", None), load).pick(0).url == "http://server-2"
     assert len(loads) == 2
 
 

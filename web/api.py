@@ -10,7 +10,7 @@ from vocab import names
 from web import catalog_page
 from web.auth import needs, owner_only, principal, public
 from web.context import client, get_hub
-from web.fastpath import predict_reply
+from web.fastpath import CLIENT_HEADER, predict_reply
 from web.openapi import document
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -71,13 +71,33 @@ def version(name, ref):
 def set_alias(name, alias):
     owner_only(name)
     body = json_body()
-    ref, retire = body.get("version"), body.get("retire", False)
+    ref, retire, weights = body.get("version"), body.get("retire", False), body.get("weights")
+    if weights is not None:  # {"1.0.0": 90, "1.1.0": 10}; "version": "1.0.0=90,1.1.0=10" works too
+        return jsonify(get_hub().split_alias(name, alias, weights))
     if not ref:
         raise Invalid('Say which version the alias points to: {"version": "1.0.0"}.')
     if not isinstance(retire, bool):
         raise Invalid(f'"retire" must be true or false, not {retire!r}.')
     reply = get_hub().set_alias(name, alias, str(ref), retire)
     return jsonify(reply), 200 if reply["moved"] else 202
+
+
+@blueprint.post("/models/<path:name>/aliases/<alias>/promote")
+@needs("deploy")
+def promote(name, alias):
+    owner_only(name)
+    ref = json_body().get("version")
+    if not ref or not isinstance(ref, str):
+        raise Invalid('Say which version gets every call: {"version": "1.1.0"}.')
+    reply = get_hub().promote(name, ref, alias)
+    return jsonify(reply), 200 if reply["moved"] else 202
+
+
+@blueprint.post("/models/<path:name>/aliases/<alias>/rollback")
+@needs("deploy")
+def rollback(name, alias):
+    owner_only(name)
+    return jsonify(get_hub().rollback(name, alias))
 
 
 @blueprint.post("/models/<path:name>/deploy")
@@ -120,7 +140,8 @@ def logs(name):
 def predict(name):
     """Answered by web.fastpath.PredictFastPath before Flask; kept for url_for and the API document."""
     raw, content_type = request.get_data(), request.content_type
-    reply, headers = predict_reply(get_hub(), name, request.args.get("version"), raw, content_type)
+    version, client_key = request.args.get("version"), request.headers.get(CLIENT_HEADER, "")
+    reply, headers = predict_reply(get_hub(), name, version, raw, content_type, client_key)
     return jsonify(reply), 200, headers
 
 

@@ -27,10 +27,11 @@ from web.v2 import HEADER_LENGTH, infer_reply
 
 PREDICT_PATH = re.compile(r"^/api/v1/models/(?P<name>.+)/predict$")
 INFER_PATH = re.compile(r"^/v2/models/(?P<name>.+?)(?:/versions/(?P<version>[^/]+))?/infer$")
+CLIENT_HEADER = "X-Aidhub-Client"  # a caller's key: it stays on one version of a split alias
 
 
 def predict_reply(
-    hub: Hub, name: str, version: str | None, raw: bytes, content_type: str | None = None
+    hub: Hub, name: str, version: str | None, raw: bytes, content_type: str | None = None, client: str = ""
 ) -> tuple[dict, dict]:
     """(reply, headers) of a native predict call; raises HubError like every other use case.
     The body is JSON `{"inputs": {...}}`, or one `.npy` tensor for a model with one input."""
@@ -38,8 +39,8 @@ def predict_reply(
     ref = version or ref
     if is_npy(content_type):
         array = read_npy(raw)  # before the route: a bad body is 400 whether or not the model serves
-        inputs = {single_input(hub.route(name, ref).version.inputs, name): array}
-        reply = hub.predict(name, ref, inputs)
+        inputs = {single_input(hub.route(name, ref, client).version.inputs, name): array}
+        reply = hub.predict(name, ref, inputs, client=client)
         return reply, {"X-Prediction-Id": reply["id"]}
     try:
         body = parse_json(raw)
@@ -51,7 +52,7 @@ def predict_reply(
             "(or one tensor saved by numpy.save, with Content-Type: application/x-npy)."
         )
     exact = raw if len(body) == 1 and "inputs" in body else None  # else the hub encodes the inputs
-    reply = hub.predict(name, ref, body.get("inputs"), body=exact)
+    reply = hub.predict(name, ref, body.get("inputs"), body=exact, client=client)
     return reply, {"X-Prediction-Id": reply["id"]}
 
 
@@ -90,7 +91,8 @@ class PredictFastPath:
             header_length = environ.get("HTTP_" + HEADER_LENGTH.upper().replace("-", "_"))
             return infer_reply(self.hub, match["name"], match["version"], raw, header_length)
         version = parse_qs(environ.get("QUERY_STRING", "")).get("version", [None])[0]
-        reply, headers = predict_reply(self.hub, match["name"], version, raw, environ.get("CONTENT_TYPE"))
+        content_type, client = environ.get("CONTENT_TYPE"), environ.get("HTTP_X_AIDHUB_CLIENT", "")
+        reply, headers = predict_reply(self.hub, match["name"], version, raw, content_type, client)
         return json.dumps(reply).encode(), headers
 
 

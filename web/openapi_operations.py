@@ -7,7 +7,7 @@ it `x-undocumented`), and tests/test_api_contract.py fails until it is described
 from __future__ import annotations
 
 from web import catalog_page
-from web.openapi_schemas import json_content, ref, typed
+from web.openapi_schemas import json_content, obj, ref, typed
 
 ERROR_TEXT = {
     400: "The request is invalid; `error` says what to fix.",
@@ -16,7 +16,8 @@ ERROR_TEXT = {
     404: "The model, version, build or prediction does not exist; `error` lists what does.",
     409: "It conflicts with what is stored: a version published with other content, or a build that ended.",
     413: "The upload is larger than a limit of the hub; `error` names the setting.",
-    422: "The inputs do not fit the model's schema (`errors` names each field), or a label is unknown.",
+    422: "The inputs do not fit the model's schema (`errors` names each field), a label is unknown, or "
+    "an alias's weights do not add up to 100 or name a version that does not serve.",
     500: "Unexpected server error.",
     502: "The model's server failed or did not answer.",
     503: "The model is not deployed or not ready; run `aid deploy`.",
@@ -98,14 +99,34 @@ def catalog_operations() -> dict:
             "A version with its manifest, card and examples", ok(200, "VersionDetail"), 404, tag="catalog"
         ),
         ("/api/v1/models/{name}/aliases/{alias}", "PUT"): op(
-            "Point an alias at a version (202: it moves once that version serves)",
+            "Point an alias at a version (202: it moves once that version serves), or split its calls "
+            "between serving versions by weight (a canary)",
             ok(200, "AliasChange"),
             400,
             404,
+            422,
             body=json_body("AliasRequest"),
             tag="catalog",
         ),
+        **alias_operations(),
     }
+
+
+def alias_operations() -> dict:
+    promote = obj({"version": typed("string", description="The version that gets every call.")}, ["version"])
+    return {
+        ("/api/v1/models/{name}/aliases/{alias}/promote", "POST"): op(
+            "Send every call through the alias to one version, keeping the assignment it had for a "
+            "rollback (202: it moves once that version serves)",
+            ok(200, "AliasChange"), 400, 404,
+            body={"required": True, "content": json_content(promote)}, tag="catalog",
+        ),
+        ("/api/v1/models/{name}/aliases/{alias}/rollback", "POST"): op(
+            "Put the alias back as it was before its last change (409: nothing to go back to, or a "
+            "version of it does not serve)",
+            ok(200, "AliasChange"), 400, 404, 409, tag="catalog",
+        ),
+    }  # fmt: skip
 
 
 def deployment_operations() -> dict:
@@ -268,9 +289,10 @@ def operations() -> dict:
     """(path, method) -> the operation, for every route this module describes."""
     from web.openapi_datasets import dataset_operations
     from web.openapi_files import file_operations, token_operations
+    from web.openapi_shadow import shadow_operations
 
     groups = (
         catalog_operations, deployment_operations, prediction_operations, quality_operations, v2_operations,
-        alert_operations, file_operations, token_operations, dataset_operations,
+        alert_operations, file_operations, token_operations, dataset_operations, shadow_operations,
     )  # fmt: skip
     return {key: operation for group in groups for key, operation in group().items()}

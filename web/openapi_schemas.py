@@ -19,6 +19,11 @@ KINDS = {
     "object": {"type": "object"},
     "time": {"type": ["string", "null"], "format": "date-time"},
 }
+WEIGHTS = {  # a split alias (vocab/weights.py)
+    "type": "object",
+    "additionalProperties": {"type": "integer", "minimum": 1, "maximum": 100},
+    "description": "Version number -> percent of the alias's calls, adding up to 100.",
+}
 
 # --- schema helpers ------------------------------------------------------------------------------
 
@@ -73,6 +78,30 @@ def fields(**kinds: str) -> dict:
     return {name: KINDS[kind] for kind, names in kinds.items() for name in names.split()}
 
 
+def lineage_properties() -> dict:
+    """A version's lineage (hub/lineage.py, docs/lineage.md): parent, children, snapshots trained on."""
+    snapshot = fields(
+        string="digest", text="model version format url", number="rows labels", time="created_at"
+    )
+    return {
+        "parent": typed(
+            "string", nullable=True, description="The version of this model it was retrained from."
+        ),
+        "children": array(typed("string")) | {"description": "The versions retrained from this one."},
+        "trained_on": array(obj(snapshot)) | {"description": "Its dataset snapshots; null figures: gone."},
+    }
+
+
+def version_schemas() -> dict:
+    """One version in detail, and the reply to a publish: with its lineage."""
+    detail = fields(object="manifest", string="card") | {"examples": array({})}
+    published = {"created": typed("boolean", description="false: same digest")}
+    return {
+        "VersionDetail": extend("Version", detail | lineage_properties()),
+        "Published": extend("Version", published | lineage_properties()),
+    }
+
+
 def catalog_schemas() -> dict:
     tensors, strings = {"type": "object", "additionalProperties": ref("TensorSpec")}, array(typed("string"))
     status = one_of(DeploymentStatus)
@@ -88,15 +117,13 @@ def catalog_schemas() -> dict:
             | {"aliases": strings, "inputs": tensors, "outputs": tensors, "labels": strings}
             | {"deployment": ref("Deployment")}
         ),
-        "VersionDetail": extend(
-            "Version", fields(object="manifest", string="card") | {"examples": array({})}
-        ),
-        "Published": extend("Version", {"created": typed("boolean", description="false: same digest")}),
+        **version_schemas(),  # VersionDetail, Published
         "ModelSummary": obj(summary | {"tags": strings, "deployment": ref("Deployment")}),
         "Model": extend(
             "ModelSummary",
             {
                 "aliases": typed("object", additionalProperties=typed("string")),
+                "weights": typed("object", additionalProperties=WEIGHTS),  # the aliases that split calls
                 "versions": array(ref("Version")),
             },
         ),
@@ -107,10 +134,11 @@ def catalog_schemas() -> dict:
         ),
         "AliasRequest": obj(
             {
-                "version": typed("string", description="A version or another alias."),
+                "version": typed("string", description="A version, an alias, or weights: 1.0.0=90,1.1.0=10."),
                 "retire": typed("boolean", description="Stop the version the alias leaves (default false)."),
+                "weights": WEIGHTS,
             },
-            required=["version"],
+            required=[],
         ),
     }
 
@@ -160,6 +188,7 @@ def deployment_schemas() -> dict:
                     {
                         "alias": KINDS["string"],
                         "moved": typed("boolean", description="false: it moves when `build` succeeds"),
+                        "weights": {"oneOf": [WEIGHTS, typed("null")]},
                         "build": ref("Build"),
                     },
                     required=["alias", "moved"],
