@@ -14,11 +14,13 @@ from benchmarks import (
     datasets,
     direct,
     drift,
+    lineage,
     peers,
     predlog,
     publish,
     scorecard,
     serving,
+    shadow,
     soak,
 )
 
@@ -37,6 +39,8 @@ BENCHMARKS = {
     "peers": peers.run,
     "batching": batching.run,
     "datasets": datasets.run,
+    "shadow": shadow.run,
+    "lineage": lineage.run,
 }
 
 
