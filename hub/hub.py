@@ -30,6 +30,7 @@ from hub.lineage import LineageUseCases
 from hub.listing import ListingUseCases
 from hub.packages import Packages
 from hub.processes import collector_for, routes_for, wait_for_prediction
+from hub.routes import Route
 from hub.runner_choice import choose_runner
 from hub.scrape import GaugeRefresh, seed_counters, version_states
 from hub.serving import ModelClient, predict, smoke_test
@@ -241,12 +242,13 @@ class Hub(AlertUseCases, AliasUseCases, AuthUseCases, BuildHistoryUseCases, Data
 
     def predict(
         self, name: str, ref: str | None, inputs, source: str = "hub", body: bytes | None = None,
-        client: str = "",
+        client: str = "", route: Route | None = None,
     ) -> dict:  # fmt: skip
         """Inputs are checked first (422), then whether the version serves (503). `body`: the request's
         JSON text when it is exactly {"inputs": ...}, which lets numpy check it (hub/serving.py).
-        `client`: the caller's key, which keeps them on one version of a split alias (hub/aliases.py)."""
-        route = self.route(name, ref, client)
+        `client`: the caller's key, which keeps them on one version of a split alias (hub/aliases.py);
+        `route`: the one `self.route` already picked for this call, when the caller needed its version."""
+        route = route or self.route(name, ref, client)
         mirror = self._mirror_call  # copies the call to a shadow version (hub/shadow.py)
         return predict(self.client, self.predlog, self.metrics, route, inputs, source, body, mirror)
 

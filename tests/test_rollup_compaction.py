@@ -189,7 +189,7 @@ def test_migration_brings_hour_and_day_rows_up_from_minute_rows(db):
     AppliedMigration.delete().where(
         AppliedMigration.component == "monitor", AppliedMigration.number >= 7
     ).execute()
-    assert migrate(db) == ["monitor:7", "monitor:8", "monitor:9", "monitor:10", "monitor:11", "monitor:12", "monitor:13"]
+    assert migrate(db) == [f"monitor:{n}" for n in range(7, 14)]
     assert {grain.name: sums(grain) for grain in GRAINS[1:]} == expected
     assert {r.hour: r.requests for r in HOURS.rollup.select()} == hours
     assert expected["day"][0]["rating_sum"] == 4

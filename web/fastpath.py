@@ -22,12 +22,11 @@ from hub.errors import HubError, Invalid, database_errors, public
 from hub.hub import Hub
 from vocab.names import split_ref
 from web.auth import bearer
-from web.requestbodies import is_npy, parse_json, read_npy, single_input
+from web.requestbodies import CLIENT_HEADER, is_npy, parse_json, read_npy, single_input
 from web.v2 import HEADER_LENGTH, infer_reply
 
 PREDICT_PATH = re.compile(r"^/api/v1/models/(?P<name>.+)/predict$")
 INFER_PATH = re.compile(r"^/v2/models/(?P<name>.+?)(?:/versions/(?P<version>[^/]+))?/infer$")
-CLIENT_HEADER = "X-Aidhub-Client"  # a caller's key: it stays on one version of a split alias
 
 
 def predict_reply(
@@ -39,8 +38,9 @@ def predict_reply(
     ref = version or ref
     if is_npy(content_type):
         array = read_npy(raw)  # before the route: a bad body is 400 whether or not the model serves
-        inputs = {single_input(hub.route(name, ref, client).version.inputs, name): array}
-        reply = hub.predict(name, ref, inputs, client=client)
+        route = hub.route(name, ref, client)  # picked once: a split alias must not pick twice
+        inputs = {single_input(route.version.inputs, name): array}
+        reply = hub.predict(name, ref, inputs, client=client, route=route)
         return reply, {"X-Prediction-Id": reply["id"]}
     try:
         body = parse_json(raw)
@@ -87,11 +87,12 @@ class PredictFastPath:
         self.hub.require(caller, "predict")
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length)
+        client = environ.get("HTTP_" + CLIENT_HEADER.upper().replace("-", "_"), "")
         if match.re is INFER_PATH:
             header_length = environ.get("HTTP_" + HEADER_LENGTH.upper().replace("-", "_"))
-            return infer_reply(self.hub, match["name"], match["version"], raw, header_length)
+            return infer_reply(self.hub, match["name"], match["version"], raw, header_length, client)
         version = parse_qs(environ.get("QUERY_STRING", "")).get("version", [None])[0]
-        content_type, client = environ.get("CONTENT_TYPE"), environ.get("HTTP_X_AIDHUB_CLIENT", "")
+        content_type = environ.get("CONTENT_TYPE")
         reply, headers = predict_reply(self.hub, match["name"], version, raw, content_type, client)
         return json.dumps(reply).encode(), headers
 

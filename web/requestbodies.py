@@ -17,6 +17,7 @@ import orjson
 from hub.errors import Invalid
 
 NPY_TYPE = "application/x-npy"
+CLIENT_HEADER = "X-Aidhub-Client"  # a caller's key: it stays on one version of a split alias
 NPY_MAGIC = b"\x93NUMPY"
 
 

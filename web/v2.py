@@ -17,7 +17,7 @@ from hub.errors import Invalid
 from hub.hub import Hub
 from web.auth import needs, public
 from web.context import get_hub
-from web.requestbodies import parse_json
+from web.requestbodies import CLIENT_HEADER, parse_json
 
 blueprint = Blueprint("v2", __name__, url_prefix="/v2")
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -70,19 +70,21 @@ def model_ready(name, version=None):
 @needs("predict")
 def infer(name, version=None):
     """Answered by web.fastpath.PredictFastPath before Flask; kept for url_for."""
-    data, headers = infer_reply(
-        get_hub(), name, version, request.get_data(), request.headers.get(HEADER_LENGTH)
-    )
+    length, client = request.headers.get(HEADER_LENGTH), request.headers.get(CLIENT_HEADER, "")
+    data, headers = infer_reply(get_hub(), name, version, request.get_data(), length, client)
     return Response(data, headers=headers)
 
 
-def infer_reply(hub: Hub, name: str, version: str | None, raw: bytes, header_length: str | None):
-    """(body bytes, headers) of an infer call; raises HubError like every other use case."""
+def infer_reply(
+    hub: Hub, name: str, version: str | None, raw: bytes, header_length: str | None, client: str = ""
+):
+    """(body bytes, headers) of an infer call; raises HubError like every other use case. `client`:
+    the caller's key, which keeps them on one version of a split alias."""
     header, blobs = _read_request(raw, header_length)
     inputs = {t["name"]: _to_native(t, blobs) for t in _input_tensors(header)}
-    reply = hub.predict(name, version, inputs)
-    schema = hub.route(name, version).version.outputs  # cached with the route: no query per call
-    outputs = _to_v2(reply["outputs"], schema, header.get("outputs"))
+    route = hub.route(name, version, client)  # picked once: the outputs' schema is the answering version's
+    reply = hub.predict(name, version, inputs, client=client, route=route)
+    outputs = _to_v2(reply["outputs"], route.version.outputs, header.get("outputs"))
     body = {"model_name": name, "model_version": reply["version"], "id": header.get("id") or reply["id"]}
     data, headers = _response(body, outputs, _wants_binary(header))
     return data, {**headers, "X-Prediction-Id": reply["id"]}
