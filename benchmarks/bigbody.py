@@ -8,7 +8,8 @@ writer included, after a flush) over the calls; the model server is another proc
 counted. "wall" is one call's elapsed time, the model server's included.
 
 Kinds: native JSON (3 MB), native `application/x-npy` (602 KB), v2 with binary tensors (the Triton
-client's default), v2 JSON (a flat `data` list). A kind this hub does not accept is reported as such.
+client's default), a 224x224 JPEG on the native route (decoded by Pillow, web/imagebodies.py), v2
+JSON (a flat `data` list). A kind this hub does not accept is reported as such.
 
 Run: `.venv/bin/python -m benchmarks.bigbody` (about 30 s); AIDHUB_BIGBODY_CALLS (default 40).
 """
@@ -48,12 +49,23 @@ def bodies(image: np.ndarray) -> dict[str, tuple[str, bytes, dict]]:
             header + image.tobytes(),
             {"HTTP_INFERENCE_HEADER_CONTENT_LENGTH": str(len(header))},
         ),
+        "native image/jpeg": (native, jpeg(image), {"CONTENT_TYPE": "image/jpeg"}),
         "v2 JSON": (
             v2,
             json.dumps({"inputs": [{**tensor, "data": image.reshape(-1).tolist()}]}).encode(),
             {},
         ),
     }
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    """The image as the 224x224 JPEG a user would send (quality 90): decoded and scaled by the hub."""
+    from PIL import Image
+
+    pixels = (image[0].transpose(1, 2, 0) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
 
 
 def call(app, token: str, path: str, body: bytes, extra: dict) -> str:

@@ -42,6 +42,7 @@ class Config:
     max_request_body_bytes: int = 64 * 1024**2  # AIDHUB_MAX_REQUEST_BODY: predict, v2 infer, file lists
     max_json_body_bytes: int = 1024**2  # AIDHUB_MAX_JSON_BODY: the body of any other request
     max_compression_ratio: float = 200.0  # AIDHUB_MAX_COMPRESSION_RATIO: a .tar.gz unpacks per byte sent
+    max_image_pixels: int = 25_000_000  # AIDHUB_MAX_IMAGE_PIXELS: a PNG/JPEG predict body, decoded
     log_payload_bytes: int = 16 * 1024
     log_flush_seconds: float = 0.5
     ready_timeout_seconds: float = 120.0
@@ -219,6 +220,7 @@ def _body_settings(env) -> dict:
         "max_request_body_bytes": _size(env, "AIDHUB_MAX_REQUEST_BODY", Config.max_request_body_bytes),
         "max_json_body_bytes": _size(env, "AIDHUB_MAX_JSON_BODY", Config.max_json_body_bytes),
         "max_compression_ratio": max_ratio,
+        "max_image_pixels": _number(env, "AIDHUB_MAX_IMAGE_PIXELS", Config.max_image_pixels, int),
     }
 
 

@@ -9,6 +9,8 @@ the v2 infer rules with `web.v2.infer_reply`.
 A body is read once (orjson) and, when it is exactly `{"inputs": ...}`, handed on with the inputs
 (`Hub.predict(body=...)`): numpy checks a 3 MB image in C, and it goes to the model's server as
 602 KB of raw bytes (a Python model gets the body as it came), never walked nor encoded again.
+A `.npy` body is read by numpy; a PNG or JPEG body becomes an image model's input tensor on gevent's
+thread pool (web/imagebodies.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from hub.errors import HubError, Invalid, database_errors, public
 from hub.hub import Hub
 from vocab.names import split_ref
 from web.auth import bearer
+from web.imagebodies import IMAGE_HEADER, image_input, image_type, read_image
 from web.requestbodies import CLIENT_HEADER, is_npy, parse_json, read_npy, single_input
 from web.v2 import HEADER_LENGTH, infer_reply
 
@@ -42,6 +45,8 @@ def predict_reply(
         inputs = {single_input(route.version.inputs, name): array}
         reply = hub.predict(name, ref, inputs, client=client, route=route)
         return reply, {"X-Prediction-Id": reply["id"]}
+    if media := image_type(content_type):
+        return _image_reply(hub, name, ref, raw, media, client)
     try:
         body = parse_json(raw)
     except ValueError:
@@ -49,11 +54,21 @@ def predict_reply(
     if not isinstance(body, dict):
         raise Invalid(
             "The request body must be a JSON object, with Content-Type: application/json "
-            "(or one tensor saved by numpy.save, with Content-Type: application/x-npy)."
+            "(or one tensor saved by numpy.save, with Content-Type: application/x-npy, or a PNG or JPEG "
+            "image with Content-Type: image/png or image/jpeg for a model with one image input)."
         )
     exact = raw if len(body) == 1 and "inputs" in body else None  # else the hub encodes the inputs
     reply = hub.predict(name, ref, body.get("inputs"), body=exact, client=client)
     return reply, {"X-Prediction-Id": reply["id"]}
+
+
+def _image_reply(hub: Hub, name: str, ref: str | None, raw: bytes, media: str, client: str):
+    """A PNG or JPEG body, made the model's one image input (web/imagebodies.py)."""
+    route = hub.route(name, ref, client)  # the schema says the size, channels and layout
+    target = image_input(route.version.inputs, name, media)
+    array, done = read_image(raw, media, target, hub.config.max_image_pixels)
+    reply = hub.predict(name, ref, {target.name: array}, client=client, route=route)
+    return reply, {"X-Prediction-Id": reply["id"], IMAGE_HEADER: done}
 
 
 class PredictFastPath:

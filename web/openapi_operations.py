@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from web import catalog_page
 from web.openapi_schemas import json_content, obj, ref, typed
+from web.requestbodies import NPY_TYPE
 
 ERROR_TEXT = {
     400: "The request is invalid; `error` says what to fix.",
@@ -15,7 +16,8 @@ ERROR_TEXT = {
     403: "The token lacks the scope this needs, or the model belongs to someone else.",
     404: "The model, version, build or prediction does not exist; `error` lists what does.",
     409: "It conflicts with what is stored: a version published with other content, or a build that ended.",
-    413: "The upload is larger than a limit of the hub; `error` names the setting.",
+    413: "The upload, body or image is larger than a limit of the hub; `error` names the setting.",
+    415: "The body's image type is not read by the hub; send image/png or image/jpeg.",
     422: "The inputs do not fit the model's schema (`errors` names each field), a label is unknown, or "
     "an alias's weights do not add up to 100 or name a version that does not serve.",
     500: "Unexpected server error.",
@@ -114,7 +116,17 @@ def catalog_operations() -> dict:
 
 def alias_operations() -> dict:
     promote = obj({"version": typed("string", description="The version that gets every call.")}, ["version"])
+    change = obj({"alias": typed("string"), "before": typed("string", True), "after": typed("string"),
+                  "by": typed("string", description="alias, promote, rollback, build N, alert rule #N"),
+                  "at": typed("string", format="date-time")})  # fmt: skip
+    history = obj({"model": typed("string"), "aliases": typed("object"), "weights": typed("object"),
+                   "changes": {"type": "array", "items": change}})  # fmt: skip
     return {
+        ("/api/v1/models/{name}/aliases", "GET"): op(
+            "The model's aliases, the weights of those that split calls, and their latest changes, newest "
+            "first (an alert rule's rollback among them)",
+            (200, reply("OK", history)), 404, tag="catalog",
+        ),
         ("/api/v1/models/{name}/aliases/{alias}/promote", "POST"): op(
             "Send every call through the alias to one version, keeping the assignment it had for a "
             "rollback (202: it moves once that version serves)",
@@ -159,8 +171,38 @@ def deployment_operations() -> dict:
     }
 
 
+def raw(media: str, description: str) -> dict:
+    """A body of raw bytes (not JSON) of media type `media`."""
+    return {"schema": {"type": "string", "contentMediaType": media, "description": description}}
+
+
+def predict_body() -> dict:
+    """JSON inputs, one .npy tensor, or an image for a model with one image input (web/imagebodies.py)."""
+    image = (
+        "For a model with one image input ([N, C, H, W] or [N, H, W, C], C 1 or 3, float or uint8): "
+        "the image stretched to H x W (bilinear), RGB or grayscale by C, scaled 0..1 for a float input; "
+        "X-Image-Input says what was done."
+    )
+    content = {
+        "application/json": {"schema": ref("PredictRequest")},
+        NPY_TYPE: raw(NPY_TYPE, "One tensor saved by numpy.save, for a model with one input."),
+        "image/png": raw("image/png", image),
+        "image/jpeg": raw("image/jpeg", image),
+    }
+    return {"required": True, "content": content}
+
+
+PREDICTION_HEADERS = {
+    "X-Prediction-Id": {"description": "The prediction's id.", "schema": typed("string")},
+    "X-Image-Input": {
+        "description": "For an image body: its size and type, whether it was resized, the tensor made.",
+        "schema": typed("string"),
+    },
+}
+
+
 def prediction_operations() -> dict:
-    header = {"X-Prediction-Id": {"description": "The prediction's id.", "schema": typed("string")}}
+    header = PREDICTION_HEADERS
     feedback = (201, reply("Stored", ref("Feedback")))
     return {
         ("/api/v1/models/{name}/predict", "POST"): op(
@@ -168,10 +210,12 @@ def prediction_operations() -> dict:
             (200, reply("The model's outputs", ref("Prediction"), header)),
             400,
             404,
+            413,
+            415,
             422,
             502,
             503,
-            body=json_body("PredictRequest"),
+            body=predict_body(),
             params=[VERSION_QUERY],
             tag="predict",
         ),
@@ -235,17 +279,47 @@ def quality_operations() -> dict:
     }
 
 
+BINARY_TENSORS = (
+    "The binary tensor data extension: the JSON object (Inference-Header-Content-Length bytes), then "
+    "each tensor with `parameters.binary_data_size` as raw little-endian bytes, in order."
+)
+HEADER_LENGTH = {
+    "name": "Inference-Header-Content-Length",
+    "in": "header",
+    "required": False,
+    "schema": typed("integer", minimum=0),
+    "description": "With binary inputs: the length of the JSON object that starts the body.",
+}
+
+
+def v2_infer_body() -> dict:
+    content = {"application/json": {"schema": ref("V2InferRequest")}}
+    return {
+        "required": True,
+        "content": content | {"application/octet-stream": raw("application/octet-stream", BINARY_TENSORS)},
+    }
+
+
+def v2_infer_reply() -> tuple[int, dict]:
+    """JSON, or JSON then bytes when `binary_data_output` or an output's `binary_data` asks."""
+    headers = {
+        "X-Prediction-Id": {"schema": typed("string")},
+        "Inference-Header-Content-Length": {
+            "description": "With binary outputs: the length of the JSON object that starts the body.",
+            "schema": typed("integer"),
+        },
+    }
+    answer = reply(
+        "Outputs; application/octet-stream with binary tensors when asked", ref("V2InferResponse"), headers
+    )
+    answer["content"]["application/octet-stream"] = raw("application/octet-stream", BINARY_TENSORS)
+    return 200, answer
+
+
 def v2_operations() -> dict:
     ready = (200, reply("Ready", ref("V2ModelReady")))
     not_ready = reply("Not ready (Open Inference Protocol: a 4xx status)", ref("V2ModelReady"))
-    infer = (
-        200,
-        reply(
-            "Outputs; application/octet-stream with binary tensors when asked",
-            ref("V2InferResponse"),
-            {"X-Prediction-Id": {"schema": typed("string")}},
-        ),
-    )
+    infer = v2_infer_reply()
     out = {
         ("/v2", "GET"): op("Server metadata", ok(200, "V2Server"), tag="v2"),
         ("/v2/health/live", "GET"): op("Server live", ok(200, "V2Health"), tag="v2"),
@@ -256,7 +330,17 @@ def v2_operations() -> dict:
         out[(f"{base}/ready", "GET")] = op("Model ready", ready, 404, tag="v2")
         out[(f"{base}/ready", "GET")]["responses"]["400"] = not_ready
         out[(f"{base}/infer", "POST")] = op(
-            "Infer", infer, 400, 404, 422, 502, 503, body=json_body("V2InferRequest"), tag="v2"
+            "Infer",
+            infer,
+            400,
+            404,
+            413,
+            422,
+            502,
+            503,
+            body=v2_infer_body(),
+            params=[HEADER_LENGTH],
+            tag="v2",
         )
     return out
 
@@ -289,10 +373,12 @@ def operations() -> dict:
     """(path, method) -> the operation, for every route this module describes."""
     from web.openapi_datasets import dataset_operations
     from web.openapi_files import file_operations, token_operations
+    from web.openapi_review import review_operations
     from web.openapi_shadow import shadow_operations
 
     groups = (
         catalog_operations, deployment_operations, prediction_operations, quality_operations, v2_operations,
         alert_operations, file_operations, token_operations, dataset_operations, shadow_operations,
+        review_operations,
     )  # fmt: skip
     return {key: operation for group in groups for key, operation in group().items()}

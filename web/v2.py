@@ -2,7 +2,8 @@
 
 Infer calls are answered by `web.fastpath.PredictFastPath` before Flask with `infer_reply`; the
 Flask rules stay for url_for and run the same function. A binary input becomes a numpy array over
-the request's bytes (no list of Python numbers) and goes to the model's server as bytes.
+the request's bytes (no list of Python numbers) and goes to the model's server as bytes. Outputs go back
+as bytes after the JSON when `parameters.binary_data_output` or an output's own `binary_data` asks.
 """
 
 from __future__ import annotations
@@ -82,11 +83,12 @@ def infer_reply(
     the caller's key, which keeps them on one version of a split alias."""
     header, blobs = _read_request(raw, header_length)
     inputs = {t["name"]: _to_native(t, blobs) for t in _input_tensors(header)}
+    binary = _wants_binary(header)  # a bad request is refused before the model is called
     route = hub.route(name, version, client)  # picked once: the outputs' schema is the answering version's
     reply = hub.predict(name, version, inputs, client=client, route=route)
     outputs = _to_v2(reply["outputs"], route.version.outputs, header.get("outputs"))
     body = {"model_name": name, "model_version": reply["version"], "id": header.get("id") or reply["id"]}
-    data, headers = _response(body, outputs, _wants_binary(header))
+    data, headers = _response(body, outputs, binary)
     return data, {**headers, "X-Prediction-Id": reply["id"]}
 
 
@@ -206,17 +208,33 @@ def _guess_dtype(value) -> str:
 
 
 def _wants_binary(header: dict) -> set[str]:
-    everything = (header.get("parameters") or {}).get("binary_data_output")
+    """The outputs to send as bytes after the JSON: "*" for all. The request's `binary_data_output`
+    sets the default, an output's own `binary_data` overrides it (the extension's rule)."""
+    everything = _flag(header, "binary_data_output")
     requested = header.get("outputs") or []
-    chosen = {o["name"] for o in requested if (o.get("parameters") or {}).get("binary_data")}
-    return {"*"} if everything else chosen
+    if not isinstance(requested, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
+    ):
+        raise Invalid('"outputs" must be a list of {"name", "parameters"} objects.')
+    own = {o["name"]: _flag(o, "binary_data") for o in requested}
+    if not everything:
+        return {name for name, binary in own.items() if binary}
+    return {"*"} | {f"-{name}" for name, binary in own.items() if binary is False}
+
+
+def _flag(part: dict, name: str) -> bool | None:
+    parameters = part.get("parameters")
+    value = parameters.get(name) if isinstance(parameters, dict) else None
+    if value is not None and not isinstance(value, bool):
+        raise Invalid(f'"{name}" must be true or false, not {value!r}.')
+    return value
 
 
 def _response(body: dict, tensors: list[dict], binary: set[str]) -> tuple[bytes, dict]:
     blobs = []
     for t in tensors:
         array = t.pop("array")
-        if "*" in binary or t["name"] in binary:
+        if t["name"] in binary or ("*" in binary and f"-{t['name']}" not in binary):
             blob = _encode_binary(array, t["datatype"])
             t["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
