@@ -22,4 +22,13 @@ def spec_for(version: VersionRow, package_dir: Path) -> ServeSpec:
         labels=tuple(m.get("labels") or ()), cpus=float(resources.get("cpu", 1)),
         memory_bytes=parse_size(resources.get("memory", "1Gi")),
         base_images=base_image_overrides(m.get("base_image")), batching=batching_settings(m.get("batching")),
+        files=_file_digests(version),
     )  # fmt: skip
+
+
+def _file_digests(version: VersionRow) -> dict[str, str]:
+    """path -> sha256 of the version's files (the blob digests: a weights image's key needs no
+    hashing); {} for a row not saved (no files listed)."""
+    if version.id is None:
+        return {}
+    return {row.path: row.sha256 for row in version.files}

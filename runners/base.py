@@ -42,6 +42,9 @@ class ServeSpec:
     base_images: dict = field(default_factory=dict)  # the manifest's base_image: {"cpu": ref, "gpu": ref}
     # the manifest's batching: {"enabled": bool, "max_batch_size": n, "max_latency_ms": ms}; {} = off
     batching: dict = field(default_factory=dict)
+    # path -> sha256 of each package file (the hub's file list: blob digests); {} when not known,
+    # and the container runner hashes the weight files it needs a key for (runners/weights.py)
+    files: dict = field(default_factory=dict)
 
     @property
     def key(self) -> str:

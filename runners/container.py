@@ -8,7 +8,10 @@ installed with `--no-index`; a requirement without a wheel travels as its source
 built into a wheel by that install, inside the build container. Each version image is built FROM
 it with a context of the package and the generated service only, tagged
 `aidhub/<name>:<version>-<digest12>`. When the environment image exists, a new version resolves,
-downloads and sends no wheels at all. A second build rather than running the environment image
+downloads and sends no wheels at all. Large weights get a third image between the two
+(runners/weights.py): `aidhub-weights:<key>` FROM the environment image, built once per environment
+image and set of weight files by digest; a version whose weights image exists sends no weights.
+A second build rather than running the environment image
 with the package mounted: the version image stays one immutable, self-contained artifact (no bind
 mount of the hub's store, which a remote engine or a hub in a container could not see), and the
 COPY layers cost about a second. Images are found again by their `aidhub.*` labels, never by
@@ -49,6 +52,7 @@ from .launch import launched
 from .service import device_for
 from .sources import copy_sources
 from .startup import server_url, wait_until_ready
+from .weights import find_image, weights_image
 
 log = logging.getLogger(__name__)
 
@@ -183,14 +187,24 @@ class ContainerRunner:
         if found:  # a tagged image before an intermediate one that carries the same labels
             return env_key, sorted(found, key=lambda image: not image.tags)[0].id
         env_image = self._environment_image(spec, env_key, base, why, log)
-        with self._context(spec) as context:
-            write_version_context(
-                spec, context, env_image, env_key, base, self.uid, workers=self.workers, threads=self.threads
-            )
-            log(f"Building image {image_tag(spec)} FROM {env_image} (context {context_summary(context)})")
-            image_id = self.engine.build_image(spec, context, image_tag(spec), log)
+        weights = weights_image(self.engine, spec, (env_image, env_key, base), self._context, log)
+        image_id = self._version_image(spec, weights or env_image, weights is None, env_key, base, log)
         self.engine.collect_build_garbage()
         return env_key, image_id
+
+    def _version_image(
+        self, spec: ServeSpec, from_image: str, with_weights: bool, env_key: str, base: str, log: LogFn
+    ) -> str:
+        """Build the version image FROM `from_image` (the weights image, or the environment image
+        with the weights in the context: `with_weights`); its id."""
+        tag = image_tag(spec)
+        with self._context(spec) as context:
+            write_version_context(
+                spec, context, from_image, env_key, base, self.uid, with_weights=with_weights,
+                workers=self.workers, threads=self.threads,
+            )  # fmt: skip
+            log(f"Building image {tag} FROM {from_image} (context {context_summary(context)})")
+            return self.engine.build_image(spec, context, tag, log)
 
     def _environment_image(self, spec: ServeSpec, env_key: str, base: str, why: str, log: LogFn) -> str:
         """The reference of the environment image `env_key` grown from `base`, built first when the
@@ -216,19 +230,9 @@ class ContainerRunner:
         return found
 
     def _find_environment(self, env_key: str, base: str) -> str | None:
-        """A tag of the environment image (found by its labels, quirk 11), as the engine spells it;
-        an image found without a tag (moved by a later build) is tagged again."""
-        found = matching(
-            self.client.images.list(filters={"label": f"aidhub.env={env_key}"}),
-            environment_labels(env_key, base),
-        )
-        if not found:
-            return None
-        image = sorted(found, key=lambda image: not image.tags)[0]
-        if not image.tags:
-            image.tag(*environment_tag(env_key, base).split(":"))
-            image.reload()
-        return sorted(image.tags)[0]
+        """A tag of the environment image (found by its labels, quirk 11), as the engine spells it."""
+        tag = environment_tag(env_key, base)
+        return find_image(self.engine, environment_labels(env_key, base), tag, "aidhub.env")
 
     @contextlib.contextmanager
     def _context(self, spec: ServeSpec):

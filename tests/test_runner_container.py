@@ -234,7 +234,7 @@ def test_refused_gpu_version_leaves_no_build_context(runner):
     assert not contexts.exists() or [p for p in contexts.iterdir() if not p.name.startswith(".")] == []
 
 
-WEIGHT_MIB = 128
+WEIGHT_MIB = 16  # under WEIGHTS_IMAGE_MIN_BYTES: the weights stay a layer of the version image
 
 
 def _store_copy(folder: Path, version: str, weights: Path, predict_note: str) -> Path:
