@@ -16,6 +16,7 @@ from cli.client import DEFAULT_URL, HubClient, HubReplyError, HubUnreachable
 from cli.datasets import dataset
 from cli.hubprocess import serve, worker
 from cli.progress import human
+from cli.review import review
 from cli.shadow import compare, shadow
 from cli.tokens import find_token, login, token
 from hub.errors import HubError
@@ -52,6 +53,7 @@ def cli(ctx: click.Context, hub: str, token: str | None) -> None:
 
 for command in (serve, worker, alert, dataset, login, token, alias, promote, rollback, shadow, compare):
     cli.add_command(command)
+cli.add_command(review)
 
 
 @cli.command()

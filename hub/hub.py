@@ -30,6 +30,7 @@ from hub.lineage import LineageUseCases
 from hub.listing import ListingUseCases
 from hub.packages import Packages
 from hub.processes import collector_for, routes_for, wait_for_prediction
+from hub.review import ReviewUseCases
 from hub.routes import Route
 from hub.runner_choice import choose_runner
 from hub.scrape import GaugeRefresh, seed_counters, version_states
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 
 
 class Hub(AlertUseCases, AliasUseCases, AuthUseCases, BuildHistoryUseCases, DatasetUseCases, DriftUseCases,
-          FileUseCases, LineageUseCases, ListingUseCases, ShadowUseCases):  # fmt: skip
+          FileUseCases, LineageUseCases, ListingUseCases, ReviewUseCases, ShadowUseCases):  # fmt: skip
     """`background=True` (the server, or the supervisor of its web workers: hub/processes.py) adopts
     running servers, runs builds and the watcher; `seed`: counters start from the database. A web
     worker of several, and `aid worker` (it runs the build queue), make one with background=False."""
@@ -95,6 +96,7 @@ class Hub(AlertUseCases, AliasUseCases, AuthUseCases, BuildHistoryUseCases, Data
         )
         self.housekeeping = Housekeeping(self.db, config.retention_days, config.drift_reference_rows)
         self.housekeeping.also(lambda: self.catalog.packages.remove_stale_uploads(config.upload_ttl_seconds))
+        self._open_review()  # the review queue's selection pass (hub/review.py)
         if background:
             self._start_background()
 
@@ -144,6 +146,7 @@ class Hub(AlertUseCases, AliasUseCases, AuthUseCases, BuildHistoryUseCases, Data
         self.collector.stop()
         self.drift_schedule.stop()
         self.housekeeping.stop()
+        self.review_selection.stop()
         self._close_alerts()
         self.drift_runner.worker.close()
         self.deployments.close()

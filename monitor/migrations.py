@@ -6,6 +6,7 @@ from peewee import Database, PostgresqlDatabase, fn
 
 from database.migrations import add_column, add_index, create_tables, register
 from monitor.datasets import DatasetSnapshot
+from monitor.reviews import TABLES as REVIEW_TABLES
 from monitor.rollups import COUNTERS, GRAINS, Grain
 from monitor.shadows import ShadowRow
 from monitor.tables import (
@@ -74,5 +75,6 @@ register(
         (11, "daily latency buckets likewise", add_index(LatencyBucketDay, COVERING["day"])),
         (12, "dataset snapshots", create_tables([DatasetSnapshot])),
         (13, "shadow versions", create_tables([ShadowRow])),
+        (15, "review queue", create_tables(REVIEW_TABLES)),
     ],
 )

@@ -26,6 +26,7 @@ ARGUMENTS = {
     "name": "doubler", "ref": "1.0.0", "version": "1.0.0", "alias": "production", "build_id": "1",
     "prediction_id": "01ABC", "task": "regression", "token_id": "999", "sha256": "a" * 64,
     "path": "aid.yaml", "rule_id": "1", "run_id": "1", "filename": "hub.css", "digest": "sha256:" + "a" * 64,
+    "item_id": "1",
 }  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from werkzeug.routing import IntegerConverter
 from hub.config import Config
 from hub.errors import HubError, database_errors, public
 from hub.hub import Hub
-from web import api, auth, compare, datasets, files, pages, ratelimits, session, shadow, tokens, v2
+from web import api, auth, compare, datasets, files, pages, ratelimits, review, session, shadow, tokens, v2
 from web.bodylimits import BodyLimits
 from web.context import get_hub, wants_json
 from web.fastpath import PredictFastPath
@@ -42,6 +42,7 @@ def create_app(config: Config | None = None, hub: Hub | None = None) -> Flask:
     app.register_blueprint(compare.blueprint)
     app.register_blueprint(datasets.blueprint)
     app.register_blueprint(shadow.blueprint)
+    app.register_blueprint(review.blueprint)
     app.add_url_rule("/metrics", view_func=api.prometheus_metrics)
     auth.install(app)
     session.install(app, hub.config.home, hub.config.public_url.startswith("https://"))
