@@ -13,7 +13,9 @@ from cli.client import HubClient
 CONDITION_HELP = (
     "METRIC OP NUMBER, e.g. 'accuracy_low < 0.8', 'error_rate > 5%', 'p95_ms > 250', or 'no traffic for "
     "10m'. Metrics: accuracy, accuracy_low (Wilson 95% lower bound), error_rate, p95_ms, drift_share, "
-    "requests; operators < <= > >=."
+    "requests; operators < <= > >=. A canary of a split alias against its base: 'canary_error_rate > base + "
+    "2%', 'canary_p95_ms > base + 50', 'canary_accuracy < base - 5%' (judged once each has 20 calls, 20 "
+    "judged feedback for accuracy)."
 )
 
 
@@ -29,10 +31,21 @@ def alert() -> None:
 @click.option("--window", help="What its metric is read over, e.g. 30m (default 1h).")
 @click.option("--webhook", help="A URL that gets a JSON POST when the rule fires and when it resolves.")
 @click.option("--secret", help="Sign each POST: X-Aidhub-Signature: sha256=HMAC-SHA256(secret, body).")
+@click.option(
+    "--action",
+    help="rollback: when a canary rule fires, send every call of its alias back to the base (aid rollback).",
+)
 @click.pass_obj
-def add(client: HubClient, name: str, when: str, for_, window, webhook, secret) -> None:
+def add(client: HubClient, name: str, when: str, for_, window, webhook, secret, action) -> None:
     """Add a rule to model NAME."""
-    fields = {"when": when, "for": for_, "window": window, "webhook": webhook, "secret": secret}
+    fields = {
+        "when": when,
+        "for": for_,
+        "window": window,
+        "webhook": webhook,
+        "secret": secret,
+        "action": action,
+    }
     body = {k: v for k, v in fields.items() if v is not None}
     rule = client.post(f"/api/v1/models/{name}/alerts", body)
     click.echo(f"Rule {rule['id']} of {name}: {_said(rule)}")
@@ -43,7 +56,8 @@ def _said(rule: dict) -> str:
     text = rule["condition"] + (f" for {rule['for']}" if rule["for"] != "0" else "")
     text += "" if rule["condition"].startswith("no traffic") else f" over {rule['window']}"
     signed = " (signed)" if rule["signed"] else ""
-    return text + (f", POST to {rule['webhook']}{signed}" if rule["webhook"] else "")
+    text += f", POST to {rule['webhook']}{signed}" if rule["webhook"] else ""
+    return text + (", then roll the alias back to its base" if rule.get("action") == "rollback" else "")
 
 
 @alert.command(name="list")
@@ -60,7 +74,8 @@ def list_rules(client: HubClient, name: str, as_json: bool) -> None:
         click.echo(f"{name} has no alert rules. Add one: aid alert add {name} --when 'accuracy_low < 0.8'")
         return
     click.echo(f"{name}: {len(data['rules'])} rules, {data['firing']} firing\n")
-    output.table([_row(r) for r in data["rules"]], ["ID", "CONDITION", "FOR", "WINDOW", "STATE", "WEBHOOK"])
+    columns = ["ID", "CONDITION", "FOR", "WINDOW", "STATE", "WEBHOOK", "ACTION"]
+    output.table([_row(r) for r in data["rules"]], columns)
     if data["history"]:
         click.echo("\nlatest changes")
         for e in data["history"][:10]:
@@ -68,9 +83,18 @@ def list_rules(client: HubClient, name: str, as_json: bool) -> None:
 
 
 def _row(rule: dict) -> list:
-    states = ", ".join(f"{v['version']} {v['state']}" for v in rule["versions"]) or "ok (no version serves)"
+    idle = "ok (no canary)" if rule["condition"].startswith("canary_") else "ok (no version serves)"
+    states = ", ".join(f"{v['version']} {v['state']}" for v in rule["versions"]) or idle
     hook = (rule["webhook"] or "-") + (" (signed)" if rule["signed"] else "")
-    return [rule["id"], rule["condition"], rule["for"], rule["window"], states, hook]
+    return [
+        rule["id"],
+        rule["condition"],
+        rule["for"],
+        rule["window"],
+        states,
+        hook,
+        rule.get("action") or "-",
+    ]
 
 
 def _change(e: dict) -> str:
@@ -80,7 +104,8 @@ def _change(e: dict) -> str:
         "" if e["delivery"] == "none" else f", webhook {e['delivery']} ({tries} attempt{'s' * (tries != 1)})"
     )
     change = f"{e['version']}: {e['previous']} -> {e['state']}"
-    return f"{e['at']}  #{e['rule']} {e['condition']}  {change}{value}{sent}"
+    did = f"; {e['outcome']}" if e.get("outcome") else ""
+    return f"{e['at']}  #{e['rule']} {e['condition']}  {change}{value}{sent}{did}"
 
 
 @alert.command(name="rm")

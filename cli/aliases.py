@@ -38,18 +38,39 @@ def moved_or_follow(client: HubClient, name: str, reply: dict) -> None:
 
 @click.command()
 @click.argument("name")
-@click.argument("alias")
-@click.argument("version")
+@click.argument("alias", required=False)
+@click.argument("version", required=False)
 @click.option("--retire", is_flag=True, help="Then stop the version the alias leaves, once drained.")
 @click.pass_obj
-def alias(client: HubClient, name: str, alias: str, version: str, retire: bool) -> None:
+def alias(client: HubClient, name: str, alias: str | None, version: str | None, retire: bool) -> None:
     """Point ALIAS (e.g. production) of model NAME at VERSION, or split its calls by weight:
-    VERSION=PERCENT,... adding up to 100 (1.0.0=90,1.1.0=10), each version serving.
+    VERSION=PERCENT,... adding up to 100 (1.0.0=90,1.1.0=10), each version serving. With NAME alone,
+    show where its aliases point and their latest changes (who moved which, from what to what).
 
     When the alias's version serves and VERSION does not, VERSION is deployed first and the alias
     moves once it is ready; this waits for that."""
+    if alias is None:
+        show_aliases(client.get(f"/api/v1/models/{name}/aliases"))
+        return
+    if version is None:
+        raise click.UsageError(
+            f"Say where {alias} points: aid alias {name} {alias} VERSION (or 1.0.0=90,1.1.0=10)."
+        )
     reply = client.put(f"/api/v1/models/{name}/aliases/{alias}", {"version": version, "retire": retire})
     moved_or_follow(client, name, reply)
+
+
+def show_aliases(data: dict) -> None:
+    """One line per alias ('production -> 1.0.0'), then the latest changes, one a line:
+    '  2026-12-02T10:00:00Z  production  1.0.0=90,1.1.0=10 -> 1.0.0  (alert rule #3)'."""
+    weights = data["weights"]
+    for name, number in data["aliases"].items():
+        target = ",".join(f"{v}={w}" for v, w in weights[name].items()) if name in weights else number
+        click.echo(f"{name} -> {target}")
+    if data["changes"]:
+        click.echo("\nlatest changes")
+    for c in data["changes"][:20]:
+        click.echo(f"  {c['at']}  {c['alias']}  {c['before'] or '(new)'} -> {c['after']}  ({c['by']})")
 
 
 @click.command()

@@ -24,7 +24,7 @@ def rule(row, states: list, hub_secret: bool) -> dict:
         "id": row.id, "condition": row.condition, "metric": row.metric, "op": row.op,
         "threshold": row.threshold, "for": _span(row.for_seconds), "window": _span(row.window_seconds),
         "webhook": row.webhook, "signed": bool(row.webhook and (row.secret or hub_secret)),
-        "source": row.source, "created_at": isoformat(row.created_at),
+        "source": row.source, "created_at": isoformat(row.created_at), "action": row.action,
         "state": gravest.state if gravest else AlertState.OK.value,
         "since": isoformat(gravest.since) if gravest else None,
         "versions": [status(s) for s in states],
@@ -37,11 +37,13 @@ def status(row) -> dict:
 
 
 def event(row, attempts: list) -> dict:
-    """One state change, with its webhook delivery and every attempt at it."""
+    """One state change, with its webhook delivery and every attempt at it, and what the rule's action
+    did on it (`outcome`: 'rolled production back to 1.0.0 (was 1.0.0=90,1.1.0=10)')."""
     return {
         "id": row.id, "rule": row.rule_id, "condition": row.condition, "version": row.version,
         "previous": row.previous, "state": row.state, "value": row.value, "threshold": row.threshold,
         "at": isoformat(row.at), "delivery": row.delivery, "attempts": [attempt(a) for a in attempts],
+        "action": row.action, "outcome": row.outcome,
     }  # fmt: skip
 
 
@@ -59,7 +61,7 @@ def payload(row, rule_row, base_url: str) -> dict:
         "rule": {"id": rule_row.id, "condition": rule_row.condition, "for": _span(rule_row.for_seconds),
                  "window": _span(rule_row.window_seconds)},
         "state": row.state, "previous": row.previous, "value": row.value, "threshold": row.threshold,
-        "time": isoformat(row.at),
+        "time": isoformat(row.at), "action": row.action, "outcome": row.outcome,
         "links": {"model": f"{base_url}/models/{model}?version={version}",
                   "scorecard": f"{api}/scorecard?version={version}", "alerts": f"{api}/alerts"},
     }  # fmt: skip

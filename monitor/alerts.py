@@ -6,6 +6,9 @@ firing at once when the rule has no `for`; pending becomes firing once the condi
 firing becomes resolved when it stops holding. Resolved is an ok that remembers: it stays shown until
 the condition holds again. No data (no judged feedback, no calls, no drift run) is no verdict: a
 firing rule keeps firing, a pending one goes back to ok (it must be seen holding for all of `for`).
+
+A canary rule's state is kept for the canary version; its value is the canary's metric and its
+threshold the base's plus the rule's margin, both over the window (`canary_values`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from peewee import Case, SqliteDatabase, fn
 
 from database.connection import database
 from monitor.alerttables import AlertAttempt, AlertEvent, AlertRule, AlertStatus
-from vocab.alerts import SENT, AlertState, DeliveryState, RuleSpec
+from vocab.alerts import (
+    CANARY_MIN_CALLS,
+    CANARY_MIN_FEEDBACK,
+    SENT,
+    AlertState,
+    DeliveryState,
+    RuleSpec,
+)
 
 OPERATORS = {
     "<": lambda a, b: a < b,
@@ -62,6 +72,20 @@ def metric_value(metric: str, card: dict) -> float | None:
     }[metric]  # fmt: skip
 
 
+def canary_values(metric: str, canary: dict, base: dict) -> tuple[float, float] | None:
+    """(the canary's value, the base's) of a canary metric, from their scorecards over the rule's window;
+    None (no verdict) until each has CANARY_MIN_CALLS calls, or CANARY_MIN_FEEDBACK judged feedback for
+    accuracy: one early error out of three calls is no reason to roll back."""
+    plain = metric.removeprefix("canary_")
+    if plain == "accuracy":
+        enough = all(c["feedback"]["correct"] + c["feedback"]["incorrect"] >= CANARY_MIN_FEEDBACK
+                     for c in (canary, base))  # fmt: skip
+    else:
+        enough = canary["requests"] >= CANARY_MIN_CALLS and base["requests"] >= CANARY_MIN_CALLS
+    values = metric_value(plain, canary), metric_value(plain, base)
+    return None if not enough or None in values else (float(values[0]), float(values[1]))
+
+
 def _writing():
     """A write transaction, IMMEDIATE on SQLite: a read in it never meets a newer write (SQLITE_BUSY)."""
     db = database.obj
@@ -76,7 +100,7 @@ def add_rule(model: str, spec: RuleSpec, secret: str | None, source: str, now: d
     return AlertRule.create(
         model=model, condition=c.text, metric=c.metric, op=c.op, threshold=c.threshold,
         for_seconds=int(spec.for_.total_seconds()), window_seconds=int(spec.window.total_seconds()),
-        webhook=spec.webhook, secret=secret or None, source=source, created_at=now,
+        webhook=spec.webhook, secret=secret or None, source=source, created_at=now, action=spec.action,
     )  # fmt: skip
 
 
@@ -110,11 +134,11 @@ def sync_package_rules(model: str, specs: list[RuleSpec], now: datetime) -> list
 
 
 def _key(r: AlertRule) -> tuple:
-    return r.condition, r.for_seconds, r.window_seconds, r.webhook
+    return r.condition, r.for_seconds, r.window_seconds, r.webhook, r.action
 
 
 def _spec_key(s: RuleSpec) -> tuple:
-    return s.condition.text, int(s.for_.total_seconds()), int(s.window.total_seconds()), s.webhook
+    return s.condition.text, int(s.for_.total_seconds()), int(s.window.total_seconds()), s.webhook, s.action
 
 
 # --- states and history -------------------------------------------------------------------------
@@ -129,38 +153,46 @@ def statuses(rule_ids: list[int]) -> dict[int, list[AlertStatus]]:
 
 
 def advance(
-    r: AlertRule, version_id: int, version: str, value: float | None, now: datetime
-) -> AlertEvent | None:
-    """Evaluate rule `r` for a version at `now` with the metric's `value`; the change, if any."""
+    r: AlertRule, version_id: int, version: str, value: float | None, now: datetime,
+    threshold: float | None = None,
+) -> AlertEvent | None:  # fmt: skip
+    """Evaluate rule `r` for a version at `now` with the metric's `value` against `threshold` (default
+    the rule's; a canary rule's: the base's value plus its margin); the change, if any. One process
+    sees each change (a write transaction), so an action taken on it is taken once."""
     value = None if value is None else float(value)
+    threshold = r.threshold if threshold is None else threshold
     with _writing():
         status = AlertStatus.get_or_none(AlertStatus.rule_id == r.id, AlertStatus.version_id == version_id)
         if status is None:
             status = AlertStatus(rule_id=r.id, version_id=version_id, version=version, since=now)
         previous = AlertState(status.state)
-        step = next_state(previous, status.since, holds(r.op, value, r.threshold), now,
+        step = next_state(previous, status.since, holds(r.op, value, threshold), now,
                           timedelta(seconds=r.for_seconds))  # fmt: skip
         status.state, status.since, status.value, status.checked_at = step.state, step.since, value, now
         status.save()
         if step.state == previous:
             return None
-        return _change(r, status, previous, now)
+        return _change(r, status, previous, now, threshold)
 
 
-def _change(r: AlertRule, status: AlertStatus, previous: AlertState, now: datetime) -> AlertEvent:
+def _change(
+    r: AlertRule, status: AlertStatus, previous: AlertState, now: datetime, threshold: float | None = None
+) -> AlertEvent:
     sent = r.webhook and status.state in SENT
     return AlertEvent.create(
         rule_id=r.id, model=r.model, version_id=status.version_id, version=status.version,
         condition=r.condition, previous=previous, state=status.state, value=status.value,
-        threshold=r.threshold, at=now, delivery=DeliveryState.PENDING if sent else DeliveryState.NONE,
+        threshold=r.threshold if threshold is None else threshold, at=now,
+        delivery=DeliveryState.PENDING if sent else DeliveryState.NONE,
     )  # fmt: skip
 
 
-def retire(serving: set[int], now: datetime) -> list[AlertEvent]:
-    """Forget the states of versions that no longer serve; one that was firing is resolved first."""
+def retire(judged: dict[int, set[int]], now: datetime) -> list[AlertEvent]:
+    """Forget the states of versions a rule no longer judges (rule id -> version ids: those that serve,
+    for a canary rule the canaries of split aliases); one that was firing is resolved first."""
     changes = []
     with _writing():
-        gone = list(AlertStatus.select().where(AlertStatus.version_id.not_in(sorted(serving) or [0])))
+        gone = [s for s in AlertStatus.select() if s.version_id not in judged.get(s.rule_id, ())]
         for status in gone:
             r = AlertRule.get_or_none(AlertRule.id == status.rule_id)
             if r is not None and status.state == AlertState.FIRING:
@@ -185,6 +217,12 @@ def pending_events() -> list[AlertEvent]:
 
 def event(event_id: int) -> AlertEvent | None:
     return AlertEvent.get_or_none(AlertEvent.id == event_id)
+
+
+def record_action(change: AlertEvent, action: str, outcome: str) -> None:
+    """What the rule's action did on this change (shown in the history and sent with the webhook)."""
+    change.action, change.outcome = action, outcome
+    AlertEvent.update(action=action, outcome=outcome).where(AlertEvent.id == change.id).execute()
 
 
 # --- webhook attempts ---------------------------------------------------------------------------

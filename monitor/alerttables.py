@@ -22,6 +22,7 @@ class AlertRule(BaseModel):
     secret = TextField(null=True)  # signs the webhook's body; never shown
     source = TextField(default="api")  # 'api' (aid alert add, the API) | 'aid.yaml' (the package)
     created_at = DateTimeField()
+    action = TextField(null=True)  # vocab.alerts.ACTIONS: done when the rule fires; None: the webhook only
 
     class Meta:
         table_name = "monitor_alert_rule"
@@ -59,6 +60,8 @@ class AlertEvent(BaseModel):
     threshold = FloatField()
     at = DateTimeField()
     delivery = TextField(default=DeliveryState.NONE)  # vocab.alerts.DeliveryState
+    action = TextField(null=True)  # the rule's action, taken on this change (to firing)
+    outcome = TextField(null=True)  # what it did: 'rolled production back to 1.0.0 (was ...)', or why not
 
     class Meta:
         table_name = "monitor_alert_event"

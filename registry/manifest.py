@@ -325,7 +325,8 @@ class _FieldChecks:
             )
 
     def alerts(self) -> tuple[dict, ...] | None:
-        """`alerts:`, a list of {when: CONDITION, for: 10m, window: 1h, webhook: URL} (vocab/alerts.py)."""
+        """`alerts:`, a list of {when: CONDITION, for: 10m, window: 1h, webhook: URL, action: rollback}
+        (vocab/alerts.py)."""
         value = self.data.get("alerts")
         if value is None:
             return None
@@ -343,8 +344,7 @@ class _FieldChecks:
             elif key not in RULE_KEYS:
                 self.fail(f"{path}.{key}", f"unknown key; use {', '.join(RULE_KEYS)}")
         try:
-            when, for_, window, webhook = (entry.get(key) for key in RULE_KEYS)
-            return parse_rule(when, for_, window, webhook).to_dict()
+            return parse_rule(*(entry.get(key) for key in RULE_KEYS)).to_dict()  # in parse_rule's order
         except ConditionInvalid as e:
             return self.fail(f"{path}.{e.field}", e.message)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from database.migrations import add_column, create_tables, register
+from registry.aliaschanges import AliasChange
 from registry.models import TABLES, AliasRow, BuildRow, DeploymentRow, FileRow
 from registry.tokens import TokenRow
 
@@ -17,5 +18,6 @@ register(
         (6, "tokens", create_tables([TokenRow])),
         (7, "aliases.weights", add_column("aliases", AliasRow.weights)),
         (8, "aliases.previous", add_column("aliases", AliasRow.previous)),
+        (9, "alias_changes", create_tables([AliasChange])),
     ],
 )

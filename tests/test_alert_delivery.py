@@ -97,7 +97,8 @@ def test_firing_and_resolved_are_posted_signed_with_the_documented_payload(hub, 
         "id": history[1]["id"], "model": "demo-adder", "version": "1.0.0",
         "rule": {"id": rule["id"], "condition": "error_rate > 0.1", "for": "10m", "window": "1h"},
         "state": "firing", "previous": "pending", "value": 0.5, "threshold": 0.1,
-        "time": (now + timedelta(minutes=10)).isoformat() + "Z", "links": links,
+        "time": (now + timedelta(minutes=10)).isoformat() + "Z", "action": None, "outcome": None,
+        "links": links,
     }  # fmt: skip
     assert (resolved["state"], resolved["previous"], resolved["value"]) == ("resolved", "firing", 0.05)
     for headers, body in receiver.received:

@@ -21,7 +21,10 @@ from vocab.times import utcnow
 OK, PENDING, FIRING, RESOLVED = AlertState
 T0 = datetime(2026, 1, 5, 12, 0, 0)
 TEN = timedelta(minutes=10)
-METRICS = "accuracy, accuracy_low, error_rate, p95_ms, drift_share, requests"
+PLAIN = "accuracy, accuracy_low, error_rate, p95_ms, drift_share, requests"
+METRICS = PLAIN + ", canary_error_rate, canary_p95_ms, canary_accuracy"
+FORMS = "'accuracy_low < 0.8', 'no traffic for 10m', or compare a canary with its base: "
+FORMS += "'canary_error_rate > base + 2%'"
 
 
 @pytest.fixture
@@ -86,7 +89,7 @@ def test_conditions_parse_to_metric_operator_and_threshold(text, parsed):
          "'a while' in 'no traffic for a while' is not a duration; write minutes, hours or days, e.g. 10m, "
          "1h or 1d."),
         ("accuracy is bad", "Condition 'accuracy is bad' is not understood; write METRIC OP NUMBER (metrics: "
-         f"{METRICS}; operators: < <= > >=), e.g. 'accuracy_low < 0.8', or 'no traffic for 10m'."),
+         f"{PLAIN}; operators: < <= > >=), e.g. {FORMS}."),
     ],
 )  # fmt: skip
 def test_a_bad_condition_names_what_is_wrong_and_what_works(text, message):
@@ -182,7 +185,7 @@ def test_rules_are_added_listed_and_removed_through_the_api(client, publish):
         ({"when": "error_rate > 0.1", "for": "5 minutes"},
          "for '5 minutes' is not a duration; write minutes, hours or days, e.g. 10m, 1h or 1d."),
         ({"when": "error_rate > 0.1", "level": "page"},
-         "Unknown alert field(s) level; use when, for, window, webhook, secret."),
+         "Unknown alert field(s) level; use when, for, window, webhook, secret, action."),
         ({"when": 0.8}, '"when" must be text such as "10m" or "accuracy_low < 0.8", not 0.8.'),
     ],
 )  # fmt: skip

@@ -17,7 +17,10 @@ from tests.packages import onnx_package
 from tests.receiver import Receiver
 from vocab.states import DeploymentStatus
 
-METRICS = "accuracy, accuracy_low, error_rate, p95_ms, drift_share, requests"
+PLAIN = "accuracy, accuracy_low, error_rate, p95_ms, drift_share, requests"
+METRICS = PLAIN + ", canary_error_rate, canary_p95_ms, canary_accuracy"
+FORMS = "'accuracy_low < 0.8', 'no traffic for 10m', or compare a canary with its base: "
+FORMS += "'canary_error_rate > base + 2%'"
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +65,7 @@ def test_add_list_and_remove_a_rule(hub):
     [
         (["--when", "latency > 3"], f"Unknown metric 'latency' in 'latency > 3'; use one of {METRICS}."),
         (["--when", "accuracy ~ 3"], "Condition 'accuracy ~ 3' is not understood; write METRIC OP NUMBER "
-         f"(metrics: {METRICS}; operators: < <= > >=), e.g. 'accuracy_low < 0.8', or 'no traffic for 10m'."),
+         f"(metrics: {PLAIN}; operators: < <= > >=), e.g. {FORMS}."),
         (["--when", "p95_ms > 250", "--webhook", "hooks.example"],
          "webhook 'hooks.example' is not an http(s) URL, e.g. https://hooks.example.com/aidhub."),
     ],

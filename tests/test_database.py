@@ -14,6 +14,7 @@ from registry.models import TABLES
 
 EVERY_STEP = [
     "alerts:1",
+    "alerts:2",  # alert actions (a canary's rollback)
     *[f"monitor:{n}" for n in range(1, 14)],
     "monitor:15",  # the review queue
     "registry:1",
@@ -24,6 +25,7 @@ EVERY_STEP = [
     "registry:6",
     "registry:7",
     "registry:8",
+    "registry:9",  # alias_changes
 ]  # components by name
 
 

@@ -66,6 +66,12 @@ def version(name, ref):
     return jsonify(get_hub().version(name, ref))
 
 
+@blueprint.get("/models/<path:name>/aliases")
+@needs("read")
+def aliases(name):
+    return jsonify(get_hub().alias_history(name))  # where each alias points, and its changes (hub/aliases.py)
+
+
 @blueprint.put("/models/<path:name>/aliases/<alias>")
 @needs("deploy")
 def set_alias(name, alias):

@@ -6,7 +6,7 @@ Pure functions returning JSON Schema dicts; web/openapi_operations.py refers to 
 from __future__ import annotations
 
 from hub.listing import GPU_NEEDS
-from vocab.alerts import AlertState, DeliveryState
+from vocab.alerts import ACTIONS, AlertState, DeliveryState
 from vocab.states import BUILD_STEPS, BuildStatus, DeploymentStatus, StepStatus
 
 KINDS = {
@@ -319,15 +319,19 @@ def alert_schemas() -> dict:
     rule = fields(integer="id", string="condition metric op window source", float="threshold")
     rule |= fields(text="webhook", time="created_at since") | {"for": span, "state": state}
     rule |= {"signed": typed("boolean"), "versions": array(obj(status))}
+    action = typed("string", True, enum=[*ACTIONS, None], description="When a canary rule fires: rollback")
+    rule |= {"action": action}
     attempt = fields(integer="number", time="at", text="error", float="duration_ms")
     attempt |= {"status": typed("integer", nullable=True)}
     event = fields(integer="id rule", string="condition version", time="at", number="value")
     event |= fields(float="threshold")
-    event |= {"previous": state, "state": state, "delivery": one_of(DeliveryState)}
+    event |= {"previous": state, "state": state, "delivery": one_of(DeliveryState), "action": action}
+    event |= {"outcome": typed("string", True, description="What the action did, or why it did not")}
     request = {
         "when": typed("string", description="METRIC OP NUMBER (accuracy_low < 0.8) or 'no traffic for 10m'"),
         "for": span, "window": span, "webhook": typed("string", format="uri"),
         "secret": typed("string", maxLength=200, description="Signs the webhook's body (HMAC-SHA256)"),
+        "action": typed("string", enum=list(ACTIONS), description="rollback (canary rules only)"),
     }  # fmt: skip
     return {
         "AlertRule": obj(rule),
