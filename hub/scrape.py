@@ -38,17 +38,18 @@ def _state(row: DeploymentRow, feedback: dict) -> VersionState:
 
 
 def seed_counters(metrics: Metrics) -> None:
-    """Start the prediction and feedback counters at the totals the rollups hold, so that a restart
-    of the hub is not a counter reset to Prometheus and `rate()` stays sane."""
+    """Start the prediction and feedback counters and the latency histogram at the totals the rollups
+    hold, so that a restart of the hub is not a counter reset to Prometheus and `rate()` stays sane."""
     try:
         versions = list(VersionRow.select(VersionRow, ModelRow).join(ModelRow))
         totals = scorecard.totals_by_version([v.id for v in versions])
+        latency = scorecard.latency_by_version([v.id for v in versions])
     except Exception:  # the hub starts anyway; its counters start at zero
         log.exception("Reading the totals to start the counters from failed")
         return
     for version in versions:
         if totals.get(version.id):
-            metrics.seed(version.model.name, version.version, totals[version.id])
+            metrics.seed(version.model.name, version.version, totals[version.id], latency[version.id])
 
 
 class GaugeRefresh(Periodic):

@@ -2,8 +2,9 @@
 
 Rollups are written through to every period (monitor.rollups), so nothing here sums or moves counts:
 compaction is only deletion, and a crash between two deletes leaves every remaining row correct.
-- Minute rows older than MINUTES.kept (3 days) and hour rows older than HOURS.kept (90 days) go, with
-  one period of the next grain as margin, so a window that starts at the edge still finds its rows.
+- Minute rows older than MINUTES.kept (3 days), quarter-hour rows older than QUARTER_HOURS.kept (30
+  days) and hour rows older than HOURS.kept (90 days) go, with one period of the next grain as margin,
+  so a window that starts at the edge still finds its rows.
 - Prediction rows older than `retention_days` go, except each version's first `keep_first` successful
   calls (and the calls before them): without reference data, drift compares with those.
 Deletes run in chunks, each its own transaction, so the prediction log's writers are never held up long.

@@ -25,6 +25,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from monitor.rollups import OVERFLOW, bucket_range
+
 LATENCY_BUCKETS_S = (
     0.001,
     0.0025,
@@ -42,6 +44,24 @@ LATENCY_BUCKETS_S = (
     30.0,
     60.0,
 )
+
+
+def latency_counts(histogram: Mapping[int, int]) -> list[int]:
+    """Calls per histogram bucket (LATENCY_BUCKETS_S, then +Inf) from a rollup latency histogram
+    (rollups.BOUNDS_MS indexes). A rollup bucket across a bound is split in proportion, as the
+    scorecard's percentiles assume its calls spread; whole calls, the total kept exactly."""
+    below: list[int] = []  # calls at or under each bound
+    for bound in (s * 1000.0 for s in LATENCY_BUCKETS_S):
+        calls = 0.0
+        for bucket, count in histogram.items():
+            lower, upper = bucket_range(bucket)
+            if bucket != OVERFLOW and upper <= bound:
+                calls += count
+            elif bucket != OVERFLOW and lower < bound:
+                calls += count * (bound - lower) / (upper - lower)
+        below.append(round(calls))
+    below.append(sum(histogram.values()))
+    return [now - before for before, now in zip([0, *below], below, strict=False)]
 
 
 BUILD_BUCKETS_S = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
@@ -154,8 +174,13 @@ class Metrics:
         for _, latency_ms in calls:
             latency.observe(latency_ms / 1000.0)
 
-    def seed(self, model: str, version: str, totals: Mapping[str, float]) -> None:
-        """Continue a version's counters from its all-time rollup totals (at start)."""
+    def seed(
+        self, model: str, version: str, totals: Mapping[str, float], latency: Mapping[int, int] | None = None
+    ) -> None:
+        """Continue a version's counters from its all-time rollup totals, and its latency histogram from
+        its all-time rollup histogram `latency` (at start, in one process only: see hub/scrape.py)."""
+        if latency:
+            self._seed_latency(model, version, latency, totals["latency_sum_ms"])
         direct, direct_errors = totals["direct"], totals["direct_errors"]
         hub, hub_errors = totals["requests"] - direct, totals["errors"] - direct_errors
         unjudged = totals["feedback"] - totals["correct"] - totals["incorrect"]
@@ -169,6 +194,16 @@ class Metrics:
         for verdict, count in verdicts:
             if count > 0:
                 self.feedback.labels(model, version, verdict).inc(count)
+
+    def _seed_latency(self, model: str, version: str, latency: Mapping[int, int], sum_ms: float) -> None:
+        # prometheus_client has no call that adds many observations at once; observe() is per value,
+        # and a million calls to replay would slow the start. So its per-bucket values are added to, as
+        # observe() does one at a time (in multiprocess mode they are this process's files, as there).
+        child = self.latency.labels(model, version)
+        for value, count in zip(child._buckets, latency_counts(latency), strict=True):
+            if count:
+                value.inc(count)
+        child._sum.inc(sum_ms / 1000.0)
 
     def observe_feedback(self, model: str, version: str | None, correct: bool | None) -> None:
         verdict = "unknown" if correct is None else str(correct).lower()

@@ -1,9 +1,12 @@
-"""Per-version rollups per minute, hour and day: fixed latency buckets, in-memory aggregation, upserts.
+"""Per-version rollups per minute, quarter hour, hour and day: fixed latency buckets, in-memory
+aggregation, upserts.
 
-Every increment is written through to the three periods in the caller's transaction (the minute,
-hour and day rows of a prediction or feedback change together), so the coarse rows never lag the log
-and a late change to an old minute (feedback taken back) lands in its hour and day too. Old minute and
-hour rows are deleted later (monitor.compaction); day rows are kept forever.
+Every increment is written through to the four periods in the caller's transaction (the minute,
+quarter-hour, hour and day rows of a prediction or feedback change together), so the coarse rows never
+lag the log and a late change to an old minute (feedback taken back) lands in the coarser periods too.
+Quarter hours exist so that a scorecard in 15- or 30-minute steps (a day's view) reads 96 periods, not
+1440 minutes. Old minute, quarter-hour and hour rows are deleted later (monitor.compaction); day rows
+are kept forever.
 
 Upserts are `INSERT ... ON CONFLICT (...) DO UPDATE SET col = col + excluded.col`, which SQLite
 and PostgreSQL both run, so concurrent writers add to a row instead of overwriting it.
@@ -24,9 +27,11 @@ from monitor.tables import (
     LatencyBucket,
     LatencyBucketDay,
     LatencyBucketHour,
+    LatencyBucketQuarter,
     Rollup,
     RollupDay,
     RollupHour,
+    RollupQuarter,
 )
 from vocab.times import minute_of
 
@@ -51,7 +56,7 @@ COUNTERS = (
 class Grain:
     """One period of rollups: its tables, their time column (`name`) and how long its rows are kept."""
 
-    name: str  # "minute" | "hour" | "day": the time column of both tables
+    name: str  # "minute" | "quarter_hour" | "hour" | "day": the time column of both tables
     length: timedelta
     rollup: type[Model]
     buckets: type[Model]
@@ -62,17 +67,21 @@ class Grain:
         at = minute_of(at)
         if self.length >= DAY:
             return at.replace(hour=0, minute=0)
-        return at.replace(minute=0) if self.length >= HOUR else at
+        if self.length >= HOUR:
+            return at.replace(minute=0)
+        return at.replace(minute=at.minute - at.minute % (self.length // MINUTE))
 
     def column(self, table: type[Model]):
         return getattr(table, self.name)
 
 
 MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
+QUARTER_HOUR = timedelta(minutes=15)
 MINUTES = Grain("minute", MINUTE, Rollup, LatencyBucket, timedelta(days=3))
+QUARTER_HOURS = Grain("quarter_hour", QUARTER_HOUR, RollupQuarter, LatencyBucketQuarter, timedelta(days=30))
 HOURS = Grain("hour", HOUR, RollupHour, LatencyBucketHour, timedelta(days=90))
 DAYS = Grain("day", DAY, RollupDay, LatencyBucketDay, None)
-GRAINS = (MINUTES, HOURS, DAYS)  # finest first
+GRAINS = (MINUTES, QUARTER_HOURS, HOURS, DAYS)  # finest first; each period divides the next
 
 RollupKey = tuple[int, datetime]  # (version_id, period start)
 BucketKey = tuple[int, datetime, int]  # (version_id, period start, bucket)
@@ -91,7 +100,7 @@ def bucket_range(bucket: int) -> tuple[float, float]:
 
 class Aggregate:
     """Rollup and bucket increments of a batch, summed in memory per minute; `save()` upserts them
-    into the minute, hour and day tables."""
+    into every period's tables."""
 
     def __init__(self) -> None:
         self.rollups: dict[RollupKey, Counter] = {}

@@ -1,10 +1,12 @@
 """Per-version scorecards over a window, computed from the rollups only (never the log).
 
-A window is read from one period table: the finest whose period fits the step (minute rows for steps
-under an hour, hour rows under a day, else day rows) and that still holds the whole window (minute
-rows are kept 3 days, hour rows 90; monitor.compaction). So a scorecard reads at most a few thousand
-rows however many predictions it counts. Steps are whole periods of that table, aligned to the Unix
-epoch (so to midnight UTC for steps that divide a day), and the window starts at a step's start.
+A window is read from one period table: the coarsest whose period divides the step (day rows for
+whole-day steps, hour rows for whole hours, quarter-hour rows for 15 and 30 minutes, minute rows for
+the rest) and that still holds the whole window (minute rows are kept 3 days, quarter hours 30, hours
+90; monitor.compaction). Steps are aligned to the Unix epoch, and so are the periods, so every step is
+whole periods and the window starts at a step's start: no ragged edge is left for finer rows, and the
+sums are the same whichever table is read. So a read touches about (points x latency buckets) rows,
+however many predictions it counts.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from peewee import PostgresqlDatabase, fn
 
 from database.connection import database
 from monitor.rollups import COUNTERS, DAY, DAYS, GRAINS, HOUR, MINUTE, Grain, bucket_range
+from monitor.tables import GrainStart
 from vocab.times import utc_naive, utcnow
 
 Z95 = 1.959964
@@ -43,17 +46,22 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 
 def percentile(histogram: Mapping[int, int], q: float) -> float | None:
     """The q-quantile (0 < q <= 1) of a bucket histogram, interpolated linearly in its bucket."""
+    return percentiles(histogram, (q,))[0]
+
+
+def percentiles(histogram: Mapping[int, int], qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> list:
+    """`percentile` for each of `qs` (ascending), in one pass over the histogram."""
     total = sum(histogram.values())
     if total <= 0:
-        return None
-    rank, seen = q * total, 0
-    for bucket in sorted(histogram):
-        count = histogram[bucket]
-        if count and seen + count >= rank:
+        return [None] * len(qs)
+    found: list[float] = []
+    seen = 0
+    for bucket, count in sorted(histogram.items()):
+        while len(found) < len(qs) and count and seen + count >= (rank := qs[len(found)] * total):
             lower, upper = bucket_range(bucket)
-            return round(lower + (upper - lower) * (rank - seen) / count, 1)
+            found.append(round(lower + (upper - lower) * (rank - seen) / count, 1))
         seen += count
-    return round(bucket_range(max(histogram))[1], 1)
+    return found + [round(bucket_range(max(histogram))[1], 1)] * (len(qs) - len(found))
 
 
 def _ratio(part: int | float, whole: int | float, digits: int = 4) -> float | None:
@@ -62,7 +70,7 @@ def _ratio(part: int | float, whole: int | float, digits: int = 4) -> float | No
 
 def _latency(totals: Mapping, histogram: Mapping[int, int]) -> dict:
     mean = _ratio(totals["latency_sum_ms"], totals["requests"], 1)
-    return {f"p{q}": percentile(histogram, q / 100) for q in (50, 95, 99)} | {"mean": mean}
+    return dict(zip(("p50", "p95", "p99"), percentiles(histogram), strict=True)) | {"mean": mean}
 
 
 def _accuracy(correct: int, incorrect: int) -> dict:
@@ -101,6 +109,20 @@ def totals_by_version(version_ids: Iterable[int]) -> dict[int, Counter]:
     return {vid: found.get(vid, Counter()) for vid in version_ids}
 
 
+def latency_by_version(version_ids: Iterable[int]) -> dict[int, dict[int, int]]:
+    """All-time latency histogram ({bucket: calls}) per version, from one grouped query over the day
+    rows; an empty one for a version without any."""
+    found: dict[int, dict[int, int]] = {vid: {} for vid in version_ids}
+    if not found:
+        return {}
+    table = DAYS.buckets
+    query = table.select(table.version_id, table.bucket, fn.SUM(table.count))
+    query = query.where(table.version_id.in_(list(found))).group_by(table.version_id, table.bucket)
+    for vid, bucket, count in _fetch(query):
+        found[vid][bucket] = int(count)
+    return found
+
+
 def feedback_by_version(version_ids: list[int]) -> dict[int, dict]:
     """The scorecard's `feedback` part of each version (all time), from one grouped query."""
     return {vid: _feedback(totals) for vid, totals in totals_by_version(version_ids).items()}
@@ -127,13 +149,27 @@ def floor_to(at: datetime, step: timedelta) -> datetime:
     return EPOCH + step * ((at - EPOCH) // step)
 
 
-def grain_for(step: timedelta, start: datetime | None, now: datetime) -> Grain:
-    """The finest period table fitting `step` that still holds rows from `start` (None: all time)."""
-    wanted = 0 if step < HOUR else 1 if step < DAY else 2
-    for grain in GRAINS[wanted:]:
-        if grain.kept is None or (start is not None and start >= now - grain.kept):
-            return grain
-    return DAYS
+def grain_for(step: timedelta, start: datetime | None, now: datetime) -> tuple[Grain, timedelta]:
+    """(table, step) of a read in steps of `step` from `start` (None: all time): the coarsest period
+    table whose period divides the step and that holds the whole window; else the finest other table
+    that holds it, the step rounded up to whole periods of it (a 5-minute step past the minutes kept
+    reads quarter hours in steps of 15 minutes)."""
+    since = {row.grain: row.since for row in GrainStart.select()}
+    dividing = [g for g in reversed(GRAINS) if step % g.length == timedelta(0)]
+    for grain in dividing + [g for g in GRAINS if g not in dividing]:
+        rounded = grain.length * math.ceil(step / grain.length)
+        first = None if start is None else floor_to(start, rounded)
+        if _holds(grain, first, now, since.get(grain.name)):
+            return grain, rounded
+    return DAYS, DAY * math.ceil(step / DAY)
+
+
+def _holds(grain: Grain, first: datetime | None, now: datetime, since: datetime | None) -> bool:
+    """Whether `grain` holds every row from `first` (None: all time) on: not yet pruned (see
+    monitor.compaction), and not older than the table itself (tables.GrainStart)."""
+    if grain.kept is not None and (first is None or first < now - grain.kept):
+        return False
+    return since is None or (first is not None and first >= since)
 
 
 @dataclass(frozen=True)
@@ -157,8 +193,7 @@ def plan(version_id: int, since, until, window, step, now: datetime) -> Plan | N
     if all_time and (start := _first_day(version_id)) is None:
         return None
     step = step or max(auto_step(max(end - start, MINUTE)), DAY if all_time else MINUTE)
-    grain = grain_for(step, None if all_time else start, now)
-    step = grain.length * math.ceil(step / grain.length)
+    grain, step = grain_for(step, None if all_time else start, now)
     first, last = floor_to(start, step), floor_to(end - timedelta(microseconds=1), step)
     lower = None if all_time else first
     upper = None if all_time and until is None else last + step
@@ -192,23 +227,32 @@ def _fetch(query) -> list[tuple]:
     return database.obj.execute_sql(*query.sql()).fetchall()
 
 
-def _read(version_id: int, p: Plan) -> tuple[dict[datetime, Counter], dict[datetime, Counter]]:
+def _step_of(column, p: Plan) -> tuple:
+    """(SQL for the step holding `column`, a function from its value to the step's start). When a step
+    is one period the column itself is the step: the database groups in its index's order, no sort."""
+    if p.step == p.grain.length:
+        starts: dict = {}  # a period's text (SQLite) parsed once
+        return column, lambda value: starts.get(value) or starts.setdefault(value, column.python_value(value))
+    return _step_number(column, p.step), lambda number: EPOCH + p.step * int(number)
+
+
+def _read(version_id: int, p: Plan) -> tuple[dict[datetime, Counter], dict[datetime, dict]]:
     """(counters, latency histogram) per step start, summed per step by the database."""
     table = p.grain.rollup
-    number = _step_number(p.grain.column(table), p.step)
+    step, start = _step_of(p.grain.column(table), p)
     sums = [fn.SUM(getattr(table, c)) for c in COUNTERS]
-    query = table.select(number, *sums).where(table.version_id == version_id).group_by(number)
+    query = table.select(step, *sums).where(table.version_id == version_id).group_by(step)
     counts = {
-        EPOCH + p.step * int(n): Counter(dict(zip(COUNTERS, values, strict=True)))
-        for n, *values in _fetch(_bounded(query, p.grain.column(table), p))
+        start(at): Counter(dict(zip(COUNTERS, values, strict=True)))
+        for at, *values in _fetch(_bounded(query, p.grain.column(table), p))
     }
     table = p.grain.buckets
-    number = _step_number(p.grain.column(table), p.step)
-    query = table.select(number, table.bucket, fn.SUM(table.count)).where(table.version_id == version_id)
-    histograms: dict[int, Counter] = defaultdict(Counter)
-    for n, bucket, count in _fetch(_bounded(query, p.grain.column(table), p).group_by(number, table.bucket)):
-        histograms[n][bucket] += count
-    return counts, {EPOCH + p.step * int(n): histogram for n, histogram in histograms.items()}
+    step, start = _step_of(p.grain.column(table), p)
+    query = table.select(step, table.bucket, fn.SUM(table.count)).where(table.version_id == version_id)
+    histograms: dict = defaultdict(dict)
+    for at, bucket, count in _fetch(_bounded(query, p.grain.column(table), p).group_by(step, table.bucket)):
+        histograms[at][bucket] = count  # one row per step and bucket
+    return counts, {start(at): histogram for at, histogram in histograms.items()}
 
 
 def _point(at: datetime, counts: Mapping, histogram: Mapping[int, int]) -> dict:
@@ -216,7 +260,7 @@ def _point(at: datetime, counts: Mapping, histogram: Mapping[int, int]) -> dict:
     return {
         "at": when, "minute": when,  # "minute": the key older callers read
         "requests": counts["requests"], "errors": counts["errors"], "direct": counts["direct"],
-        **{f"p{q}": percentile(histogram, q / 100) for q in (50, 95, 99)},
+        **dict(zip(("p50", "p95", "p99"), percentiles(histogram), strict=True)),
         "feedback": counts["feedback"], "correct": counts["correct"], "incorrect": counts["incorrect"],
         **_accuracy(counts["correct"], counts["incorrect"]),
     }  # fmt: skip

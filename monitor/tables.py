@@ -82,6 +82,18 @@ class Rollup(_Counts):
         indexes = ((("version_id", "minute"), True),)
 
 
+class RollupQuarter(_Counts):
+    """The same counts per version per quarter hour (a day's scorecard in 15-minute steps reads these)."""
+
+    id = AutoField()
+    version_id = IntegerField()
+    quarter_hour = DateTimeField()  # the start of the 15 minutes: :00, :15, :30 or :45
+
+    class Meta:
+        table_name = "monitor_rollup_quarter_hour"
+        indexes = ((("version_id", "quarter_hour"), True),)
+
+
 class RollupHour(_Counts):
     """The same counts per version per hour (written with the minute rows, kept longer)."""
 
@@ -123,6 +135,21 @@ class LatencyBucket(BaseModel):
         )
 
 
+class LatencyBucketQuarter(BaseModel):
+    id = AutoField()
+    version_id = IntegerField()
+    quarter_hour = DateTimeField()
+    bucket = SmallIntegerField()
+    count = IntegerField(default=0)
+
+    class Meta:
+        table_name = "monitor_latency_bucket_quarter_hour"
+        indexes = (
+            (("version_id", "quarter_hour", "bucket"), True),
+            (("version_id", "quarter_hour", "bucket", "count"), False),  # a scorecard reads the index alone
+        )
+
+
 class LatencyBucketHour(BaseModel):
     id = AutoField()
     version_id = IntegerField()
@@ -153,6 +180,18 @@ class LatencyBucketDay(BaseModel):
         )
 
 
+class GrainStart(BaseModel):
+    """From when a period table added after the hub first ran is complete: its rows of older periods
+    could not be made (the minute rows they would sum were gone), so a scorecard reading older periods
+    uses a coarser table. No row: complete from the start."""
+
+    grain = TextField(primary_key=True)  # rollups.Grain.name
+    since = DateTimeField()
+
+    class Meta:
+        table_name = "monitor_grain_start"
+
+
 class DriftRun(BaseModel):
     """One comparison of a version's recent inputs (and outputs) with its reference."""
 
@@ -174,4 +213,5 @@ class DriftRun(BaseModel):
 
 
 TABLES = (Prediction, Feedback, Rollup, LatencyBucket, DriftRun)  # migration step 1: never change
-COARSE_TABLES = (RollupHour, RollupDay, LatencyBucketHour, LatencyBucketDay)
+COARSE_TABLES = (RollupHour, RollupDay, LatencyBucketHour, LatencyBucketDay)  # migration step 7: never change
+QUARTER_TABLES = (RollupQuarter, LatencyBucketQuarter, GrainStart)  # migration step 14

@@ -149,12 +149,24 @@ def test_all_time_reads_day_rows_in_steps_of_days(db):
     ]  # fmt: skip
 
 
-def test_a_window_past_minute_retention_reads_hour_rows(db):
+def test_a_window_past_minute_retention_reads_quarter_hour_rows(db):
     log_predictions(db, [5.0] * 4, start=T0 + timedelta(minutes=20))
-    card = scorecard(7, window=timedelta(days=5), step=timedelta(minutes=15), now=T0 + timedelta(days=4))
+    card = scorecard(7, window=timedelta(days=5), step=timedelta(minutes=5), now=T0 + timedelta(days=4))
+    assert (card["step"], card["requests"]) == ("15m", 4)  # 5-minute steps need minute rows: gone
+    assert [(p["at"], p["requests"]) for p in card["series"] if p["requests"]] == [
+        ("2025-03-01T12:15:00Z", 4)
+    ]
+    assert (card["series"][0]["at"], len(card["series"])) == ("2025-02-28T12:00:00Z", 480)
+
+
+def test_a_window_past_quarter_hour_retention_reads_hour_rows(db):
+    log_predictions(db, [5.0] * 4, start=T0 + timedelta(minutes=20))
+    card = scorecard(7, window=timedelta(days=40), step=timedelta(minutes=15), now=T0 + timedelta(days=35))
     assert (card["step"], card["requests"]) == ("1h", 4)
-    assert [p["requests"] for p in card["series"] if p["requests"]] == [4]
-    assert (card["series"][0]["at"], len(card["series"])) == ("2025-02-28T12:00:00Z", 120)
+    assert [(p["at"], p["requests"]) for p in card["series"] if p["requests"]] == [
+        ("2025-03-01T12:00:00Z", 4)
+    ]
+    assert (card["series"][0]["at"], len(card["series"])) == ("2025-02-24T12:00:00Z", 960)
 
 
 def test_sources_and_per_step_accuracy(db):

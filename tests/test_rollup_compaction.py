@@ -1,4 +1,5 @@
-"""Rollups per minute, hour and day; retention of the log and of the fine rollups (SQLite, PostgreSQL)."""
+"""Rollups per minute, quarter hour, hour and day; retention of the log and of the fine rollups (SQLite,
+PostgreSQL)."""
 
 import time
 from collections import Counter
@@ -6,14 +7,14 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from database.migrations import AppliedMigration, migrate
+from database.migrations import REGISTERED, AppliedMigration, migrate
 from hub.config import Config
 from hub.errors import SettingInvalid
 from hub.housekeeping import Housekeeping
 from monitor import compaction, driftruns
 from monitor.feedback import record_feedback
 from monitor.predlog import write_predictions
-from monitor.rollups import COUNTERS, DAYS, GRAINS, HOURS, MINUTES, bucket_of
+from monitor.rollups import COUNTERS, DAYS, GRAINS, HOURS, MINUTES, QUARTER_HOURS, bucket_of
 from monitor.scorecard import scorecard, totals_by_version
 from monitor.tables import COARSE_TABLES, Prediction
 
@@ -53,7 +54,7 @@ def rows_before(grain, cutoff: datetime) -> int:
     return sum(t.select().where(grain.column(t) < cutoff).count() for t in (grain.rollup, grain.buckets))
 
 
-def test_every_call_lands_in_the_minute_hour_and_day_rows(db):
+def test_every_call_lands_in_the_minute_quarter_hour_hour_and_day_rows(db):
     latencies = [1.0, 20.0, 300.0, 4000.0]
     write(db, [row(f"ID{i}", NOW - timedelta(hours=30) + timedelta(minutes=17 * i), latency=latencies[i % 4],
                    status="error" if i % 5 == 0 else "ok") for i in range(200)])  # fmt: skip
@@ -64,6 +65,9 @@ def test_every_call_lands_in_the_minute_hour_and_day_rows(db):
     hours = {r.hour: r.requests for r in HOURS.rollup.select()}
     from_log = Counter(p.created_at.replace(minute=0, second=0) for p in Prediction.select())
     assert hours == from_log
+    quarters = {r.quarter_hour: r.requests for r in QUARTER_HOURS.rollup.select()}
+    at = [p.created_at for p in Prediction.select()]
+    assert quarters == Counter(t.replace(minute=t.minute - t.minute % 15, second=0) for t in at)
     days = {r.day: r.requests for r in DAYS.rollup.select()}
     assert days == Counter(p.created_at.replace(hour=0, minute=0, second=0) for p in Prediction.select())
     assert len(days) == 3
@@ -75,7 +79,7 @@ def test_a_batch_sent_again_is_counted_once(db):
     write(db, batch)
     write(db, batch[3:])  # a retry of part of it
     assert Prediction.select().count() == 10
-    assert [sums(grain)[0]["requests"] for grain in GRAINS] == [10, 10, 10]
+    assert [sums(grain)[0]["requests"] for grain in GRAINS] == [10] * len(GRAINS) == [10] * 4
     assert sum(sums(MINUTES)[1].values()) == 10
 
 
@@ -116,7 +120,7 @@ def test_retention_zero_keeps_every_call_but_still_compacts_rollups(db):
     calls(db, 20, NOW - timedelta(days=400))
     deleted = compaction.prune(NOW, retention_days=0)
     assert deleted["predictions"] == 0 and Prediction.select().count() == 20
-    assert deleted["minute_rows"] > 0 and deleted["hour_rows"] > 0
+    assert deleted["minute_rows"] > 0 and deleted["quarter_hour_rows"] > 0 and deleted["hour_rows"] > 0
 
 
 def test_hour_rows_go_after_90_days_and_day_rows_stay(db):
@@ -124,6 +128,9 @@ def test_hour_rows_go_after_90_days_and_day_rows_stay(db):
     calls(db, 3, NOW - timedelta(days=50))
     compaction.prune(NOW, retention_days=30, keep_first=0)
     assert rows_before(HOURS, NOW - timedelta(days=91)) == 0
+    assert (
+        rows_before(QUARTER_HOURS, NOW - timedelta(days=31)) == 0 and sums(QUARTER_HOURS)[0]["requests"] == 0
+    )
     assert sums(HOURS)[0]["requests"] == 3
     assert (sums(DAYS)[0]["requests"], sum(sums(DAYS)[1].values())) == (33, 33)
     assert scorecard(1, window=timedelta(days=365), now=NOW)["requests"] == 33
@@ -138,7 +145,7 @@ def test_feedback_after_compaction_adjusts_hour_and_day_rows(db):
     record_feedback(
         pid, None, "iris", correct=False, now=NOW, client="a"
     )  # replaces it: -1 at the old minute
-    for grain in (HOURS, DAYS):
+    for grain in (QUARTER_HOURS, HOURS, DAYS):
         totals = sums(grain)[0]
         assert (totals["feedback"], totals["correct"], totals["incorrect"], totals["rating_count"]) == (
             1,
@@ -189,7 +196,7 @@ def test_migration_brings_hour_and_day_rows_up_from_minute_rows(db):
     AppliedMigration.delete().where(
         AppliedMigration.component == "monitor", AppliedMigration.number >= 7
     ).execute()
-    assert migrate(db) == [f"monitor:{n}" for n in range(7, 14)]
+    assert migrate(db) == [f"monitor:{n}" for n, _, _ in REGISTERED["monitor"] if n >= 7]
     assert {grain.name: sums(grain) for grain in GRAINS[1:]} == expected
     assert {r.hour: r.requests for r in HOURS.rollup.select()} == hours
     assert expected["day"][0]["rating_sum"] == 4
@@ -202,12 +209,20 @@ def test_housekeeping_prunes_in_the_background_until_stopped(db):
     housekeeping.start(interval=0.05)
     try:
         deadline = time.monotonic() + 10
-        while Prediction.select().count() > 12 and time.monotonic() < deadline:
+        month = NOW - timedelta(days=31)  # a round deletes the calls, then the minute and quarter-hour rows
+        while (
+            Prediction.select().count() > 12 or rows_before(QUARTER_HOURS, month)
+        ) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         housekeeping.stop()
     assert Prediction.select().count() == 12
-    assert housekeeping.run_once() == {"predictions": 0, "minute_rows": 0, "hour_rows": 0}
+    assert housekeeping.run_once() == {
+        "predictions": 0,
+        "minute_rows": 0,
+        "quarter_hour_rows": 0,
+        "hour_rows": 0,
+    }
 
 
 def test_retention_days_setting(tmp_path):
@@ -228,7 +243,9 @@ def test_scorecard_api_takes_a_window_and_a_step(client, publish):
     )
     assert len(card["series"]) in (60, 61) and card["series"][0]["p95"] is None
     card = client.get("/api/v1/models/demo-adder/scorecard?window=7d&step=90m").get_json()
-    assert (card["window"], card["step"], len(card["series"])) == ("7d", "2h", 84 + 1)
+    assert (card["window"], card["step"], len(card["series"])) == ("7d", "90m", 112 + 1)  # quarter hours
+    card = client.get("/api/v1/models/demo-adder/scorecard?window=40d&step=90m").get_json()
+    assert (card["window"], card["step"], len(card["series"])) == ("40d", "2h", 480 + 1)  # past them: hours
     assert client.get("/api/v1/models/demo-adder/scorecard").get_json()["step"] == "15m"
     assert client.get("/api/v1/models/demo-adder/scorecard?window=all").get_json()["window"] is None
 

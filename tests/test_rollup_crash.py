@@ -1,4 +1,4 @@
-"""A prediction log killed with SIGKILL mid-stream leaves rollups (minute, hour and day) that match the
+"""A prediction log killed with SIGKILL mid-stream leaves rollups (minute, quarter hour, hour and day) that
 log exactly: the calls and their rollups are written in one transaction. SQLite and PostgreSQL."""
 
 import os
