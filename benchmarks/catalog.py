@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import statistics
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -169,12 +170,15 @@ def add_models(db, count: int, seed: int = 1, prefix: str = "bench-") -> None:
 
 @contextmanager
 def counted_queries(db):
-    """Counts the statements `db` runs inside the block: yields a list, one SQL string per query."""
+    """Counts the statements `db` runs inside the block on this thread (not the hub's background
+    loops'): yields a list, one SQL string per query."""
     seen: list[str] = []
     execute = db.execute_sql
+    thread = threading.get_ident()
 
     def counting(sql, params=None, *args, **kwargs):
-        seen.append(sql)
+        if threading.get_ident() == thread:
+            seen.append(sql)
         return execute(sql, params, *args, **kwargs)
 
     db.execute_sql = counting

@@ -61,6 +61,8 @@ class Config:
     drift_after_calls: int = 1000  # AIDHUB_DRIFT_AFTER_CALLS: and after this many new calls
     retention_days: int = 30  # AIDHUB_RETENTION_DAYS: logged calls older than this are deleted (0: never)
     alert_every_seconds: float = 30.0  # AIDHUB_ALERT_EVERY: how often alert rules are evaluated ("0": never)
+    review_every_seconds: float = 30.0  # AIDHUB_REVIEW_EVERY: the review queue's selection pass ("0": never)
+    review_settle_seconds: float = 20.0  # AIDHUB_REVIEW_SETTLE: a call's age before it is judged
     webhook_secret: str = ""  # AIDHUB_WEBHOOK_SECRET: signs webhooks of rules without a secret of their own
     public_url: str = ""  # AIDHUB_PUBLIC_URL: the hub's URL in webhook links (default http://host:port)
     webhook_attempts: int = 5  # tries per alert webhook delivery
@@ -114,7 +116,9 @@ class Config:
             "drift_every_seconds": _drift_every(env.get("AIDHUB_DRIFT_EVERY", "1h")),
             "drift_after_calls": _number(env, "AIDHUB_DRIFT_AFTER_CALLS", cls.drift_after_calls, int),
             "retention_days": _number(env, "AIDHUB_RETENTION_DAYS", cls.retention_days, int),
-            "alert_every_seconds": _alert_every(env.get("AIDHUB_ALERT_EVERY", "")),
+            "alert_every_seconds": _every(env, "AIDHUB_ALERT_EVERY", cls.alert_every_seconds),
+            "review_every_seconds": _every(env, "AIDHUB_REVIEW_EVERY", cls.review_every_seconds),
+            "review_settle_seconds": _every(env, "AIDHUB_REVIEW_SETTLE", cls.review_settle_seconds),
             "webhook_secret": env.get("AIDHUB_WEBHOOK_SECRET", ""),
             "public_url": env.get("AIDHUB_PUBLIC_URL", "").rstrip("/"),
             "metrics_dir": env.get("PROMETHEUS_MULTIPROC_DIR", ""),
@@ -293,16 +297,16 @@ def _drift_every(text: str) -> float:
         ) from e
 
 
-def _alert_every(text: str) -> float:
-    """'30' (seconds), '1m', '0' (never); empty: 30 seconds."""
-    text = text.strip()
+def _every(env, name: str, default: float) -> float:
+    """'30' (seconds), '1m', '0' (never); empty: `default`."""
+    text = env.get(name, "").strip()
     if not text:
-        return Config.alert_every_seconds
+        return default
     try:
         return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text).total_seconds()
     except ValueError as e:
         raise SettingInvalid(
-            f"AIDHUB_ALERT_EVERY={text!r} is not a duration; use seconds (30), minutes (1m) or 0 (never)."
+            f"{name}={text!r} is not a duration; use seconds (30), minutes (1m) or 0 (never)."
         ) from e
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import timedelta
 
 from hub.errors import BadInput, Conflict, Invalid, NotFound, translated
 from hub.reviewselect import ReviewSelection, Selector
@@ -26,10 +27,12 @@ RULE_FIELDS = ("measure", "threshold", "per_minute", "max_waiting")
 class ReviewUseCases:
     def _open_review(self) -> None:
         """The selector, and in the background hub its loop (stopped by `close`)."""
-        self.review_selector = Selector(self.catalog.packages.folder, self.config.drift_reference_rows)
+        c = self.config
+        settle = timedelta(seconds=c.review_settle_seconds)
+        self.review_selector = Selector(self.catalog.packages.folder, c.drift_reference_rows, settle=settle)
         self.review_selection = ReviewSelection(self.select_for_review)
-        if self.background:
-            self.review_selection.start()
+        if self.background and c.review_every_seconds > 0:
+            self.review_selection.start(c.review_every_seconds)
 
     def select_for_review(self, now=None) -> dict[str, int]:
         """One selection pass now: the items added, by model."""

@@ -28,8 +28,8 @@ from registry.models import VersionRow
 from vocab.times import minute_of, utcnow
 
 log = logging.getLogger(__name__)
-EVERY_S = 30.0
-SETTLE = timedelta(seconds=20)  # shadow answers and collected direct calls are logged after the call
+EVERY_S = 30.0  # AIDHUB_REVIEW_EVERY
+SETTLE = timedelta(seconds=20)  # AIDHUB_REVIEW_SETTLE: shadow answers and direct calls are logged after it
 FIRST_LOOK = timedelta(hours=1)  # a hub's first pass judges the last hour, not the whole log
 BATCH = 2000  # calls judged per pass at most; the next pass goes on from there
 DEFAULTS = Rules()  # a model's rules until it sets its own (PUT .../review/rules)
@@ -62,9 +62,10 @@ class ReviewSelection(Periodic):
 class Selector:
     """One pass at a time per hub process; reference ranges are kept per drift run."""
 
-    def __init__(self, folder_of, reference_rows: int, default: Rules = DEFAULTS):
+    def __init__(self, folder_of, reference_rows: int, default: Rules = DEFAULTS, settle: timedelta = SETTLE):
         self.folder_of = folder_of  # VersionRow -> its package folder
         self.reference_rows = reference_rows
+        self.settle = settle
         self.default = default
         self.lock = threading.Lock()
         self.ranges: dict[int, dict[str, tuple[float, float]]] = {}  # drift run id -> reference ranges
@@ -74,16 +75,16 @@ class Selector:
         now = now or utcnow()
         with self.lock:
             after = reviews.cursor() or reviews.id_at(now - FIRST_LOOK)
-            calls = reviews.new_calls(after, now - SETTLE, BATCH)
+            calls = reviews.new_calls(after, now - self.settle, BATCH)
             facts: dict[int, Facts | None] = {}
             shadows = reviews.shadows_of([c.id for c in calls])
             done = reviews.queued([c.id for c in calls])  # never the same call twice
             found = [self._judge(c, shadows.get(c.id), facts) for c in calls if c.id not in done]
             added = self._sample([c for c in found if c is not None], facts)
-            # A full batch goes on from its last call; else every call up to SETTLE ago was judged, and
+            # A full batch goes on from its last call; else every call up to `settle` ago was judged, and
             # the next scan starts there (not at a failed or shadow call it would walk past each time).
             full = len(calls) == BATCH
-            reviews.move_cursor(calls[-1].id if full else max(after, reviews.id_at(now - SETTLE)))
+            reviews.move_cursor(calls[-1].id if full else max(after, reviews.id_at(now - self.settle)))
         return added
 
     def _facts(self, version_id: int, cache: dict[int, Facts | None]) -> Facts | None:

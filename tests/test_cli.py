@@ -47,6 +47,8 @@ BAD_SETTINGS = {
     "AIDHUB_BUILD_WORKERS=x": "AIDHUB_BUILD_WORKERS='x' is not a valid setting; use a number >= 0 such as 2.",
     "AIDHUB_BASE_IMAGE=a b": "AIDHUB_BASE_IMAGE: The base image 'a b' cannot go into an image: "
     "use an image reference with a tag or digest, e.g. python:3.11-slim.",
+    "AIDHUB_REVIEW_EVERY=soon": "AIDHUB_REVIEW_EVERY='soon' is not a duration; "
+    "use seconds (30), minutes (1m) or 0 (never).",
 }
 
 

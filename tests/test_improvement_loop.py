@@ -16,6 +16,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -28,6 +29,11 @@ from tests.hubserver import REPO, HubProcess, wait_for
 from vocab.weights import bucket
 
 NAME = "wine-python"
+THRESHOLD = 0.9
+# Reviewers see every call the model is under 90% sure of: the default measure (a margin under 0.2)
+# finds none of these calls doubtful, and its cap of 5 items per minute of calls would choose among them.
+RULES = {"measure": "max_probability", "threshold": THRESHOLD, "per_minute": 1000}
+EVERY_S, SETTLE_S = 1, 2  # the review queue's selection pass: every second, on calls 2 s old
 LABELS = ["class_0", "class_1", "class_2"]
 # The script a researcher would write: fit on the snapshot's labelled rows, write the example's weights.
 TRAIN = """
@@ -55,11 +61,19 @@ print(len(rows))
 def hub(tmp_path_factory, module_database_url):
     """`aid serve` on the module's database, wine-python 1.0.0 serving as production."""
     root = tmp_path_factory.mktemp("loop")
-    settings = {"AIDHUB_DATABASE_URL": module_database_url, "AIDHUB_RATE_FEEDBACK": "0"}  # quick reviewers
+    settings = {
+        "AIDHUB_DATABASE_URL": module_database_url,
+        "AIDHUB_RATE_FEEDBACK": "0",  # quick reviewers
+        "AIDHUB_REVIEW_EVERY": str(EVERY_S),  # the review queue's selection pass, every second
+        "AIDHUB_REVIEW_SETTLE": str(SETTLE_S),
+        "AIDHUB_DRIFT_EVERY": "0",  # no drift run: no call is queued for drift
+    }
     server = HubProcess(root / "home", workers=1, extra_env=settings).start()
     done = server.aid("publish", str(REPO / "examples" / NAME), "--deploy")
     assert done.returncode == 0, done.stdout + done.stderr + server.output()
     assert server.aid("alias", NAME, "production", "1.0.0").returncode == 0
+    rules = httpx.put(f"{server.url}/api/v1/models/{NAME}/review/rules", json=RULES, headers=server.headers)
+    assert rules.status_code == 200, rules.text
     yield server
     for version in ("1.0.0", "1.1.0"):
         server.aid("undeploy", f"{NAME}@{version}")
@@ -81,17 +95,32 @@ def predict(http, row, client: str = "") -> dict:
     return reply.json()
 
 
-def label_from_review_queue(http, name: str, truth: dict[str, str]) -> int:
-    """REVIEW QUEUE: label the predictions waiting for review with their right answer (`truth`:
-    prediction id -> label); how many were labelled.
-
-    Placeholder until the review queue's API (GET/POST /api/v1/models/<name>/review) lands: for now each
-    prediction of `truth` is labelled through the feedback API, as a reviewer's click will be. Wire the
-    queue in here: list what waits, label those it offers, and assert they are among `truth`."""
+def label_from_review_queue(http, name: str, truth: dict[str, str], expected: dict[str, set]) -> int:
+    """A reviewer labels what the queue offers with its right answer (`truth`: prediction id -> label),
+    once the selection pass has judged every call; the users give feedback on the rest. The queue must
+    offer exactly the calls of `expected` (reason -> prediction ids). How many it offered."""
+    time.sleep(SETTLE_S + 2 * EVERY_S + 1)  # every call settled and judged
+    items = http.get(f"/api/v1/models/{name}/review").json()["items"]
+    offered = {reason: {i["prediction_id"] for i in items if i["reason"] == reason} for reason in expected}
+    assert (offered, len(items)) == (expected, sum(map(len, expected.values()))), items
+    for item in items:
+        body = {"label": truth[item["prediction_id"]]}
+        reply = http.post(f"/api/v1/models/{name}/review/{item['id']}", json=body)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["feedback"]["label"] == body["label"]
+    assert http.get(f"/api/v1/models/{name}/review").json()["items"] == []
+    reviewed = {i["prediction_id"] for i in items}
     for prediction_id, label in truth.items():
-        reply = http.post(f"/api/v1/predictions/{prediction_id}/feedback", json={"label": label})
-        assert reply.status_code == 201, reply.text
-    return len(truth)
+        if prediction_id not in reviewed:
+            reply = http.post(f"/api/v1/predictions/{prediction_id}/feedback", json={"label": label})
+            assert reply.status_code == 201, reply.text
+    return len(items)
+
+
+def doubtful(calls: list[dict], besides: set = frozenset()) -> set[str]:
+    """The calls the review queue finds doubtful by the loop's rule (the top probability under
+    THRESHOLD), leaving out those queued for another reason."""
+    return {c["id"] for c in calls if max(c["outputs"]["probabilities"][0]) < THRESHOLD} - besides
 
 
 def export_snapshot(hub, folder: Path) -> tuple[str, Path]:
@@ -139,7 +168,7 @@ def test_the_improvement_loop(hub, http, tmp_path):
     calls = [predict(http, row) for row in wine.data[first]]
     assert {c["version"] for c in calls} == {"1.0.0"}
     truth = {c["id"]: LABELS[t] for c, t in zip(calls, wine.target[first], strict=True)}
-    assert label_from_review_queue(http, NAME, truth) == 89
+    assert label_from_review_queue(http, NAME, truth, {"low_confidence": doubtful(calls)}) >= 1
     digest, snapshot = export_snapshot(hub, tmp_path)
     with snapshot.open(newline="") as f:
         rows = list(csv.DictReader(f))
@@ -167,9 +196,11 @@ def compare_in_shadow(hub, http, rows: np.ndarray, targets: np.ndarray, weights:
     calls = [predict(http, row) for row in rows]
     assert {c["version"] for c in calls} == {"1.0.0"}  # the shadow's answers are never returned
     wait_for(lambda: http.get(f"/api/v1/models/{NAME}/shadow").json()["shadow"]["copied"] == 89, 30, "copies")
-    label_from_review_queue(http, NAME, {c["id"]: LABELS[t] for c, t in zip(calls, targets, strict=True)})
-    live = [c["outputs"]["label"][0] for c in calls]
-    shadow = answers_of(weights, rows)
+    truth = {c["id"]: LABELS[t] for c, t in zip(calls, targets, strict=True)}
+    live, shadow = [c["outputs"]["label"][0] for c in calls], answers_of(weights, rows)
+    disagree = {c["id"] for c, a, b in zip(calls, live, shadow, strict=True) if a != b}
+    expected = {"disagreement": disagree, "low_confidence": doubtful(calls, besides=disagree)}
+    assert label_from_review_queue(http, NAME, truth, expected) >= 1
     done = hub.aid("compare", NAME, "1.0.0", "1.1.0", "--window", "all", "--json")
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
