@@ -116,9 +116,7 @@ class Config:
             "drift_every_seconds": _drift_every(env.get("AIDHUB_DRIFT_EVERY", "1h")),
             "drift_after_calls": _number(env, "AIDHUB_DRIFT_AFTER_CALLS", cls.drift_after_calls, int),
             "retention_days": _number(env, "AIDHUB_RETENTION_DAYS", cls.retention_days, int),
-            "alert_every_seconds": _every(env, "AIDHUB_ALERT_EVERY", cls.alert_every_seconds),
-            "review_every_seconds": _every(env, "AIDHUB_REVIEW_EVERY", cls.review_every_seconds),
-            "review_settle_seconds": _every(env, "AIDHUB_REVIEW_SETTLE", cls.review_settle_seconds),
+            **_loop_settings(env),
             "webhook_secret": env.get("AIDHUB_WEBHOOK_SECRET", ""),
             "public_url": env.get("AIDHUB_PUBLIC_URL", "").rstrip("/"),
             "metrics_dir": env.get("PROMETHEUS_MULTIPROC_DIR", ""),
@@ -295,6 +293,15 @@ def _drift_every(text: str) -> float:
         raise SettingInvalid(
             f"AIDHUB_DRIFT_EVERY={text!r} is not a duration; use e.g. 1h, 30m or 0 (never)."
         ) from e
+
+
+def _loop_settings(env) -> dict:
+    """How often the alert rules and the review queue's selection run."""
+    return {
+        "alert_every_seconds": _every(env, "AIDHUB_ALERT_EVERY", Config.alert_every_seconds),
+        "review_every_seconds": _every(env, "AIDHUB_REVIEW_EVERY", Config.review_every_seconds),
+        "review_settle_seconds": _every(env, "AIDHUB_REVIEW_SETTLE", Config.review_settle_seconds),
+    }
 
 
 def _every(env, name: str, default: float) -> float:
