@@ -44,6 +44,7 @@ NEW_VERSION_TARGET_S = 10
 # the runner's log line for each build path (runners/container.py `_environment_image`)
 PATH_LINES = {"fast": "exists: building FROM it", "full": "Building environment image"}
 BUILT_RE = re.compile(r"Built image \S+ \(\S+\) in ([0-9.]+) s")
+READY_RE = re.compile(r" is ready at \S+ \(([0-9.]+) s after launch\)")  # runners/startup.py
 
 
 def _version_copy(root: Path, version: str) -> Path:
@@ -275,11 +276,14 @@ PACKAGES = {FOREST: forest_package, MODEL: onnx_package}
 
 def _build_facts(hub: HubProcess, model: str, version: str) -> tuple[str, str]:
     """From the version's build log: the path it took (fast, full or, when no line says, ?), and
-    the seconds of each build step (environment: the engine's image builds) as 'name s / ...'."""
+    the seconds of each build step as 'name s / ...', then the engine's image builds (inside the
+    environment step) and the server's launch to ready (inside start)."""
     build = httpx.get(f"{hub.url}/api/v1/models/{model}@{version}/logs", timeout=10).json()["build"]
     path = next((path for path, line in PATH_LINES.items() if line in build["log"]), "?")
     steps = " / ".join(f"{step['name']} {step['seconds']:.1f}" for step in build["steps"])
-    return path, f"{steps} (engine {_engine_seconds(build['log']):.1f})"
+    ready = READY_RE.search(build["log"])
+    server = f", server launch to ready {float(ready.group(1)):.1f}" if ready else ""
+    return path, f"{steps} (engine {_engine_seconds(build['log']):.1f}{server})"
 
 
 def _predicts(hub: HubProcess, model: str, version: str) -> None:

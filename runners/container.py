@@ -100,6 +100,7 @@ class ContainerRunner:
         self.workers = workers
         self.threads = threads
         self.uid = uid
+        self._built: dict[str, str] = {}  # version key -> id of the image this runner built for it
 
     @property
     def client(self):
@@ -181,16 +182,25 @@ class ContainerRunner:
         self._check_gpu(spec, log)
         env_key = self.env_key(spec)
         base, why = self.base_image_of(spec)
-        found = matching(
-            self.client.images.list(filters={"label": f"aidhub.env={env_key}"}), _labels(spec, env_key, base)
-        )
-        if found:  # a tagged image before an intermediate one that carries the same labels
-            return env_key, sorted(found, key=lambda image: not image.tags)[0].id
+        found = self._version_image_of(spec, env_key, base)
+        if found:
+            return env_key, found
         env_image = self._environment_image(spec, env_key, base, why, log)
         weights = weights_image(self.engine, spec, (env_image, env_key, base), self._context, log)
         image_id = self._version_image(spec, weights or env_image, weights is None, env_key, base, log)
+        self._built[spec.key] = image_id
         self.engine.collect_build_garbage()
         return env_key, image_id
+
+    def _version_image_of(self, spec: ServeSpec, env_key: str, base: str) -> str | None:
+        """The id of an image with this version's labels: the one this runner built last for it
+        (one inspect: `start` right after `build`), else any the engine lists by label."""
+        labels = _labels(spec, env_key, base)
+        if (built := self._built.get(spec.key)) and self.engine.labelled_image(built, labels):
+            return built
+        found = matching(self.client.images.list(filters={"label": f"aidhub.env={env_key}"}), labels)
+        # a tagged image before an intermediate one that carries the same labels
+        return sorted(found, key=lambda image: not image.tags)[0].id if found else None
 
     def _version_image(
         self, spec: ServeSpec, from_image: str, with_weights: bool, env_key: str, base: str, log: LogFn
@@ -231,8 +241,11 @@ class ContainerRunner:
 
     def _find_environment(self, env_key: str, base: str) -> str | None:
         """A tag of the environment image (found by its labels, quirk 11), as the engine spells it."""
-        tag = environment_tag(env_key, base)
-        return find_image(self.engine, environment_labels(env_key, base), tag, "aidhub.env")
+        tag, labels = environment_tag(env_key, base), environment_labels(env_key, base)
+        # by its tag first, checked by its labels (one inspect); else listed by label
+        if found := self.engine.labelled_image(tag, labels):
+            return sorted(found.get("RepoTags") or [tag])[0]
+        return find_image(self.engine, labels, tag, "aidhub.env")
 
     @contextlib.contextmanager
     def _context(self, spec: ServeSpec):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import logging
 import re
@@ -28,6 +29,13 @@ from .locks import LockBusy, file_lock
 log = logging.getLogger(__name__)
 
 GARBAGE_AGE_S = 600  # leaked build containers younger than this may belong to a build in flight
+# Garbage is looked for at most this often per Engine (one per hub process): a leak younger than
+# GARBAGE_AGE_S stays anyway, and each look costs a `podman ps` and a container listing, which a
+# new version's build would wait for.
+GARBAGE_EVERY_S = 120
+# A context at most this large is packed in this process (a few ms for a version's model and
+# service); a larger one (a wheelhouse, big weights) in a child process (`_packed`).
+PACK_HERE_MAX_BYTES = 8 * 1024**2
 CDI_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
 # Writes the build context's tar archive (the docker SDK's own function) in a child process.
 _PACK_CONTEXT = (
@@ -66,17 +74,16 @@ class Engine:
         self.docker_host = docker_host
         self._client = None
         self._podman: bool | None = None
+        self._garbage_checked_at: float | None = None  # time.monotonic() of the last look
 
     @property
     def client(self):
         """A docker SDK client for `docker_host`; EngineAway when no engine answers there."""
         if self._client is None:
-            import docker
-
             with self.answering():
-                client = docker.DockerClient(base_url=self.docker_host, timeout=120)
-                client.ping()
+                client, podman = _connect(self.docker_host)
             self._client = client
+            self._podman = podman or None  # None: asked when needed (`is_podman`)
         return self._client
 
     @contextlib.contextmanager
@@ -145,8 +152,13 @@ class Engine:
 
     def collect_build_garbage(self) -> None:
         """Podman API builds leak buildah working containers (quirk 2): remove those older than
-        GARBAGE_AGE_S when no aidhub build on this engine is in flight. Dangling images are kept:
-        buildah's layer cache (the dependency stage) lives in them."""
+        GARBAGE_AGE_S when no aidhub build on this engine is in flight, looking at most every
+        GARBAGE_EVERY_S. Dangling images are kept: buildah's layer cache (the dependency stage)
+        lives in them."""
+        now = time.monotonic()
+        if self._garbage_checked_at is not None and now - self._garbage_checked_at < GARBAGE_EVERY_S:
+            return
+        self._garbage_checked_at = now
         if not self.is_podman() or not shutil.which("podman"):
             return
         try:
@@ -161,12 +173,25 @@ class Engine:
         except Exception as e:  # an engine error must not fail a finished build
             log.warning("Build garbage collection failed: %s", e)
 
+    def labelled_image(self, reference: str, labels: dict[str, str]) -> dict | None:
+        """The engine's inspection of the image `reference` (an id or a tag) when it carries every
+        one of `labels`; None when there is no such image or its labels differ (a tag moved to
+        another image, quirk 11). One inspect: listing images by label costs ten times more."""
+        import docker
+
+        try:
+            attrs = self.client.api.inspect_image(reference)
+        except docker.errors.NotFound:
+            return None
+        found = (attrs.get("Config") or {}).get("Labels") or {}
+        return attrs if all(found.get(k) == v for k, v in labels.items()) else None
+
     def _leaked_build_containers(self) -> list[str]:
         listed = subprocess.run(
             ["podman", "ps", "-a", "--external", "--format", "json"],
             capture_output=True, text=True, timeout=30,
         ).stdout  # fmt: skip
-        known = {c.id for c in self.client.containers.list(all=True)}
+        known = {c["Id"] for c in self.client.api.containers(all=True)}  # ids only: no inspect each
         return [
             c["Id"] for c in json.loads(listed or "[]")
             # builds by other tools on this engine take no lock: leave their young ones
@@ -174,13 +199,45 @@ class Engine:
         ]  # fmt: skip
 
 
+def _connect(docker_host: str):
+    """(a docker SDK client for `docker_host`, whether the engine is Podman), from one ping.
+
+    The ping's reply headers give the engine's API version (the SDK would ask /version for it)
+    and name Podman: asking /version costs a quarter of a second on Podman 4.3, twice, which a
+    hub's first build used to wait for."""
+    import docker
+
+    probe = docker.APIClient(base_url=docker_host, version=docker.constants.DEFAULT_DOCKER_API_VERSION)
+    try:
+        reply = probe.get(f"{probe.base_url}/_ping", timeout=120)  # not versioned: any engine answers
+    finally:
+        probe.close()
+    if reply.status_code != 200:
+        raise EngineAway(docker_host, f"its ping answered HTTP {reply.status_code}: {reply.text[:200]}")
+    version = reply.headers.get("Api-Version") or "auto"
+    client = docker.DockerClient(base_url=docker_host, version=version, timeout=120)
+    return client, "Libpod-Api-Version" in reply.headers
+
+
 @contextlib.contextmanager
 def _packed(context: Path) -> Iterator[BinaryIO]:
-    """The build context as a tar archive beside it, open for reading; removed afterwards.
+    """The build context as a tar archive, open for reading.
 
-    A child process writes it: given a folder, the docker SDK would tar it in this process, seconds
-    of blocking file reads for a large wheelhouse during which a hub under gevent answers nothing.
-    Waiting for the child yields to the hub's other greenlets."""
+    A small context (a version's model and service, PACK_HERE_MAX_BYTES at most) is packed in
+    memory here. A larger one is written beside the context by a child process and removed
+    afterwards: given a folder, the docker SDK would tar it in this process, seconds of blocking
+    file reads for a large wheelhouse during which a hub under gevent answers nothing, and waiting
+    for the child yields to the hub's other greenlets. (The child's start-up, about 0.2 s of CPU,
+    was most of a small context's packing.)"""
+    if _context_bytes(context, PACK_HERE_MAX_BYTES) <= PACK_HERE_MAX_BYTES:
+        from docker.utils.build import tar
+
+        try:
+            archive = tar(str(context), fileobj=io.BytesIO())
+        except OSError as e:  # a file that cannot be read
+            raise RunnerError(f"Packing the build context {context} failed: {e}") from e
+        yield archive
+        return
     archive = context.with_name(f"{context.name}.tar")
     try:
         packed = subprocess.run(
@@ -193,6 +250,16 @@ def _packed(context: Path) -> Iterator[BinaryIO]:
             yield handle
     finally:
         archive.unlink(missing_ok=True)
+
+
+def _context_bytes(context: Path, limit: int) -> int:
+    """The size of the files under `context`, counted until it passes `limit`."""
+    total = 0
+    for path in context.rglob("*"):
+        total += path.stat().st_size if path.is_file() else 0
+        if total > limit:
+            break
+    return total
 
 
 def _image_of_stream(spec: ServeSpec, stream, tail: list[str], log: LogFn) -> str | None:

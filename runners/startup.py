@@ -37,6 +37,7 @@ def wait_until_ready(spec: ServeSpec, server: Launched, timeout: float, log: Log
     """Return when `server` answers /readyz. When it fails to set up, exits or is not ready after
     `timeout` seconds, stop it and raise RunnerError with its log tail; when anything else is raised
     meanwhile (a cancelled build's log), stop it too."""
+    began = time.monotonic()
     try:
         failure = _failure_while_polling(spec, server, timeout, log)
     except BaseException:
@@ -49,7 +50,10 @@ def wait_until_ready(spec: ServeSpec, server: Launched, timeout: float, log: Log
             f"{server.log_name}, fix the package, publish a new version and deploy it.",
             log_tail=tail,
         )
-    log(f"{spec.name} {spec.version} is ready at {server.url}")
+    # the seconds from launch to ready: the server's own start-up, for the build log's readers
+    log(
+        f"{spec.name} {spec.version} is ready at {server.url} ({time.monotonic() - began:.1f} s after launch)"
+    )
 
 
 def _failure_while_polling(spec: ServeSpec, server: Launched, timeout: float, log: LogFn) -> str:

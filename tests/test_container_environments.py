@@ -6,8 +6,10 @@ build a new environment image first. A missing engine FAILS these tests (fixture
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
 import secrets
+import tarfile
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 from runners import make_runner
 from runners.buildcontext import environment_tag
 from runners.container import ContainerRunner, image_tag
+from runners.engine import GARBAGE_EVERY_S, PACK_HERE_MAX_BYTES, Engine, _packed
 from runners.environment import fill_wheelhouse
 from tests.conftest import BASE_IMAGE
 from tests.test_runner_process import WHEELHOUSE, predict, python_spec
@@ -140,3 +143,69 @@ def test_changed_requirements_build_a_new_environment_image_first(engine, docker
     finally:
         runner.close()
         remove_images(engine, f"aidhub.env={env_key}")
+
+
+# --- what a new version's build no longer waits for (runners/engine.py) ---------------------
+
+
+def test_one_ping_connects_and_tells_podman_from_docker(engine, docker_host):
+    """The engine's reply to the ping gives its API version and whether it is Podman, so the
+    first build does not ask /version (a quarter of a second on Podman 4.3)."""
+    own = Engine(docker_host)
+    try:
+        components = engine.version().get("Components") or []
+        podman = any("podman" in str(c.get("Name", "")).lower() for c in components)
+        assert own.client.api.api_version == engine.version()["ApiVersion"]
+        assert own._podman is (True if podman else None)  # Docker: asked when needed
+        assert own.is_podman() is podman
+    finally:
+        own.close()
+
+
+def test_small_contexts_are_packed_here_and_large_ones_by_a_child(tmp_path):
+    small, large = tmp_path / "small", tmp_path / "large"
+    for folder, size in ((small, 10), (large, PACK_HERE_MAX_BYTES + 1)):
+        (folder / "model").mkdir(parents=True)
+        (folder / "Dockerfile").write_text("FROM scratch\n")
+        (folder / "model" / "weights.bin").write_bytes(b"w" * size)
+    for folder in (small, large):
+        with _packed(folder) as archive:
+            here = isinstance(archive, io.BytesIO)
+            with tarfile.open(fileobj=archive) as tar:
+                members = {m.name: m.size for m in tar.getmembers() if m.isfile()}
+        assert here is (folder == small), folder
+        assert members == {
+            "Dockerfile": 13,
+            "model/weights.bin": (folder / "model/weights.bin").stat().st_size,
+        }
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["large", "small"]  # the child's archive is gone
+
+
+@pytest.mark.slow
+def test_a_start_after_a_build_finds_the_image_it_built_by_its_labels(runner, engine):
+    spec = new_version("10.5.0")
+    try:
+        env_key = runner.build(spec, lambda line: None)
+        built = runner._built[spec.key]
+        assert engine.images.get(image_tag(spec)).id == built
+        labels = {"aidhub.version": spec.version, "aidhub.digest": spec.digest, "aidhub.env": env_key}
+        assert runner.engine.labelled_image(built, labels)["Id"] == built
+        assert runner.engine.labelled_image(built, {**labels, "aidhub.version": "0.0.1"}) is None
+        assert runner.engine.labelled_image("aidhub/no-such-image:0", {}) is None
+        assert runner._version_image_of(spec, env_key, runner.base_image_of(spec)[0]) == built
+    finally:
+        remove_images(engine, f"aidhub.digest={spec.digest}")
+
+
+def test_build_garbage_is_looked_for_at_most_every_interval(docker_host):
+    own = Engine(docker_host)
+    try:
+        own.collect_build_garbage()
+        first = own._garbage_checked_at
+        own.collect_build_garbage()  # within GARBAGE_EVERY_S: no second look
+        assert first is not None and own._garbage_checked_at == first
+        own._garbage_checked_at = first - GARBAGE_EVERY_S
+        own.collect_build_garbage()
+        assert own._garbage_checked_at > first
+    finally:
+        own.close()
