@@ -9,6 +9,10 @@ Both run from the hub's own virtualenv (BentoML and onnxruntime), from folders w
 `runners.service.write_service_dir`: the exact service a deployment runs, with the workers and
 threads it would get from the package's `resources.cpu` (1: one worker, one onnxruntime thread).
 
+The same two configurations are also loaded through a hub (benchmarks/batchhub.py: the model
+published twice, batching off and on) with the JSON bodies users send, on the native and the v2
+route; their CPU per call is the hub's with its model servers'.
+
 Settings: AIDHUB_BATCHING_SECONDS (per load, default 10), AIDHUB_BATCHING_ROUNDS (default 2).
 """
 
@@ -24,10 +28,11 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks import batchhub
 from benchmarks.load import LUA, post_load, wrk_binary
 from benchmarks.peers import servers
 from benchmarks.peers.models import Model, heavier
-from benchmarks.serving import row
+from benchmarks.serving import deployed_hub, row
 from registry.manifest import parse_manifest, read_manifest
 from runners.base import ServeSpec
 from runners.flavors import tensorbody
@@ -102,7 +107,7 @@ def loads(started: dict, model: Model) -> dict:
     return made
 
 
-def _with_cpu(server: servers.Server, load):
+def _with_cpu(server, load):
     def run(seconds: int) -> dict:
         before = _cpu_seconds(server)
         figures = load(seconds)
@@ -111,7 +116,7 @@ def _with_cpu(server: servers.Server, load):
     return run
 
 
-def _cpu_seconds(server: servers.Server) -> float:
+def _cpu_seconds(server) -> float:
     """User and system CPU time of the server and its workers so far."""
     import psutil
 
@@ -148,7 +153,13 @@ def run() -> list[dict]:
             specs = {"off": heavy_spec(model, {}), "on": heavy_spec(model, BATCHING_ON)}
             started = {n: stack.enter_context(serve(s, _mkdir(folder / n))) for n, s in specs.items()}
             _check({n: server.wait().url for n, server in started.items()}, model)
-            runs_of = loads(started, model)
+            hub = stack.enter_context(
+                deployed_hub(packages=[model.folder, batchhub.batched_copy(model, folder)])
+            )
+            targets = batchhub.hub_targets(hub.url, model)
+            batchhub.check(targets)
+            hub_runs = {k: _with_cpu(hub, f) for k, f in batchhub.hub_loads(targets, CONCURRENCY).items()}
+            runs_of = loads(started, model) | hub_runs
             measure(runs_of, rounds=1, seconds=2)  # warm-up
             results = measure(runs_of)
     except BaseException:
@@ -158,9 +169,17 @@ def run() -> list[dict]:
     return _rows(model.name, results)
 
 
+ROUTES = (
+    ("json", "JSON /predict"),  # straight to BentoML's own JSON route: its per-call JSON work dominates
+    ("binary", "binary tensors"),  # straight to the server's tensor route
+    ("hub JSON", "hub native JSON"),  # through the hub (CPU: the hub with its model servers)
+    ("hub v2 JSON", "hub v2 JSON"),
+)
+
+
 def _rows(model: str, results: dict) -> list[dict]:
     rows = []
-    for route, what in (("json", "JSON /predict"), ("binary", "binary tensors")):
+    for route, what in ROUTES:
         off, on = results[route, "off"], results[route, "on"]
         name = f"{model} {what}, c={CONCURRENCY}"
         rows += [

@@ -8,6 +8,7 @@ import time
 from http.client import HTTPException
 
 import numpy as np
+import orjson
 from gevent import monkey
 from geventhttpclient import HTTPClient
 
@@ -18,7 +19,7 @@ from monitor.predlog import JSONText, PredictionLog, PredictionRecord, new_predi
 from monitor.shadows import shadow_id
 from registry.models import VersionRow
 from registry.package import check_example_outputs
-from registry.tensors import check_inputs, fitting_arrays, without_bools
+from registry.tensors import check_inputs, fitting_arrays, numbers_only, without_bools
 from runners.flavors import tensorbody
 from runners.flavors.calls import COLLECT_ROUTE, TOKEN_HEADER
 
@@ -106,8 +107,9 @@ def smoke_test(client: ModelClient, version: VersionRow, url: str, log) -> None:
 def check_request(version: VersionRow, inputs, body: bytes | None = None) -> dict:
     """The inputs to forward: numpy arrays in the schema's dtypes when numpy proves they fit (checked
     in C), else the inputs as they came, checked value by value; BadInput naming every problem."""
-    bools_ruled_out = body is not None and without_bools(body)
-    arrays = fitting_arrays(inputs, version.inputs, bools_ruled_out)
+    numbers = body is not None and isinstance(inputs, dict) and numbers_only(body, len(inputs))
+    bools_ruled_out = numbers or (body is not None and without_bools(body))
+    arrays = fitting_arrays(inputs, version.inputs, bools_ruled_out, numbers)
     if arrays is not None:
         return arrays
     problems = check_inputs(inputs, version.inputs, bools_ruled_out)
@@ -146,7 +148,7 @@ def predict(
     except ModelFailed as e:
         error = e
     latency_ms = (time.perf_counter() - started) * 1000
-    logged = _loggable(inputs, body, predlog.payload_cap)
+    logged = _loggable(inputs, body, predlog.payload_cap, checked)
     predlog.record(_record(pid, version, latency_ms, logged, outputs, error, source))
     metrics.observe_prediction(version.model.name, version.version, "error" if error else "ok", latency_ms)
     if mirror is not None:
@@ -191,17 +193,32 @@ def _as_lists(inputs: dict) -> dict:
     return {n: v.tolist() if isinstance(v, np.ndarray) else v for n, v in inputs.items()}
 
 
-def _loggable(inputs: dict, body: bytes | None, cap: int):
+def _loggable(inputs: dict, body: bytes | None, cap: int, checked: dict | None = None):
     """The inputs as the prediction log stores them. A payload surely past the log's cap becomes its
     marker here, before 3 MB of JSON is encoded (or an array turned into lists) only to be dropped:
     a body over twice the cap, or arrays of more than cap / 2 values (each at least "0," in JSON).
-    The marker's bytes are the body's, or the arrays' raw bytes."""
+    The marker's bytes are the body's, or the arrays' raw bytes. Numbers that numpy proved fit
+    (`checked` all arrays: JSON lists or binary tensors) are encoded by orjson: 0.1 ms for 3,072
+    floats against 1 ms."""
     arrays = [v for v in inputs.values() if isinstance(v, np.ndarray)]
     if body is not None and len(body) > 2 * cap:
         return _Cut(json.dumps({"_truncated": True, "bytes": len(body)}))
     if sum(a.size for a in arrays) * 2 > cap:
         return _Cut(json.dumps({"_truncated": True, "bytes": sum(a.nbytes for a in arrays)}))
+    if checked and all(isinstance(v, np.ndarray) for v in checked.values()):
+        return _numbers_text(_as_lists(inputs))
     return _as_lists(inputs)
+
+
+def _numbers_text(inputs: dict):
+    """`inputs` (lists of JSON numbers) as JSON text by orjson, the same values as the standard
+    library's text (its shortest round-trip floats; 1e-05 may read 0.00001). orjson writes NaN and
+    Infinity as null, and refuses integers past 64 bits: those stay lists for the log's encoder."""
+    try:
+        text = orjson.dumps(inputs)
+    except TypeError:  # orjson.JSONEncodeError
+        return inputs
+    return inputs if b"null" in text else JSONText(text.decode())
 
 
 class _Cut(JSONText):

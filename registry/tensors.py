@@ -3,7 +3,8 @@
 A big input (an image is 150,528 floats) is checked by numpy in C: `np.asarray` finds the shape
 (or that the lists are ragged) and the kind of values in one pass. numpy only proves that a value
 fits; whenever it cannot (a bool that numpy would read as a number, strings, None, a ragged list),
-the value is walked leaf by leaf in Python as before, which also writes the message.
+the value is walked leaf by leaf in Python as before, which also writes the message. When the
+request's text holds nothing but numbers (`numbers_only`), a float input is read as float64 at once.
 """
 
 from __future__ import annotations
@@ -70,16 +71,43 @@ def _family(dtype) -> str:
     return str(dtype).rstrip("0123456789")
 
 
-def _fitting_array(value, spec: dict, bools_ruled_out: bool) -> np.ndarray | None:
+def numbers_only(body: bytes, names: int) -> bool:
+    """Whether `body`, JSON text that parsed as {"inputs": {...}} with `names` inputs, holds no
+    string, bool or null value: only numbers (Infinity included; NaN shows an "a" and is left to
+    the slower path), lists and empty objects (which numpy refuses). numpy may then read the values
+    straight as float64, which it would also do with None (as nan), a string ("1.5") or a bool (as
+    1.0). About 0.3 ms for 3 MB (memchr in C).
+
+    Why it is exact: the text holds at least 1 + `names` key strings, two raw quotes each; when it
+    holds exactly that many quotes, no other string exists (no string value, no object with keys,
+    no duplicate key) and the quotes pair up in order. Outside those strings, a `true` or `null`
+    shows a "u" and a `false` an "a"; a number or a bracket never does."""
+    quotes, at = [], body.find(b'"')
+    while at != -1 and len(quotes) <= 2 * (1 + names):
+        quotes.append(at)
+        at = body.find(b'"', at + 1)
+    if len(quotes) != 2 * (1 + names):
+        return False
+    starts, ends = [0, *(q + 1 for q in quotes[1::2])], [*quotes[::2], len(body)]
+    return all(
+        body.find(letter, start, end) == -1
+        for start, end in zip(starts, ends, strict=True)
+        for letter in b"ua"
+    )
+
+
+def _fitting_array(value, spec: dict, bools_ruled_out: bool, numbers: bool = False) -> np.ndarray | None:
     """`value` as an array when numpy proves it fits `spec`, else None (the caller walks it).
-    `bools_ruled_out`: no leaf is a bool, which numpy would read as a number."""
+    `bools_ruled_out`: no leaf is a bool, which numpy would read as a number. `numbers`: every leaf
+    is a number (`numbers_only`), so a float input is read as float64 at once (about 35 % faster
+    than letting numpy find the dtype; the schema's dtype is cast from float64 as before)."""
     if isinstance(value, np.ndarray):
         return value if check_array("", value, spec) is None else None
     kinds = FITTING_KINDS.get(_family(spec.get("dtype")))
-    if kinds is None or not (bools_ruled_out or kinds == "b"):
+    if kinds is None or not (bools_ruled_out or numbers or kinds == "b"):
         return None
     try:
-        array = np.asarray(value)
+        array = np.asarray(value, dtype=np.float64 if numbers and kinds == "fiu" else None)
     except (ValueError, TypeError, OverflowError):  # ragged, or too deep
         return None
     if array.dtype.kind not in kinds or not _shape_ok(spec.get("shape", []), list(array.shape)):
@@ -87,12 +115,15 @@ def _fitting_array(value, spec: dict, bools_ruled_out: bool) -> np.ndarray | Non
     return array if _in_range(array, spec["dtype"]) else None
 
 
-def fitting_arrays(inputs, schema: dict, bools_ruled_out: bool = False) -> dict | None:
-    """Every input as an array of its spec's dtype when numpy proves they all fit (about 3 ms for an
-    image of 150,528 values); None when it cannot, and `check_inputs` then names the problems."""
+def fitting_arrays(inputs, schema: dict, bools_ruled_out: bool = False, numbers: bool = False) -> dict | None:
+    """Every input as an array of its spec's dtype when numpy proves they all fit (about 2-3 ms for
+    an image of 150,528 values); None when it cannot, and `check_inputs` then names the problems.
+    `numbers`: `numbers_only` said every leaf is a number."""
     if not isinstance(inputs, dict) or inputs.keys() != schema.keys():
         return None
-    arrays = {name: _fitting_array(value, schema[name], bools_ruled_out) for name, value in inputs.items()}
+    arrays = {
+        name: _fitting_array(value, schema[name], bools_ruled_out, numbers) for name, value in inputs.items()
+    }
     return None if any(a is None for a in arrays.values()) else as_dtypes(arrays, schema)
 
 
