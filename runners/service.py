@@ -79,7 +79,7 @@ class AidService:
         response = Response(body, status_code=status, media_type="application/json")
         if record and status == 200:
             pid = DIRECT_CALLS.add(started, (time.perf_counter() - clock) * 1000, inputs, body)
-            response.headers["X-Prediction-Id"] = pid
+            response.raw_headers.append((b"x-prediction-id", pid.encode()))  # no MutableHeaders: ~1 us
         return response
 
 

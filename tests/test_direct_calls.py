@@ -10,18 +10,35 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from starlette.datastructures import Headers
 
-from hub.collector import record_of, report_token
+from hub.collector import BUSY_INTERVAL_S, BUSY_RECORDS, Collector, report_token, row_of
+from hub.errors import ModelFailed
+from monitor.metrics import Metrics
+from monitor.predlog import FIELDS as ROW_FIELDS
+from monitor.predlog import PredictionLog
 from monitor.predlog import new_prediction_id as hub_prediction_id
-from runners.flavors.calls import CallBuffer, capped_json, new_prediction_id, parse_reply
+from monitor.scorecard import totals_by_version
+from monitor.tables import Prediction
+from registry.models import DeploymentRow, ModelRow, VersionRow
+from runners.flavors.calls import FIELDS, CallBuffer, capped_json, new_prediction_id, parse_reply
+from vocab.states import DeploymentStatus
 
-VERSION = SimpleNamespace(id=7, version="1.0.0", model=SimpleNamespace(name="iris"))
+VERSION = (7, "iris", "1.0.0")  # id, model, version
 
 
 def take(buffer: CallBuffer, ack: int, limit: int) -> dict:
-    """What the hub gets from POST /aidhub/calls, parsed."""
+    """What the hub gets from POST /aidhub/calls, parsed (each record a dict of FIELDS)."""
     head, calls = parse_reply(buffer.take(ack, limit))
-    return {**head, "calls": calls}
+    return {**head, "calls": [dict(zip(FIELDS, fields, strict=True)) for fields in calls]}
+
+
+def record_of(call: dict, payload_cap: int = 16384) -> SimpleNamespace | None:
+    """The log row the hub makes of a record, its columns by name; None when it is malformed."""
+    row = row_of(VERSION, [call[f] for f in FIELDS], time.time(), payload_cap)
+    return (
+        None if row is None else SimpleNamespace(**{f.name: v for f, v in zip(ROW_FIELDS, row, strict=True)})
+    )
 
 
 def test_the_server_makes_ids_of_the_hubs_form_and_order():
@@ -29,6 +46,20 @@ def test_the_server_makes_ids_of_the_hubs_form_and_order():
     mine, hubs = new_prediction_id(now), hub_prediction_id(now)
     assert len(mine) == 26 and mine[:10] == hubs[:10]  # the same 48-bit time, the same alphabet
     assert new_prediction_id(now) < new_prediction_id(now + 0.002)
+
+
+def test_ids_made_without_a_system_call_are_unique_ordered_and_differ_in_a_forked_child():
+    now = time.time()
+    ids = [new_prediction_id(now) for _ in range(100_000)]  # one millisecond: the counter tells them apart
+    assert len(set(ids)) == len(ids) and ids == sorted(ids)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # a worker process forked after import: its own random part
+        os.write(writer, new_prediction_id(now).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    theirs = os.read(reader, 26).decode()
+    assert theirs[:10] == ids[0][:10] and theirs[10:18] != ids[0][10:18]
 
 
 def test_payloads_past_the_cap_become_a_marker():
@@ -57,13 +88,18 @@ def test_beyond_the_bound_the_oldest_are_dropped_and_counted():
     assert reply["dropped"] == 30 and len(reply["calls"]) == 100
     assert json.loads(reply["calls"][0]["inputs"]) == {"x": 30}
     assert reply["calls"][0]["status"] == "error"
-    assert record_of(VERSION, reply["calls"][0]).error == "boom"
+    assert record_of(reply["calls"][0]).error == "boom"
 
 
 def test_only_the_hubs_token_marks_a_call_as_the_hubs():
     buffer = CallBuffer("secret")
     assert buffer.from_hub({"x-aidhub-token": "secret"})
     assert not buffer.from_hub({"x-aidhub-token": "guess"}) and not buffer.from_hub({})
+    raw = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]  # a request's, as ASGI has them
+    assert buffer.from_hub(Headers(raw=[*raw, (b"x-aidhub-token", b"secret")]))
+    assert not buffer.from_hub(Headers(raw=[*raw, (b"x-aidhub-token", b"secreT")]))
+    assert not buffer.from_hub(Headers(raw=[*raw, (b"x-aidhub-token", b"")]))
+    assert not buffer.from_hub(Headers(raw=raw))
 
 
 def test_no_token_in_the_environment_no_buffer(monkeypatch):
@@ -78,7 +114,7 @@ def test_a_record_becomes_a_direct_prediction_of_the_version():
     buffer = CallBuffer("secret")
     buffer.add(time.time(), 2.5, {"features": [[1.0, 2.0]]}, b'{"label":[1]}')
     call = take(buffer, 0, 1)["calls"][0]
-    rec = record_of(VERSION, call)
+    rec = record_of(call)
     assert (rec.id, rec.version_id, rec.model, rec.version) == (call["id"], 7, "iris", "1.0.0")
     assert (rec.source, rec.status, rec.latency_ms, rec.truncated) == ("direct", "ok", 2.5, False)
     assert (rec.inputs, rec.outputs) == ('{"features":[[1.0,2.0]]}', '{"label":[1]}')  # stored as sent
@@ -87,14 +123,21 @@ def test_a_record_becomes_a_direct_prediction_of_the_version():
 def test_a_payload_past_the_cap_is_stored_as_a_marker_and_the_call_marked_truncated():
     buffer = CallBuffer("secret", payload_cap=64)
     buffer.add(time.time(), 1.0, {"pixels": [0.5] * 100}, b'{"label":[1]}')
-    rec = record_of(VERSION, take(buffer, 0, 1)["calls"][0])
+    rec = record_of(take(buffer, 0, 1)["calls"][0])
     assert json.loads(rec.inputs) == {"_truncated": True, "bytes": 412} and rec.truncated
+    buffer.add(time.time(), 1.0, {"x": 1}, b'{"label":[%s]}' % b",".join([b"1"] * 40))  # a big reply
+    buffer.add(time.time(), 1.0, {"x": 1}, b'{"label":[1,2,3,4,5,6,7,8,9]}')  # past cap / 4, within the cap
+    big, small = (record_of(call) for call in take(buffer, 1, 10)["calls"])
+    assert json.loads(big.outputs) == {"_truncated": True, "bytes": 91} and big.truncated
+    assert json.loads(small.outputs) == {"label": [1, 2, 3, 4, 5, 6, 7, 8, 9]} and not small.truncated
 
 
 @pytest.mark.parametrize(
     "change",
     [
         {"id": "../../etc"},
+        {"id": "01M8WFKHZXA2RDBF6E4N3CH1KI"},  # I: not in the ULID alphabet
+        {"inputs": '{"x":"\x00"}'},  # a raw NUL, which PostgreSQL refuses in text
         {"status": "maybe"},
         {"at": "1e20"},
         {"latency_ms": "slow"},
@@ -105,8 +148,8 @@ def test_a_payload_past_the_cap_is_stored_as_a_marker_and_the_call_marked_trunca
 def test_a_malformed_record_is_skipped_not_stored(change):
     good = {"id": new_prediction_id(), "at": repr(time.time()), "latency_ms": "1.0", "status": "ok",
             "truncated": "0", "error": "", "inputs": "{}", "outputs": ""}  # fmt: skip
-    assert record_of(VERSION, good) is not None
-    assert record_of(VERSION, good | change) is None
+    assert record_of(good) is not None
+    assert record_of(good | change) is None
 
 
 def test_the_report_token_is_made_once_and_kept_private(tmp_path):
@@ -117,7 +160,7 @@ def test_the_report_token_is_made_once_and_kept_private(tmp_path):
 
 def test_a_stored_payload_that_does_not_parse_is_left_out_of_drift(db):
     from monitor import driftruns
-    from monitor.predlog import JSONText, PredictionLog, PredictionRecord
+    from monitor.predlog import JSONText, PredictionRecord
 
     with PredictionLog(db) as log:
         log.write_now([
@@ -132,6 +175,69 @@ def test_tabs_newlines_and_unicode_in_payloads_and_errors_survive_the_line_forma
     inputs = {"text": ["a\tb\nc", "é ✓ \u2028"]}
     buffer.add(time.time(), 1.0, inputs, b'{"upper":["A\\tB\\nC"]}')
     buffer.add(time.time(), 1.0, inputs, None, error="line one\n\tline two")
-    ok, failed = (record_of(VERSION, c) for c in take(buffer, 0, 10)["calls"])
+    ok, failed = (record_of(c) for c in take(buffer, 0, 10)["calls"])
     assert json.loads(ok.inputs) == inputs and json.loads(ok.outputs) == {"upper": ["A\tB\nC"]}
     assert failed.error == "line one\n\tline two" and failed.outputs is None
+
+
+class BufferServer:
+    """The hub's ModelClient seam, answering from a real CallBuffer (what POST /aidhub/calls does),
+    or failing like a server that is down."""
+
+    def __init__(self, buffer: CallBuffer):
+        self.buffer, self.down, self.fetches = buffer, False, 0
+
+    def direct_calls(self, url: str, ack: dict[str, int], limit: int) -> str:
+        if self.down:
+            raise ModelFailed(f"The model server at {url} did not answer: connection refused")
+        self.fetches += 1
+        return self.buffer.take(ack.get(self.buffer.worker, 0), limit)
+
+
+def serving_version() -> VersionRow:
+    model = ModelRow.create(name="iris", task="classification")
+    version = VersionRow.create(model=model, version="1.0.0", digest="0" * 64, size=1, manifest={},
+                                inputs={}, outputs={})  # fmt: skip
+    DeploymentRow.create(version=version, status=DeploymentStatus.READY, url="http://127.0.0.1:9")
+    return version
+
+
+def test_the_collector_stores_then_acknowledges_and_never_counts_a_call_twice(db):
+    version, buffer = serving_version(), CallBuffer("secret")
+    ids = [
+        buffer.add(time.time(), 2.0, {"x": i}, b'{"y":1}', error="boom" if i == 0 else None) for i in range(3)
+    ]
+    server = BufferServer(buffer)
+    with PredictionLog(db) as log:
+        assert Collector(server, log, Metrics()).collect() == 3  # fetched, stored; not yet acknowledged
+        assert take(buffer, 0, 10)["waiting"] == 3
+        again = Collector(server, log, Metrics())  # a hub that stored them but died before it acknowledged
+        assert again.collect() == 3 and again.collect() == 0  # sent again, stored once; then acknowledged
+    assert take(buffer, 0, 10)["waiting"] == 0
+    assert sorted(p.id for p in Prediction.select()) == sorted(ids)
+    totals = totals_by_version([version.id])[version.id]
+    assert (totals["requests"], totals["direct"], totals["direct_errors"]) == (3, 3, 1)
+
+
+def test_a_busy_round_spaces_the_next_rounds_and_a_server_that_is_down_is_retried_later(db):
+    serving_version()
+    buffer, now = CallBuffer("secret"), [1000.0]
+    server = BufferServer(buffer)
+    with PredictionLog(db) as log:
+        collector = Collector(server, log, Metrics(), clock=lambda: now[0])
+        for _ in range(BUSY_RECORDS):
+            buffer.add(time.time(), 1.0, {"x": 1}, b"{}")
+        assert collector.run_once() == BUSY_RECORDS
+        buffer.add(time.time(), 1.0, {"x": 2}, b"{}")
+        now[0] += 1.0
+        assert collector.run_once() == 0 and server.fetches == 1  # a busy round: the next waits
+        now[0] += BUSY_INTERVAL_S - 1.0
+        assert collector.run_once() == 1 and server.fetches == 2
+        now[0] += 1.0
+        server.down = True
+        assert collector.run_once() == 0 and collector.failures  # tried, failed: backs off
+        buffer.add(time.time(), 1.0, {"x": 3}, b"{}")
+        server.down = False
+        assert collector.run_once() == 0 and server.fetches == 2  # within the backoff: not tried
+        now[0] += 1.0
+        assert collector.run_once() == 1  # kept by the server, collected once it answers
