@@ -110,7 +110,7 @@ class Collector(Periodic):
             acks[worker] = last
             self.dropped.setdefault(url, {})[worker] = dropped
             stored += len(calls)
-            if len(calls) < BATCH:
+            if int(head.get("waiting", 0)) <= len(calls):  # a reply holds BATCH records or 2 MiB
                 break
         return stored
 

@@ -34,7 +34,7 @@ from hub.review import ReviewUseCases
 from hub.routes import Route
 from hub.runner_choice import choose_runner
 from hub.scrape import GaugeRefresh, seed_counters, version_states
-from hub.serving import ModelClient, predict, smoke_test
+from hub.serving import ModelClient, native_thread, predict, smoke_test
 from hub.shadow import ShadowUseCases
 from hub.specs import spec_for
 from hub.watcher import Watcher
@@ -80,9 +80,8 @@ class Hub(AlertUseCases, AliasUseCases, AuthUseCases, BuildHistoryUseCases, Data
             make_huey(config.queue_url, config.home),
         )
         self.deployments.on_ready = self._move_alias
-        self.predlog = PredictionLog(
-            self.db, flush_interval=config.log_flush_seconds, payload_cap=config.log_payload_bytes
-        )
+        self.predlog = PredictionLog(self.db, config.log_flush_seconds, payload_cap=config.log_payload_bytes,
+                                     offload=native_thread())  # fmt: skip
         self.routes = routes_for(config)
         self.deployments.on_change = self.routes.clear
         self.metrics = self._metrics()

@@ -95,6 +95,17 @@ class ModelClient:
         return data.decode()
 
 
+def native_thread():
+    """Under gevent (`aid serve`): a function that runs its argument on one native thread and waits
+    for it cooperatively, so the event loop serves calls while a database write runs; else None
+    (a plain thread runs the write itself)."""
+    if not monkey.is_module_patched("threading"):
+        return None
+    from gevent.threadpool import ThreadPool
+
+    return ThreadPool(1).apply
+
+
 def smoke_test(client: ModelClient, version: VersionRow, url: str, log) -> None:
     """Run the package's examples against a fresh server; raise ModelFailed on a wrong answer."""
     for i, example in enumerate(version.examples or []):

@@ -60,6 +60,7 @@ class AidService:
         self.model = serving.load_or_report(lambda: aid_flavors.load_model(**LOAD_ARGS))
         self.dispatch = serving.Dispatcher(self.model.predict, threads={threads}, batching=BATCHING)
         TENSORS.dispatch = self.dispatch
+        serving.settle_heap()
 
     @bentoml.api(route={route})
     async def predict(self, inputs: dict, ctx: bentoml.Context) -> dict:

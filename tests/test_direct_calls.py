@@ -21,6 +21,7 @@ from monitor.predlog import new_prediction_id as hub_prediction_id
 from monitor.scorecard import totals_by_version
 from monitor.tables import Prediction
 from registry.models import DeploymentRow, ModelRow, VersionRow
+from runners.flavors import calls
 from runners.flavors.calls import FIELDS, CallBuffer, capped_json, new_prediction_id, parse_reply
 from vocab.states import DeploymentStatus
 
@@ -78,6 +79,18 @@ def test_records_wait_until_acknowledged_then_go():
     rest = take(buffer, first["last"], 10)
     assert [c["id"] for c in rest["calls"]] == ids[3:] and rest["waiting"] == 2
     assert take(buffer, rest["last"], 10)["calls"] == []
+
+
+def test_a_reply_holds_at_most_max_reply_bytes_of_records_but_always_one(monkeypatch):
+    monkeypatch.setattr(calls, "MAX_REPLY_BYTES", 3000)
+    buffer = CallBuffer("secret")
+    ids = [buffer.add(time.time(), 1.0, {"x": [10 + i] * 400}, b"{}") for i in range(6)]  # ~1.3 KB a line
+    first = take(buffer, 0, 100)
+    assert [c["id"] for c in first["calls"]] == ids[:2] and first["waiting"] == 6
+    rest = take(buffer, first["last"], 100)
+    assert [c["id"] for c in rest["calls"]] == ids[2:4] and rest["waiting"] == 4
+    big = buffer.add(time.time(), 1.0, {"x": [7] * 3000}, b"{}")  # one line past the limit alone
+    assert [c["id"] for c in take(buffer, rest["last"] + 2, 100)["calls"]] == [big]
 
 
 def test_beyond_the_bound_the_oldest_are_dropped_and_counted():

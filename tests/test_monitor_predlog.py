@@ -3,6 +3,7 @@
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -142,6 +143,31 @@ def test_failing_write_keeps_rows_until_the_table_is_back(db, caplog):
         assert plog._thread.is_alive()
     assert sorted(p.id for p in Prediction.select()) == sorted(ids)
     assert sum(r.requests for r in Rollup) == 10
+
+
+def test_writes_run_where_offload_says_and_a_failure_there_is_kept_for_the_next_try(db):
+    """`aid serve` passes gevent's native thread (hub/serving.py native_thread); a plain executor's
+    thread stands in for it: every transaction runs there, the writer thread only waits."""
+    writers: set[str] = set()
+
+    def on_thread(work):
+        def marked():
+            writers.add(threading.current_thread().name)
+            return work()
+
+        return pool.submit(marked).result()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="db-writer") as pool:
+        with PredictionLog(db, flush_interval=60, offload=on_thread) as plog:
+            Prediction.drop_table()
+            ids = [plog.record(rec(i)) for i in range(10)]
+            assert plog.flush(timeout=10) is False and plog.queued == 10
+            Prediction.create_table()
+            assert plog.flush(timeout=10) is True
+            plog.write_rows_now([plog._row(rec(99))])
+        assert pool.submit(db.is_closed).result()  # closed on its own thread when the log closed
+    assert writers == {"db-writer_0"}
+    assert len(ids) + 1 == Prediction.select().count()
 
 
 def test_full_queue_drops_the_oldest_rows(db, caplog):
