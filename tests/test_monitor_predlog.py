@@ -145,29 +145,32 @@ def test_failing_write_keeps_rows_until_the_table_is_back(db, caplog):
     assert sum(r.requests for r in Rollup) == 10
 
 
-def test_writes_run_where_offload_says_and_a_failure_there_is_kept_for_the_next_try(db):
+def test_big_batches_are_written_where_offload_says_small_ones_where_the_writer_is(db):
     """`aid serve` passes gevent's native thread (hub/serving.py native_thread); a plain executor's
-    thread stands in for it: every transaction runs there, the writer thread only waits."""
-    writers: set[str] = set()
+    thread stands in for it. Past OFFLOAD_FROM_BYTES of payload a batch's transaction runs there (and
+    a failure there is kept for the next try); smaller ones run on the log's own thread."""
+    writers: list[str] = []
 
     def on_thread(work):
         def marked():
-            writers.add(threading.current_thread().name)
+            writers.append(threading.current_thread().name)
             return work()
 
         return pool.submit(marked).result()
 
+    big = {"x": [0.5] * 2500}  # ~10 KB of JSON: 60 rows pass 512 KiB
     with ThreadPoolExecutor(1, thread_name_prefix="db-writer") as pool:
         with PredictionLog(db, flush_interval=60, offload=on_thread) as plog:
             Prediction.drop_table()
-            ids = [plog.record(rec(i)) for i in range(10)]
-            assert plog.flush(timeout=10) is False and plog.queued == 10
+            ids = [plog.record(rec(i, inputs=big)) for i in range(60)]
+            assert plog.flush(timeout=10) is False and plog.queued == 60
             Prediction.create_table()
             assert plog.flush(timeout=10) is True
-            plog.write_rows_now([plog._row(rec(99))])
+            assert writers == ["db-writer_0", "db-writer_0"]
+            plog.write_rows_now([plog._row(rec(99))])  # small: here
+            assert len(writers) == 2
         assert pool.submit(db.is_closed).result()  # closed on its own thread when the log closed
-    assert writers == {"db-writer_0"}
-    assert len(ids) + 1 == Prediction.select().count()
+    assert Prediction.select().count() == len(ids) + 1
 
 
 def test_full_queue_drops_the_oldest_rows(db, caplog):
