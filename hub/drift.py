@@ -32,7 +32,6 @@ from vocab.times import parse_duration, utcnow
 
 PACKAGE, FIRST_CALLS = "package", "first predictions"
 Answer = Callable[[dict], dict]
-NO_CALLS = driftruns.Payloads([], [], None)
 TIMEOUT_S = 600
 
 
@@ -59,45 +58,51 @@ class DriftRunner:
         until = utcnow()
         span = (until - window, until)
         reference = self._reference_csv(version, package_dir)
-        first = NO_CALLS if reference else driftruns.first_payloads(version.id, self.reference_rows)
-        after = first.last_id
-        current = driftruns.recent_payloads(version.id, *span, self.max_rows, after)
-        self._check_enough(version, current, first, reference, window)
-        job = self._job(version, reference, first, current)
+        first = [] if reference else driftruns.first_calls(version.id, self.reference_rows)
+        after = first[-1][0] if first else None
+        current = driftruns.recent_calls(version.id, *span, self.max_rows, after)
+        self._check_enough(version, len(current), len(first), reference, window)
+        job = self._job(version, reference)
+        calls = {"current_calls": current}
         if reference:
             job["reference_outputs"] = _answers(reference, version.inputs, answer)
-        return self._compare(version.id, span, PACKAGE if reference else FIRST_CALLS, job)
+        else:
+            calls["reference_calls"] = first
+        return self._compare(version.id, span, PACKAGE if reference else FIRST_CALLS, job, calls)
 
     def _reference_csv(self, version: VersionRow, package_dir: Path) -> Path | None:
         name = version.manifest.get("reference_data")
         return package_dir / name if name and (package_dir / name).is_file() else None
 
-    def _check_enough(self, version, current, first, reference, window: timedelta) -> None:
+    def _check_enough(self, version, current: int, first: int, reference, window: timedelta) -> None:
         name = f"{version.model.name}@{version.version}"
-        if reference is None and len(first.inputs) < self.reference_rows:
+        if reference is None and first < self.reference_rows:
             raise Invalid(
-                f"{name} has no reference data and {len(first.inputs)} logged calls; its first "
+                f"{name} has no reference data and {first} logged calls; its first "
                 f"{self.reference_rows} become the reference. Send more calls, or publish a version with "
                 "reference_data."
             )
-        if len(current.inputs) < self.min_rows:
+        if current < self.min_rows:
             raise Invalid(
-                f"{name} has {len(current.inputs)} logged calls in the last {_say(window)}; at least "
+                f"{name} has {current} logged calls in the last {_say(window)}; at least "
                 f"{self.min_rows} are needed for a drift run. Widen --window or send more calls."
             )
 
-    def _job(self, version: VersionRow, csv_path: Path | None, first, current) -> dict:
-        reference = {"reference_csv": str(csv_path)} if csv_path else {"reference_inputs": first.inputs}
+    def _job(self, version: VersionRow, csv_path: Path | None) -> dict:
         return {
-            **reference, "current_inputs": current.inputs,
-            "reference_outputs": first.outputs, "current_outputs": current.outputs,
+            **({"reference_csv": str(csv_path)} if csv_path else {}),
             "inputs": version.inputs, "outputs": version.outputs,
             "labels": version.manifest.get("labels") or [], "min_rows": self.min_rows,
         }  # fmt: skip
 
-    def _compare(self, version_id: int, span, reference: str, job: dict) -> DriftRun:
+    def _compare(self, version_id: int, span, reference: str, job: dict, calls: dict) -> DriftRun:
+        """Run `job` in the worker, the logged `calls` beside it as JSON lines of their stored text:
+        parsing and re-encoding 10,000 image inputs here took seconds of the hub's CPU."""
         with tempfile.TemporaryDirectory(prefix="aidhub-drift-") as folder:
             out = Path(folder)
+            for key, rows in calls.items():
+                _write_calls(out / f"{key}.jsonl", rows)
+                job[key] = f"{key}.jsonl"
             (out / "job.json").write_text(json.dumps(job), encoding="utf-8")
             error = self.worker.run(out / "job.json", out)
             if error:
@@ -173,6 +178,13 @@ class DriftWorker:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+
+
+def _write_calls(path: Path, calls: list[driftruns.Call]) -> None:
+    """One `{"inputs": ..., "outputs": ...}` line per call, from the stored JSON as it is (the stored
+    payloads hold no raw newline; a line that does not parse is left out by the worker)."""
+    with path.open("w", encoding="utf-8") as f:
+        f.writelines(f'{{"inputs":{inputs},"outputs":{outputs or "{}"}}}\n' for _, inputs, outputs in calls)
 
 
 def _answers(reference: Path, schema: dict, answer: Answer) -> list[dict]:

@@ -1,7 +1,9 @@
 """Drift runs: the logged payloads a run compares, and the runs stored per version.
 
-A payload is what the prediction log kept of one successful call: its inputs and outputs, parsed back
-from JSON; calls whose payload was over the log's size cap are left out (only a marker was kept).
+A payload is what the prediction log kept of one successful call: its inputs and outputs, as stored
+(JSON text, `first_calls`, `recent_calls`: a drift run hands them to its worker unparsed) or parsed
+back (`first_payloads`); calls whose payload was over the log's size cap are left out (only a marker
+was kept).
 The computation itself (Evidently) is `monitor.drift`, run in a child process.
 """
 
@@ -25,6 +27,9 @@ class Payloads:
     last_id: str | None  # the newest prediction id among them
 
 
+Call = tuple[str, str, str | None]  # (prediction id, inputs JSON, outputs JSON or None), as stored
+
+
 def _successful(version_id: int):
     return Prediction.select(Prediction.id, Prediction.inputs, Prediction.outputs).where(
         Prediction.version_id == version_id,
@@ -34,33 +39,37 @@ def _successful(version_id: int):
     )
 
 
-def first_payloads(version_id: int, count: int) -> Payloads:
-    """The version's first `count` logged calls: the reference when its package has none."""
-    return _parsed(list(_successful(version_id).order_by(Prediction.id).limit(count)))
+def first_calls(version_id: int, count: int) -> list[Call]:
+    """The version's first `count` logged calls, their payloads as stored (not parsed)."""
+    return list(_successful(version_id).order_by(Prediction.id).limit(count).tuples())
 
 
-def recent_payloads(
-    version_id: int, since: datetime, until: datetime, limit: int, after: str | None = None
-) -> Payloads:
-    """The newest `limit` calls in [since, until), newer than prediction id `after` when given."""
+def recent_calls(version_id: int, since: datetime, until: datetime, limit: int, after: str | None = None
+                 ) -> list[Call]:  # fmt: skip
+    """The newest `limit` calls in [since, until), newer than prediction id `after` when given, oldest
+    first, their payloads as stored (not parsed)."""
     query = _successful(version_id).where(Prediction.created_at >= since, Prediction.created_at < until)
     if after:
         query = query.where(Prediction.id > after)
-    rows = list(query.order_by(Prediction.id.desc()).limit(limit))
-    return _parsed(rows[::-1])
+    return list(query.order_by(Prediction.id.desc()).limit(limit).tuples())[::-1]
 
 
-def _parsed(rows: list[Prediction]) -> Payloads:
-    """The rows' payloads; a row whose stored JSON does not parse (a model server's record) is left out."""
+def first_payloads(version_id: int, count: int) -> Payloads:
+    """The version's first `count` logged calls: the reference when its package has none."""
+    return parsed(first_calls(version_id, count))
+
+
+def parsed(calls: list[Call]) -> Payloads:
+    """The calls' payloads; a call whose stored JSON does not parse (a model server's record) is left out."""
     inputs, outputs = [], []
-    for row in rows:
+    for _, inputs_text, outputs_text in calls:
         try:
-            pair = json.loads(row.inputs), json.loads(row.outputs) if row.outputs else {}
+            pair = json.loads(inputs_text), json.loads(outputs_text) if outputs_text else {}
         except ValueError:
             continue
         inputs.append(pair[0])
         outputs.append(pair[1])
-    return Payloads(inputs, outputs, rows[-1].id if rows else None)
+    return Payloads(inputs, outputs, calls[-1][0] if calls else None)
 
 
 def record_run(version_id: int, window: tuple[datetime, datetime], reference: str, **fields) -> DriftRun:

@@ -17,15 +17,43 @@ from pathlib import Path
 
 from monitor.drift import run_job
 
+CALL_FILES = {  # a job's JSON-lines files of logged calls -> the lists of run_job they fill
+    "reference_calls": ("reference_inputs", "reference_outputs"),
+    "current_calls": ("current_inputs", "current_outputs"),
+}
+
 
 def run(job_path: str, out: str) -> None:
     """Run one job file; ValueError names what is wrong with it."""
-    result, pages = run_job(json.loads(Path(job_path).read_text(encoding="utf-8")))
+    job = json.loads(Path(job_path).read_text(encoding="utf-8"))
+    _read_calls(job, Path(job_path).parent)
+    result, pages = run_job(job)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     for name, page in pages.items():
         _write(folder / name, page)
     _write(folder / "result.json", json.dumps(result, indent=2) + "\n")
+
+
+def _read_calls(job: dict, folder: Path) -> None:
+    """The logged calls the hub wrote beside the job (one {"inputs", "outputs"} a line, the stored JSON
+    as it is: the parsing happens here, not in the hub), into the job's lists; a line that does not
+    parse (a model server's record cut short) is left out. Answers already in the job are kept."""
+    for key, (inputs_key, outputs_key) in CALL_FILES.items():
+        if key not in job:
+            continue
+        inputs, outputs = [], []
+        with (folder / Path(job.pop(key)).name).open(encoding="utf-8") as f:
+            for line in f:
+                try:
+                    call = json.loads(line)
+                    pair = call["inputs"], call["outputs"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                inputs.append(pair[0])
+                outputs.append(pair[1])
+        job[inputs_key] = inputs
+        job.setdefault(outputs_key, outputs)
 
 
 def _write(path: Path, text: str) -> None:

@@ -187,6 +187,26 @@ def test_main_bad_reference_exits_2_naming_the_column(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_logged_calls_come_as_json_lines_beside_the_job_and_a_broken_line_is_left_out(tmp_path):
+    """The hub writes the logged calls as stored (hub/drift.py _write_calls); the worker parses them."""
+
+    def lines(inputs: list[dict], outputs: list[dict]) -> str:
+        pairs = zip(inputs, outputs, strict=True)
+        return "".join(json.dumps({"inputs": i, "outputs": o}) + "\n" for i, o in pairs)
+
+    reference = lines(logged("features", iris_like(300, seed=1)), predicted([0, 1, 2] * 100)[:60])
+    shifted = iris_like(300, seed=2, shift=(0, 0, 2.0, 0))
+    current = lines(logged("features", shifted), predicted([2] * 300)[:60])
+    (tmp_path / "reference_calls.jsonl").write_text(reference)
+    (tmp_path / "current_calls.jsonl").write_text(current + '{"inputs": {"features": [[1.0, 2.\n')
+    job = write_job(tmp_path, reference_calls="reference_calls.jsonl", current_calls="current_calls.jsonl")
+    assert main([str(job), str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out/result.json").read_text())
+    assert flagged(result["inputs"]) == ["features.2"]
+    assert result["inputs"]["rows"] == {"reference": 300, "current": 300}
+    assert "label" in flagged(result["outputs"])
+
+
 def test_main_without_verdicts_writes_a_page_that_says_why(tmp_path):
     job = write_job(tmp_path, reference_inputs=logged("features", iris_like(10, seed=1)), current_inputs=[])
     assert main([str(job), str(tmp_path / "out")]) == 0
