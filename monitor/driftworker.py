@@ -11,6 +11,7 @@ input, say) is answered with its error; the worker goes on with the next.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -78,6 +79,7 @@ def answer(request: str) -> dict:
 def serve(requests=sys.stdin, replies=sys.stdout) -> int:
     import evidently  # noqa: F401 - loaded once, before the first job asks for it
 
+    os.nice(10)  # batch work: the hub and the model servers it shares the cores with come first
     for line in requests:
         if line.strip():
             replies.write(json.dumps(answer(line)) + "\n")
