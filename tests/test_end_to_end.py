@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
+from runners.flavors.calls import MAX_REPLY_BYTES
 from tests.hubserver import REPO, HubProcess
 from tests.packages import onnx_package
 from tests.prometheus import PrometheusServer
@@ -354,3 +355,23 @@ def test_direct_calls_made_while_the_hub_is_down_are_counted_once_it_is_back(hub
     assert card, scorecard(hub, name)
     assert served(hub, name, "hub") == before["sources"]["hub"]  # seeded from the rollups at start
     assert served(hub, name, "direct") == direct
+
+
+@pytest.mark.usefixtures("examples")
+def test_direct_calls_past_one_reply_of_records_all_reach_the_scorecard(hub):
+    """A server holding more than one fetch's worth of records (MAX_REPLY_BYTES, 2 MiB) hands them over
+    in several replies: 300 calls of ~9 KB inputs made while the hub is down, all counted after."""
+    name = "iris-onnx"
+    url = server_url(hub, name)
+    rows = {"features": [[5.1, 3.5, 1.4, 0.2]] * 500}  # ~9 KB of JSON: logged whole (cap 16 KiB)
+    assert 300 * len(json.dumps(rows, separators=(",", ":"))) > 1.2 * MAX_REPLY_BYTES  # two replies at least
+    before = scorecard(hub, name)
+    hub.stop()
+    try:
+        for _ in range(300):
+            direct_predict(url, rows)
+    finally:
+        hub.start()
+    direct = before["sources"]["direct"] + 300
+    card = wait_for(lambda: (c := scorecard(hub, name))["sources"]["direct"] == direct and c, timeout=20)
+    assert card, scorecard(hub, name)
