@@ -56,10 +56,10 @@ def recent_calls(version_id: int, since: datetime, until: datetime, limit: int, 
 
 def first_payloads(version_id: int, count: int) -> Payloads:
     """The version's first `count` logged calls: the reference when its package has none."""
-    return parsed(first_calls(version_id, count))
+    return _parsed(first_calls(version_id, count))
 
 
-def parsed(calls: list[Call]) -> Payloads:
+def _parsed(calls: list[Call]) -> Payloads:
     """The calls' payloads; a call whose stored JSON does not parse (a model server's record) is left out."""
     inputs, outputs = [], []
     for _, inputs_text, outputs_text in calls:
