@@ -1,8 +1,9 @@
 """CPU per direct call on each side, without servers or load: what `python -m benchmarks direct`'s
 throughput ratio is made of, measured in a way that a busy shared machine disturbs less.
 
-- server: `CallBuffer.from_hub` on Starlette headers of a call without the token, `add` of the
-  benchmark's iris inputs and reply, and its share of `take` (the hub's fetch), per call;
+- server: `CallBuffer.direct` on the ASGI headers of a call without the token, `add` of the
+  benchmark's iris inputs and reply (with its share of writing the waiting calls as lines), and its
+  share of `take` (the hub's fetch), per call;
 - hub: `Collector` storing one fetched reply of `--batch` records in a SQLite file (parse, check,
   insert, rollups, Prometheus), per record.
 
@@ -26,9 +27,7 @@ HEADERS = [(b"host", b"127.0.0.1:3000"), (b"user-agent", b"wrk"), (b"content-typ
 
 
 def server_us(calls: int = 20_000) -> tuple[float, float]:
-    """(the request's part: `from_hub` + `add`, the hub fetch's part: `take`), per call."""
-    from starlette.datastructures import Headers
-
+    """(the request's part: `direct` + `add`, the hub fetch's part: `take`), per call."""
     from runners.flavors.calls import CallBuffer
 
     buffer = CallBuffer("secret", max_calls=calls * 10)
@@ -36,9 +35,9 @@ def server_us(calls: int = 20_000) -> tuple[float, float]:
 
     def record() -> None:
         for _ in range(calls):
-            headers = Headers(raw=HEADERS)  # a new request's
-            if not buffer.from_hub(headers):
-                buffer.add(time.time(), 1.234, INPUTS, REPLY)
+            size = buffer.direct(HEADERS)
+            if size is not None:
+                buffer.add(time.time(), 1.234, INPUTS, REPLY, size=size)
 
     def fetch() -> None:
         while True:  # the hub's fetches of 2000, each acknowledging the one before
@@ -120,7 +119,7 @@ def main() -> None:
     request, taken = server_us()
     print(
         f"server: {request + taken:.2f} us CPU per direct call: {request:.2f} on the request's way "
-        f"(from_hub + add), {taken:.2f} in the hub's fetch (take)"
+        f"(direct + add), {taken:.2f} in the hub's fetch (take)"
     )
     print(f"hub:    {hub_us(args.batch, args.profile):.2f} us CPU per record stored (batch {args.batch})")
 

@@ -64,7 +64,8 @@ class AidService:
 
     @bentoml.api(route={route})
     async def predict(self, inputs: dict, ctx: bentoml.Context) -> dict:
-        record = DIRECT_CALLS is not None and not DIRECT_CALLS.from_hub(ctx.request.headers)
+        size = None if DIRECT_CALLS is None else DIRECT_CALLS.direct(ctx.request.scope["headers"])
+        record = size is not None  # a call straight to this server, not through the hub
         started, clock = time.time(), time.perf_counter()
         try:
             outputs, status = await self.dispatch(inputs), 200
@@ -79,7 +80,7 @@ class AidService:
         body = serving.json_body(outputs)
         response = Response(body, status_code=status, media_type="application/json")
         if record and status == 200:
-            pid = DIRECT_CALLS.add(started, (time.perf_counter() - clock) * 1000, inputs, body)
+            pid = DIRECT_CALLS.add(started, (time.perf_counter() - clock) * 1000, inputs, body, size=size)
             response.raw_headers.append((b"x-prediction-id", pid.encode()))  # no MutableHeaders: ~1 us
         return response
 

@@ -10,7 +10,6 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from starlette.datastructures import Headers
 
 from hub.collector import BUSY_INTERVAL_S, BUSY_RECORDS, Collector, report_token, row_of
 from hub.errors import ModelFailed
@@ -22,7 +21,7 @@ from monitor.scorecard import totals_by_version
 from monitor.tables import Prediction
 from registry.models import DeploymentRow, ModelRow, VersionRow
 from runners.flavors import calls
-from runners.flavors.calls import FIELDS, CallBuffer, capped_json, new_prediction_id, parse_reply
+from runners.flavors.calls import FIELDS, CallBuffer, new_prediction_id, parse_reply
 from vocab.states import DeploymentStatus
 
 VERSION = (7, "iris", "1.0.0")  # id, model, version
@@ -63,10 +62,36 @@ def test_ids_made_without_a_system_call_are_unique_ordered_and_differ_in_a_forke
     assert theirs[:10] == ids[0][:10] and theirs[10:18] != ids[0][10:18]
 
 
-def test_payloads_past_the_cap_become_a_marker():
-    assert capped_json({"x": [1, 2]}, 100) == ('{"x":[1,2]}', False)
-    text, cut = capped_json({"x": "é" * 100}, 100)
-    assert json.loads(text) == {"_truncated": True, "bytes": 208} and cut
+def test_payloads_past_the_cap_become_a_marker_of_their_utf8_size():
+    buffer = CallBuffer("secret", payload_cap=100)
+    buffer.add(time.time(), 1.0, {"x": [1, 2]}, b'{"y":"' + "é".encode() * 50 + b'"}')
+    buffer.add(time.time(), 1.0, {"x": "é" * 100}, b"{}")
+    within, past = take(buffer, 0, 10)["calls"]
+    assert (within["inputs"], within["truncated"]) == ('{"x":[1,2]}', "1")  # its reply was past the cap
+    assert json.loads(within["outputs"]) == {"_truncated": True, "bytes": 108}
+    assert json.loads(past["inputs"]) == {"_truncated": True, "bytes": 208} and past["truncated"] == "1"
+
+
+def test_calls_that_declare_their_size_wait_to_be_written_together_and_a_fetch_writes_them():
+    buffer = CallBuffer("secret")
+    ids = [buffer.add(time.time(), 1.0, {"x": i}, b"{}", size=20) for i in range(calls.PENDING_CALLS - 1)]
+    assert len(buffer._pending) == calls.PENDING_CALLS - 1 and not buffer._ends  # none written yet
+    assert [c["id"] for c in take(buffer, 0, 1000)["calls"]] == ids  # the fetch writes them first
+    buffer.add(time.time(), 1.0, {"x": 1}, b"{}", size=20)
+    buffer.add(time.time(), 1.0, {"x": 2}, b"{}")  # no size declared (chunked): written at once
+    assert not buffer._pending and len(buffer._ends) == calls.PENDING_CALLS + 1
+    buffer.add(time.time(), 1.0, {"x": 3}, b"{}", size=calls.PENDING_BYTES + 1)  # past the bytes bound
+    assert not buffer._pending
+    for i in range(calls.PENDING_CALLS):
+        buffer.add(time.time(), 1.0, {"x": i}, b"{}", size=20)
+    assert not buffer._pending  # the last made calls.PENDING_CALLS
+    assert [json.loads(c["inputs"])["x"] for c in take(buffer, 0, 1000)["calls"]][-3:] == [61, 62, 63]
+
+
+def test_text_json_cannot_encode_as_utf8_is_kept_as_its_escape():
+    buffer = CallBuffer("secret")
+    buffer.add(time.time(), 1.0, {"name": "a\ud800b"}, b"{}")  # a lone surrogate: valid in JSON text
+    assert json.loads(take(buffer, 0, 1)["calls"][0]["inputs"]) == {"name": "a\ud800b"}
 
 
 def test_records_wait_until_acknowledged_then_go():
@@ -104,15 +129,15 @@ def test_beyond_the_bound_the_oldest_are_dropped_and_counted():
     assert record_of(reply["calls"][0]).error == "boom"
 
 
-def test_only_the_hubs_token_marks_a_call_as_the_hubs():
+def test_only_the_hubs_token_marks_a_call_as_the_hubs_and_others_say_their_size():
     buffer = CallBuffer("secret")
-    assert buffer.from_hub({"x-aidhub-token": "secret"})
-    assert not buffer.from_hub({"x-aidhub-token": "guess"}) and not buffer.from_hub({})
     raw = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]  # a request's, as ASGI has them
-    assert buffer.from_hub(Headers(raw=[*raw, (b"x-aidhub-token", b"secret")]))
-    assert not buffer.from_hub(Headers(raw=[*raw, (b"x-aidhub-token", b"secreT")]))
-    assert not buffer.from_hub(Headers(raw=[*raw, (b"x-aidhub-token", b"")]))
-    assert not buffer.from_hub(Headers(raw=raw))
+    assert buffer.from_hub([*raw, (b"x-aidhub-token", b"secret")])
+    assert buffer.direct([(b"content-length", b"49"), (b"x-aidhub-token", b"secret")]) is None
+    for token in (b"secreT", b"", b"secret "):
+        assert not buffer.from_hub([*raw, (b"x-aidhub-token", token)])
+    assert buffer.direct([*raw, (b"content-length", b"49")]) == 49
+    assert buffer.direct(raw) == 0 and buffer.direct([(b"content-length", b"-1")]) == 0  # none declared
 
 
 def test_no_token_in_the_environment_no_buffer(monkeypatch):

@@ -98,7 +98,7 @@ class TensorRoute:
         from .convert import InputError
         from .serving import json_body
 
-        if self.direct_calls is not None and not self.direct_calls.from_hub(request.headers):
+        if self.direct_calls is not None and not self.direct_calls.from_hub(request.scope["headers"]):
             return JSONResponse({"error": "This route is the hub's; call POST /predict."}, status_code=403)
         if self.dispatch is None:  # the model is still loading
             return JSONResponse({"error": "The model is not loaded yet."}, status_code=503)
