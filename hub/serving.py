@@ -15,13 +15,13 @@ from geventhttpclient import HTTPClient
 from hub.errors import BadInput, ModelFailed
 from hub.routes import Route
 from monitor.metrics import Metrics
-from monitor.predlog import JSONText, PredictionLog, PredictionRecord, new_prediction_id
+from monitor.predlog import JSONText, PredictionLog, PredictionRecord
 from monitor.shadows import shadow_id
 from registry.models import VersionRow
 from registry.package import check_example_outputs
 from registry.tensors import check_inputs, fitting_arrays, numbers_only, without_bools
 from runners.flavors import tensorbody
-from runners.flavors.calls import COLLECT_ROUTE, TOKEN_HEADER
+from runners.flavors.calls import COLLECT_ROUTE, TOKEN_HEADER, new_prediction_id  # ids: no system call
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -160,7 +160,8 @@ def predict(
         error = e
     latency_ms = (time.perf_counter() - started) * 1000
     logged = _loggable(inputs, body, predlog.payload_cap, checked)
-    predlog.record(_record(pid, version, latency_ms, logged, outputs, error, source))
+    answer = outputs and _numbers_text(outputs)  # iris's outputs: 0.6 us by orjson, 3.1 by the log's encoder
+    predlog.record(_record(pid, version, latency_ms, logged, answer, error, source))
     metrics.observe_prediction(version.model.name, version.version, "error" if error else "ok", latency_ms)
     if mirror is not None:
         mirror(route, inputs, body, pid)
@@ -221,15 +222,16 @@ def _loggable(inputs: dict, body: bytes | None, cap: int, checked: dict | None =
     return _as_lists(inputs)
 
 
-def _numbers_text(inputs: dict):
-    """`inputs` (lists of JSON numbers) as JSON text by orjson, the same values as the standard
-    library's text (its shortest round-trip floats; 1e-05 may read 0.00001). orjson writes NaN and
-    Infinity as null, and refuses integers past 64 bits: those stay lists for the log's encoder."""
+def _numbers_text(values: dict):
+    """Inputs or outputs (lists of JSON numbers or text) as JSON text by orjson, the same values as
+    the standard library's text (its shortest round-trip floats; 1e-05 may read 0.00001). orjson
+    writes NaN and Infinity as null, and refuses integers past 64 bits: those stay as they are, for
+    the log's encoder."""
     try:
-        text = orjson.dumps(inputs)
+        text = orjson.dumps(values)
     except TypeError:  # orjson.JSONEncodeError
-        return inputs
-    return inputs if b"null" in text else JSONText(text.decode())
+        return values
+    return values if b"null" in text else JSONText(text.decode())
 
 
 class _Cut(JSONText):

@@ -25,7 +25,7 @@ from hub.hub import Hub
 from vocab.names import split_ref
 from web.auth import bearer
 from web.imagebodies import IMAGE_HEADER, image_input, image_type, read_image
-from web.requestbodies import CLIENT_HEADER, is_npy, parse_json, read_npy, single_input
+from web.requestbodies import CLIENT_HEADER, is_npy, json_bytes, parse_json, read_npy, single_input
 from web.v2 import HEADER_LENGTH, infer_reply
 
 PREDICT_PATH = re.compile(r"^/api/v1/models/(?P<name>.+)/predict$")
@@ -109,7 +109,7 @@ class PredictFastPath:
         version = parse_qs(environ.get("QUERY_STRING", "")).get("version", [None])[0]
         content_type = environ.get("CONTENT_TYPE")
         reply, headers = predict_reply(self.hub, match["name"], version, raw, content_type, client)
-        return json.dumps(reply).encode(), headers
+        return json_bytes(reply), headers
 
 
 def _signed_in_browser(environ) -> bool:

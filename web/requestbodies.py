@@ -1,4 +1,5 @@
-"""Reading the bodies of prediction calls: JSON (orjson first) and one numpy `.npy` tensor.
+"""Reading the bodies of prediction calls: JSON (orjson first) and one numpy `.npy` tensor; writing
+the replies (orjson first).
 
 A 3 MB JSON image parses in about 7 ms with orjson against 30-75 ms with the standard library, on
 the event loop every call shares. orjson refuses a few things the standard library reads (NaN,
@@ -27,6 +28,17 @@ def parse_json(raw: bytes):
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return json.loads(raw)
+
+
+def json_bytes(value) -> bytes:
+    """`value` as JSON, by orjson (0.5 us for an iris reply, against 4); by the standard library where
+    orjson's text would say something else: NaN and Infinity (orjson writes null, so any null sends
+    the value there) and integers past 64 bits (orjson refuses them)."""
+    try:
+        text = orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value).encode()
+    return json.dumps(value).encode() if b"null" in text else text
 
 
 def is_npy(content_type: str | None) -> bool:
