@@ -54,6 +54,7 @@ def hub(tmp_path_factory):
     done = server.aid("alias", NAME, "production", "1.0.0")
     assert done.returncode == 0, done.stderr
     yield server
+    server.undeploy_all()  # the hub leaves its servers running when it stops (they are adopted)
     server.stop()
 
 
