@@ -60,6 +60,11 @@ def close_quietly() -> None:
         pass
 
 
+def values_sql(param: str, columns: int, rows: int) -> str:
+    """The VALUES list of a multi-row INSERT: `rows` groups of `columns` placeholders `param`."""
+    return ", ".join(["(" + ", ".join([param] * columns) + ")"] * rows)
+
+
 def rows_per_statement(columns: int, cap: int = 1000) -> int:
     """How many rows of `columns` values one INSERT may carry on the bound database."""
     limit = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999

@@ -31,7 +31,7 @@ from typing import Any
 from peewee import Database
 
 from database import connection
-from database.connection import rows_per_statement
+from database.connection import rows_per_statement, values_sql
 from monitor.rollups import Aggregate
 from monitor.tables import Prediction
 from vocab.times import utc_naive
@@ -322,7 +322,7 @@ def _insert_sql(param: str, rows: int) -> str:
     generation costs ~10x the database's own time. Ids already stored are ignored; the ids
     actually inserted come back (RETURNING: SQLite >= 3.35 and PostgreSQL)."""
     columns = ", ".join(f'"{f.column_name}"' for f in FIELDS)
-    values = ", ".join(["(" + ", ".join([param] * len(FIELDS)) + ")"] * rows)
+    values = values_sql(param, len(FIELDS), rows)
     table = Prediction._meta.table_name
     return f'INSERT INTO "{table}" ({columns}) VALUES {values} ON CONFLICT ("id") DO NOTHING RETURNING "id"'
 

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from peewee import Model
 
 from database import connection
-from database.connection import rows_per_statement
+from database.connection import rows_per_statement, values_sql
 from monitor.tables import (
     LatencyBucket,
     LatencyBucketDay,
@@ -190,7 +190,7 @@ def _upsert_sql(table: str, keys: tuple[str, ...], sums: tuple[str, ...], rows: 
     """The upsert's text, written once per shape: peewee's per-call SQL generation cost ~5 ms of every
     prediction-log flush (the 8 tables), holding the GIL and, under gevent, the hub's event loop."""
     columns = ", ".join(f'"{c}"' for c in keys + sums)
-    values = ", ".join(["(" + ", ".join([param] * (len(keys) + len(sums))) + ")"] * rows)
+    values = values_sql(param, len(keys) + len(sums), rows)
     target = ", ".join(f'"{c}"' for c in keys)
     update = ", ".join(f'"{c}" = "{table}"."{c}" + EXCLUDED."{c}"' for c in sums)
     return f'INSERT INTO "{table}" ({columns}) VALUES {values} ON CONFLICT ({target}) DO UPDATE SET {update}'
