@@ -8,6 +8,9 @@ from __future__ import annotations
 import logging
 import threading
 
+import gevent
+from gevent import monkey
+
 from database.connection import close_quietly
 
 log = logging.getLogger(__name__)
@@ -43,3 +46,10 @@ class Periodic:
                 close_quietly()  # a database that went away left a broken connection: open anew next round
             finally:
                 self.after_round()
+
+
+def after_callers() -> None:
+    """Under gevent (`aid serve`), wait until no request is ready to run: a background round that is
+    long work on the event loop lets the callers go first between its steps."""
+    if monkey.is_module_patched("threading"):
+        gevent.idle()

@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from hub.periodic import Periodic
+from hub.periodic import Periodic, after_callers
 from monitor import driftruns, reviews
 from monitor import reviewscore as score
 from monitor.reviews import Candidate, ReviewReason, Rules
@@ -32,6 +32,7 @@ EVERY_S = 30.0  # AIDHUB_REVIEW_EVERY
 SETTLE = timedelta(seconds=20)  # AIDHUB_REVIEW_SETTLE: shadow answers and direct calls are logged after it
 FIRST_LOOK = timedelta(hours=1)  # a hub's first pass judges the last hour, not the whole log
 BATCH = 2000  # calls judged per pass at most; the next pass goes on from there
+PAGE = 250  # calls read and judged at once: ~8 ms of the event loop's time with image-sized inputs
 DEFAULTS = Rules()  # a model's rules until it sets its own (PUT .../review/rules)
 
 
@@ -71,27 +72,48 @@ class Selector:
         self.ranges: dict[int, dict[str, tuple[float, float]]] = {}  # drift run id -> reference ranges
 
     def run(self, now: datetime | None = None) -> dict[str, int]:
-        """Judge the calls logged since the cursor; the items added, by model."""
+        """Judge the calls logged since the cursor; the items added, by model. Calls are read and
+        judged PAGE at a time, the callers served between pages (`after_callers`)."""
         now = now or utcnow()
         with self.lock:
             after = reviews.cursor() or reviews.id_at(now - FIRST_LOOK)
-            calls = reviews.new_calls(after, now - self.settle, BATCH)
             facts: dict[int, Facts | None] = {}
-            shadows = reviews.shadows_of([c.id for c in calls])
-            done = reviews.queued([c.id for c in calls])  # never the same call twice
-            found = [self._judge(c, shadows.get(c.id), facts) for c in calls if c.id not in done]
-            added = self._sample([c for c in found if c is not None], facts)
+            found: list[Candidate] = []
+            last, seen = after, 0
+            while seen < BATCH:
+                calls = reviews.new_calls(last, now - self.settle, min(PAGE, BATCH - seen))
+                if not calls:
+                    break
+                found += self._judge_page(calls, facts)
+                seen, last = seen + len(calls), calls[-1].id
+                if len(calls) < PAGE:
+                    break
+                after_callers()
+            added = self._sample(found, facts)
             # A full batch goes on from its last call; else every call up to `settle` ago was judged, and
             # the next scan starts there (not at a failed or shadow call it would walk past each time).
-            full = len(calls) == BATCH
-            reviews.move_cursor(calls[-1].id if full else max(after, reviews.id_at(now - self.settle)))
+            full = seen == BATCH
+            reviews.move_cursor(last if full else max(after, reviews.id_at(now - self.settle)))
         return added
+
+    def _judge_page(self, calls: list[Prediction], facts: dict[int, Facts | None]) -> list[Candidate]:
+        ids = [c.id for c in calls]
+        shadows, done = reviews.shadows_of(ids), reviews.queued(ids)  # never the same call twice
+        fresh = [c for c in calls if c.id not in done]
+        inputs = reviews.inputs_of([c.id for c in fresh if self._drifted(c.version_id, facts)])
+        judged = (self._judge(c, shadows.get(c.id), inputs.get(c.id), facts) for c in fresh)
+        return [c for c in judged if c is not None]
 
     def _facts(self, version_id: int, cache: dict[int, Facts | None]) -> Facts | None:
         if version_id not in cache:
             version = VersionRow.get_or_none(VersionRow.id == version_id)
             cache[version_id] = self._read_facts(version) if version else None
         return cache[version_id]
+
+    def _drifted(self, version_id: int, cache: dict[int, Facts | None]) -> bool:
+        """Whether the version's calls are judged against drifted columns (their inputs are read)."""
+        found = self._facts(version_id, cache)
+        return found is not None and bool(found.bounds)
 
     def _read_facts(self, version: VersionRow) -> Facts | None:
         labels = tuple(version.manifest.get("labels") or ())
@@ -126,7 +148,10 @@ class Selector:
         rows = [score.columns(row, version.inputs or {}) for row in first]
         return [row for row in rows if row]
 
-    def _judge(self, call: Prediction, shadow: Prediction | None, cache) -> Candidate | None:
+    def _judge(
+        self, call: Prediction, shadow: Prediction | None, inputs: str | None, cache
+    ) -> Candidate | None:
+        """`inputs`: the call's logged inputs where its version has drifted columns, else None."""
         facts = self._facts(call.version_id, cache)
         outputs = _parsed(call.outputs)
         if facts is None or not isinstance(outputs, dict) or not outputs:
@@ -137,7 +162,7 @@ class Selector:
             return None  # several items, or no label: one label cannot correct it
         reasons = [
             (ReviewReason.DISAGREEMENT, self._disagreement(answer, shadow, cache)),
-            (ReviewReason.DRIFT, self._drift(call, facts)),
+            (ReviewReason.DRIFT, self._drift(inputs, facts)),
             (ReviewReason.LOW_CONFIDENCE, _low_confidence(probs, facts.rules)),
         ]
         held = [(reason, d) for reason, d in reasons if d is not None]
@@ -156,10 +181,10 @@ class Selector:
             return None
         return score.Doubt(1.0, f"{shadow.version} (shadow) answered {other}")
 
-    def _drift(self, call: Prediction, facts: Facts) -> score.Doubt | None:
+    def _drift(self, inputs: str | None, facts: Facts) -> score.Doubt | None:
         if not facts.bounds:
             return None
-        item = score.columns(_parsed(call.inputs), facts.inputs)
+        item = score.columns(_parsed(inputs), facts.inputs)
         return score.outside(item, facts.bounds) if item else None
 
     def _sample(self, found: list[Candidate], cache) -> dict[str, int]:

@@ -20,11 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-import gevent
-from gevent import monkey
-
 from database.connection import UNAVAILABLE
 from hub.errors import Conflict, Invalid, NotFound, Unavailable, translated
+from hub.periodic import after_callers
 from hub.serving import shadow_call
 from hub.windows import scorecard_span
 from monitor import shadows
@@ -95,7 +93,7 @@ class Mirror:
                     return
                 with self.lock:
                     self.queued_bytes -= size
-                _after_callers()
+                after_callers()  # callers first: when they keep the process busy, copies are dropped
                 self._count(model, "copied" if self._run(task) else "failed")
         finally:
             with self.lock:
@@ -111,13 +109,6 @@ class Mirror:
             return False
         finally:
             self.after_task()
-
-
-def _after_callers() -> None:
-    """Under gevent (`aid serve`), wait until no request is ready to run: the callers go first, and
-    when they keep the process busy the queue fills and copies are dropped, not their calls slowed."""
-    if monkey.is_module_patched("threading"):
-        gevent.idle()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from datetime import UTC, timedelta
 
 import pytest
 
+from hub import reviewselect
 from monitor import driftruns, reviews
 from monitor.predlog import PredictionRecord, new_prediction_id
 from monitor.reviews import ReviewCursor, ReviewItem
@@ -173,6 +174,16 @@ def test_the_first_pass_looks_back_an_hour_and_failed_calls_do_not_hold_the_curs
     assert set(chosen(sorter)) == {recent}
     assert reviews.cursor() > max(old, failed, recent)  # the next scan starts after all of them
     assert reviews.cursor() < new_prediction_id()  # and not after calls of the last few seconds
+
+
+def test_a_pass_reads_page_by_page_up_to_its_batch_and_the_next_goes_on_from_there(sorter, monkeypatch):
+    monkeypatch.setattr(reviewselect, "PAGE", 3)
+    monkeypatch.setattr(reviewselect, "BATCH", 7)
+    doubtful = [call(sorter, [0.45, 0.40, 0.15], minutes_ago=20 - i) for i in range(10)]  # a minute each
+    assert set(chosen(sorter)) == set(doubtful[:7])  # three pages: 3 + 3 + 1
+    assert reviews.cursor() == doubtful[6]
+    assert set(chosen(sorter)) == set(doubtful)
+    assert reviews.cursor() > doubtful[9]
 
 
 def test_bad_rules_are_refused_naming_the_value(sorter, client):
