@@ -8,6 +8,9 @@ batches past OFFLOAD_FROM_BYTES of payload: for small rows the two threads' turn
 than the write (iris at c=16: 2,830 req/s inline, 1,900 offloaded; heavy-onnx p99 77 ms inline, 28
 offloaded).
 
+A batch is at most `max_batch` rows or `batch_bytes` of payload, written once either waits (else
+every `flush_interval`): image-sized inputs go in pieces of a few MB, not in one long write.
+
 Each batch is ONE transaction: the Prediction rows (multi-row INSERTs sized to the database's
 bind-variable limit) and the rollup upserts aggregated from the same rows. A failing write logs
 the exception and keeps the rows for the next try; beyond `max_queue` waiting rows the oldest
@@ -45,6 +48,10 @@ STATUSES = ("ok", "error")
 SOURCES = ("hub", "direct", "shadow")  # shadow: a copy of a live call (monitor/shadows.py)
 ERROR_CAP = 2000
 OFFLOAD_FROM_BYTES = 512 * 1024
+# A batch is written once this much payload waits, before `flush_interval`: heavy-onnx at c=16 (16 KB
+# a call) queued 13 MB per half second, a 100 ms write whose turns at the GIL cost the loop 10-20 ms
+# stalls; in 2 MB writes the same work comes in ~15 ms pieces.
+BATCH_BYTES = 2 * 1024 * 1024
 _EPOCH = datetime(1970, 1, 1)  # naive UTC: EPOCH + seconds is utc_naive(seconds), cheaper
 FIELDS = (
     Prediction.id, Prediction.version_id, Prediction.model, Prediction.version,
@@ -92,6 +99,11 @@ def encode_payload(value: Any, cap: int) -> tuple[str | None, bool]:
     return json.dumps({"_truncated": True, "bytes": size}), True
 
 
+def _payload_size(row: Row) -> int:
+    """The characters of a row's inputs and outputs text."""
+    return len(row[9] or "") + len(row[10] or "")
+
+
 def _clean_error(error: str | None) -> str | None:
     return None if error is None else error[:ERROR_CAP].replace("\x00", "")
 
@@ -117,6 +129,7 @@ class PredictionLog:
         database: Database,
         flush_interval: float = 0.5,
         max_batch: int = 2000,
+        batch_bytes: int = BATCH_BYTES,
         payload_cap: int = 16384,
         clock: Callable[[], float] = time.time,
         max_queue: int = 100_000,
@@ -126,6 +139,8 @@ class PredictionLog:
         self.offload = offload or _here
         self.database = database
         self.flush_interval, self.max_batch, self.max_queue = flush_interval, max_batch, max_queue
+        self.batch_bytes = batch_bytes
+        self._queued_bytes = 0  # the payloads' characters in `_queue`
         self.payload_cap, self.clock = payload_cap, clock
         self.dropped = 0
         self._queue: deque[Row] = deque()
@@ -142,9 +157,10 @@ class PredictionLog:
         row = self._row(rec)
         with self._cond:
             self._queue.append(row)
+            self._queued_bytes += _payload_size(row)
             self._accepted += 1
             self._drop_beyond_bound()
-            if len(self._queue) >= self.max_batch:
+            if self._batch_waits():
                 self._cond.notify_all()
         return rec.id
 
@@ -170,7 +186,7 @@ class PredictionLog:
 
     def _write(self, rows: list[Row]) -> None:
         """`_transaction(rows)`, through `offload` when their payloads add up to OFFLOAD_FROM_BYTES."""
-        if sum(len(row[9] or "") + len(row[10] or "") for row in rows) < OFFLOAD_FROM_BYTES:
+        if sum(_payload_size(row) for row in rows) < OFFLOAD_FROM_BYTES:
             return self._transaction(rows)
         return self.offload(lambda: self._transaction(rows))
 
@@ -227,7 +243,7 @@ class PredictionLog:
         if excess <= 0:
             return
         for _ in range(excess):
-            self._queue.popleft()
+            self._queued_bytes -= _payload_size(self._queue.popleft())
         self.dropped += excess
         self._settled += excess
         if self.dropped == excess or self.dropped % 10_000 < excess:
@@ -249,8 +265,7 @@ class PredictionLog:
 
     def _wait_for_work(self) -> bool:
         def ready() -> bool:
-            full = len(self._queue) >= self.max_batch and not self._failing
-            return self._stopping or self._flush_wanted or full
+            return self._stopping or self._flush_wanted or (self._batch_waits() and not self._failing)
 
         with self._cond:
             self._cond.wait_for(ready, self.flush_interval)
@@ -263,10 +278,19 @@ class PredictionLog:
             if not self._write_settled(batch):
                 return
 
+    def _batch_waits(self) -> bool:
+        """Whether a whole batch is queued (call with the lock held)."""
+        return len(self._queue) >= self.max_batch or self._queued_bytes >= self.batch_bytes
+
     def _take(self) -> list[Row]:
+        """The oldest rows, up to `max_batch` rows or `batch_bytes` of payload (at least one)."""
         with self._cond:
-            count = min(len(self._queue), self.max_batch)
-            return [self._queue.popleft() for _ in range(count)]
+            batch, size = [], 0
+            while self._queue and len(batch) < self.max_batch and size < self.batch_bytes:
+                batch.append(self._queue.popleft())
+                size += _payload_size(batch[-1])
+            self._queued_bytes -= size
+            return batch
 
     def _write_settled(self, batch: list[Row]) -> bool:
         ok = self._write_batch(batch)
@@ -275,6 +299,7 @@ class PredictionLog:
                 self._settled += len(batch)
             else:
                 self._queue.extendleft(reversed(batch))
+                self._queued_bytes += sum(_payload_size(row) for row in batch)
                 self._failures += 1
                 self._drop_beyond_bound()
             self._cond.notify_all()

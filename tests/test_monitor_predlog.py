@@ -173,6 +173,33 @@ def test_big_batches_are_written_where_offload_says_small_ones_where_the_writer_
     assert Prediction.select().count() == len(ids) + 1
 
 
+def test_a_batch_is_written_once_its_payloads_pass_batch_bytes_and_no_batch_holds_much_more(db):
+    """Image-sized inputs are written in pieces of about `batch_bytes`, before the flush interval: one
+    write of all that queued in half a second (13 MB at heavy-onnx's c=16) stalled the hub's loop."""
+    written: list[int] = []
+
+    def on_thread(work):
+        before = pool.submit(Prediction.select().count).result()
+        pool.submit(work).result()
+        written.append(pool.submit(Prediction.select().count).result() - before)
+
+    big = {"x": [0.5] * 2500}  # ~10 KB of JSON a row
+    with ThreadPoolExecutor(1) as pool:
+        with PredictionLog(db, flush_interval=60, batch_bytes=600_000, offload=on_thread) as plog:
+            for i in range(50):  # ~500 KB: below batch_bytes, so it waits for the interval
+                plog.record(rec(i, inputs=big))
+            time.sleep(0.3)
+            assert plog.queued == 50 and written == []
+            for i in range(50, 130):
+                plog.record(rec(i, inputs=big))
+            started = time.monotonic()
+            while sum(written) < 120 and time.monotonic() - started < 5:
+                time.sleep(0.02)
+            assert sum(written) >= 120  # without flush(): two batches of ~600 KB were due
+            assert all(rows <= 61 for rows in written)  # at most one row past batch_bytes
+    assert count_predictions(db) == 130
+
+
 def test_full_queue_drops_the_oldest_rows(db, caplog):
     with PredictionLog(db, flush_interval=60, max_queue=5) as plog:
         ids = [plog.record(rec(i)) for i in range(8)]
