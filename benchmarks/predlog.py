@@ -22,7 +22,7 @@ from peewee import Database
 import monitor.migrations  # noqa: F401 - registers the monitor's schema steps
 from database.connection import connect, database
 from database.migrations import migrate
-from monitor.predlog import PredictionLog, PredictionRecord
+from monitor.predlog import BATCH_BYTES, PredictionLog, PredictionRecord
 
 INPUTS = {"features": [[5.1, 3.5, 1.4, 0.2]]}
 OUTPUTS = {"label": ["setosa"], "probabilities": [[0.97, 0.02, 0.01]]}
@@ -53,11 +53,11 @@ def _end_to_end(db, rows: int, threads: int) -> float:
 
 def _queue_then_write(db, rows: int) -> tuple[float, float]:
     """(record() seconds per call with the writer idle, writer rows/s draining the queue)."""
-    with PredictionLog(db, flush_interval=3600, max_batch=rows + 1) as plog:
+    with PredictionLog(db, flush_interval=3600, max_batch=rows + 1, batch_bytes=2**62) as plog:
         started = time.perf_counter()
         _record(plog, rows)
         per_call = (time.perf_counter() - started) / rows
-        plog.max_batch = 2000
+        plog.max_batch, plog.batch_bytes = 2000, BATCH_BYTES
         started = time.perf_counter()
         plog.flush(timeout=600)
         return per_call, rows / (time.perf_counter() - started)

@@ -155,9 +155,10 @@ class PredictionLog:
     def record(self, rec: PredictionRecord) -> str:
         """Queue one prediction (never touches the database here); returns its id."""
         row = self._row(rec)
+        size = _payload_size(row)
         with self._cond:
             self._queue.append(row)
-            self._queued_bytes += _payload_size(row)
+            self._queued_bytes += size
             self._accepted += 1
             self._drop_beyond_bound()
             if self._batch_waits():
@@ -283,12 +284,13 @@ class PredictionLog:
         return len(self._queue) >= self.max_batch or self._queued_bytes >= self.batch_bytes
 
     def _take(self) -> list[Row]:
-        """The oldest rows, up to `max_batch` rows or `batch_bytes` of payload (at least one)."""
+        """The oldest rows: `max_batch` of them at most, within `batch_bytes` of payload (one at least)."""
         with self._cond:
-            batch, size = [], 0
-            while self._queue and len(batch) < self.max_batch and size < self.batch_bytes:
-                batch.append(self._queue.popleft())
-                size += _payload_size(batch[-1])
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
+            size = sum(map(_payload_size, batch))
+            while size > self.batch_bytes and len(batch) > 1:  # image-sized payloads: give some back
+                self._queue.appendleft(batch.pop())
+                size -= _payload_size(self._queue[0])
             self._queued_bytes -= size
             return batch
 

@@ -193,10 +193,11 @@ def test_a_batch_is_written_once_its_payloads_pass_batch_bytes_and_no_batch_hold
             for i in range(50, 130):
                 plog.record(rec(i, inputs=big))
             started = time.monotonic()
-            while sum(written) < 120 and time.monotonic() - started < 5:
+            while count_predictions(db) < 130 and time.monotonic() - started < 5:
                 time.sleep(0.02)
-            assert sum(written) >= 120  # without flush(): two batches of ~600 KB were due
-            assert all(rows <= 61 for rows in written)  # at most one row past batch_bytes
+            assert count_predictions(db) == 130  # without flush(): a batch was due, then the rest went too
+            assert len(written) >= 2  # the ~1.3 MB in batches of ~600 KB
+            assert all(rows <= 59 for rows in written)  # within batch_bytes (60 rows: ~602 KB)
     assert count_predictions(db) == 130
 
 
