@@ -120,3 +120,4 @@ def run() -> list[dict]:
         hub.undeploy_all()
         hub.stop()
         shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(hub.home, ignore_errors=True)

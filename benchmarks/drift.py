@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,7 @@ def run() -> list[dict]:
     finally:
         hub.undeploy_all()
         hub.stop()
+        shutil.rmtree(hub.home, ignore_errors=True)
     return [
         *rows,
         row("drift run through the hub and aid (iris, 112 calls), worker up", seconds, "s"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -86,6 +87,7 @@ def deployed_hub(extra_env: dict | None = None, packages: list[Path] | None = No
     finally:
         hub.undeploy_all()
         hub.stop()
+        shutil.rmtree(hub.home, ignore_errors=True)  # its log: 1 GB after a few heavy-onnx loads
 
 
 def run() -> list[dict]:

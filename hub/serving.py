@@ -24,6 +24,7 @@ from runners.flavors import tensorbody
 from runners.flavors.calls import COLLECT_ROUTE, TOKEN_HEADER, new_prediction_id  # ids: no system call
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+INPUTS_HEAD = b'{"inputs":'  # how a predict body starts when its inputs' text is logged as it came
 
 
 class ModelClient:
@@ -218,8 +219,18 @@ def _loggable(inputs: dict, body: bytes | None, cap: int, checked: dict | None =
     if sum(a.size for a in arrays) * 2 > cap:
         return _Cut(json.dumps({"_truncated": True, "bytes": sum(a.nbytes for a in arrays)}))
     if checked and all(isinstance(v, np.ndarray) for v in checked.values()):
-        return _numbers_text(_as_lists(inputs))
+        return _inputs_text(body, len(inputs)) or _numbers_text(_as_lists(inputs))
     return _as_lists(inputs)
+
+
+def _inputs_text(body: bytes | None, names: int) -> JSONText | None:
+    """The inputs' JSON text as the caller wrote it, cut from a body `{"inputs": {...}}` that starts
+    that way and holds no string but its 1 + `names` keys (so no key twice): 1 us for heavy-onnx's
+    12 KB, against 39 us to encode the parsed lists again. None for any other body."""
+    raw = body.strip() if body is not None else b""
+    if not raw.startswith(INPUTS_HEAD) or raw.count(b'"') != 2 * (1 + names):
+        return None
+    return JSONText(raw[len(INPUTS_HEAD) : -1].strip().decode())
 
 
 def _numbers_text(values: dict):

@@ -321,3 +321,16 @@ def test_a_python_model_gets_binary_inputs_as_lists(hub):
         b"list",
         7.0,
     )  # scalars: shape []
+
+
+def test_checked_inputs_are_logged_as_the_caller_wrote_them_unless_a_key_repeats(hub):
+    url = f"{hub.url}/api/v1/models/kind/predict"
+    headers = {"Content-Type": "application/json"}
+    written = b'{"inputs":  {"x": [1.5, 2e-3, 3]} }'  # cut from the body, not encoded again
+    reply = httpx.post(url, content=written, headers=headers)
+    assert reply.status_code == 200, reply.text
+    assert logged_inputs(hub, reply.json()["id"]) == ('{"x": [1.5, 2e-3, 3]}', 0)
+    twice = b'{"inputs": {"x": [9.0]}, "inputs": {"x": [1.0, 2.0]}}'  # JSON keeps the last
+    reply = httpx.post(url, content=twice, headers=headers)
+    assert (reply.status_code, reply.json()["outputs"]["sum"]) == (200, 3.0)
+    assert logged_inputs(hub, reply.json()["id"]) == ('{"x":[1.0,2.0]}', 0)
