@@ -49,8 +49,8 @@ SOURCES = ("hub", "direct", "shadow")  # shadow: a copy of a live call (monitor/
 ERROR_CAP = 2000
 OFFLOAD_FROM_BYTES = 512 * 1024
 # A batch is written once this much payload waits, before `flush_interval`: heavy-onnx at c=16 (16 KB
-# a call) queued 13 MB per half second, a 100 ms write whose turns at the GIL cost the loop 10-20 ms
-# stalls; in 2 MB writes the same work comes in ~15 ms pieces.
+# a call) queued 13 MB per half second, a ~100 ms write whose turns at the GIL held the hub's loop
+# 10-50 ms at a time; in 2 MB writes the same work comes in ~20 ms pieces.
 BATCH_BYTES = 2 * 1024 * 1024
 _EPOCH = datetime(1970, 1, 1)  # naive UTC: EPOCH + seconds is utc_naive(seconds), cheaper
 FIELDS = (
