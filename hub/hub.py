@@ -103,6 +103,7 @@ class Hub(AlertUseCases, AliasUseCases, AuthUseCases, BuildHistoryUseCases, Data
         metrics = Metrics(shared=self.config.metrics_dir)
         metrics.watch_log(lambda: self.predlog.queued, lambda: self.predlog.dropped)
         metrics.watch_versions(version_states)
+        self.client.on_batch = metrics.observe_batch
         self.gauge_refresh = GaugeRefresh.started_if_shared(metrics)
         self.deployments.on_finished = lambda build, status, seconds: metrics.observe_build(
             build.version.model.name, build.version.version, status, seconds

@@ -12,11 +12,13 @@ import orjson
 from gevent import monkey
 from geventhttpclient import HTTPClient
 
+from hub.batcher import Batcher
 from hub.errors import BadInput, ModelFailed
 from hub.routes import Route
 from monitor.metrics import Metrics
 from monitor.predlog import JSONText, PredictionLog, PredictionRecord
 from monitor.shadows import shadow_id
+from registry.batching import batching_settings
 from registry.models import VersionRow
 from registry.package import check_example_outputs
 from registry.tensors import check_inputs, fitting_arrays, numbers_only, without_bools
@@ -40,6 +42,8 @@ class ModelClient:
         self.shared: dict | None = {} if monkey.is_module_patched("socket") else None
         self.local = threading.local()
         self.json_only: set[str] = set()  # servers started before the tensor route existed
+        self.batchers: dict[str, tuple[int, Batcher | None]] = {}  # server: (version id, its batcher)
+        self.on_batch = None  # on_batch(model, version, calls) for each batch of several calls sent
 
     def _pool(self, url: str) -> HTTPClient:
         pools = self.shared if self.shared is not None else self.local.__dict__.setdefault("pools", {})
@@ -66,6 +70,25 @@ class ModelClient:
             self.json_only.add(url)
             return self.predict_tensors(url, arrays)
         return self._answer(status, data)
+
+    def predict_batched(self, url: str, version: VersionRow, arrays: dict) -> dict:
+        """`predict_tensors`, joined with concurrent calls when the version's manifest turns batching
+        on (hub/batcher.py)."""
+        held = self.batchers.get(url)
+        if held is None or held[0] != version.id:  # a new server, or another version on its port
+            held = self.batchers[url] = (version.id, self._batcher(url, version))
+        return held[1](arrays) if held[1] is not None else self.predict_tensors(url, arrays)
+
+    def _batcher(self, url: str, version: VersionRow) -> Batcher | None:
+        settings = batching_settings(version.manifest.get("batching"))
+        if not settings["enabled"]:
+            return None
+        model, number, on_batch = version.model.name, version.version, self.on_batch
+        return Batcher(
+            lambda arrays: self.predict_tensors(url, arrays), list(version.inputs),
+            settings["max_batch_size"], settings["max_latency_ms"],
+            on_batch and (lambda calls: on_batch(model, number, calls)),
+        )  # fmt: skip
 
     def _post(self, url: str, path: str, body: bytes, headers: dict) -> tuple[int, bytes]:
         try:
@@ -196,7 +219,7 @@ def _forward(client: ModelClient, url: str, version: VersionRow, inputs: dict, b
     the lists JSON gives it): it gets the body as it came, or the inputs as JSON."""
     arrays = all(isinstance(v, np.ndarray) for v in inputs.values())
     if arrays and version.manifest.get("framework") != "python":
-        return client.predict_tensors(url, inputs)
+        return client.predict_batched(url, version, inputs)
     if body is not None:
         return client.predict(url, inputs, body)  # the body wins: sent as it came
     return client.predict(url, _as_lists(inputs))

@@ -64,6 +64,7 @@ def latency_counts(histogram: Mapping[int, int]) -> list[int]:
     return [now - before for before, now in zip([0, *below], below, strict=False)]
 
 
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)  # calls; 4096: registry MAX_BATCH_SIZE
 BUILD_BUCKETS_S = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
@@ -130,6 +131,13 @@ class Metrics:
             "Builds, queued to ready (or failed, or cancelled).",
             ["model", "version", "status"],
             buckets=BUILD_BUCKETS_S,
+            registry=r,
+        )
+        self.batches = Histogram(
+            "aidhub_batch_calls",
+            "Calls the hub joined into one call to a model's server (manifest `batching:` on).",
+            ["model", "version"],
+            buckets=BATCH_BUCKETS,
             registry=r,
         )
         self._watch_gauges(r)
@@ -204,6 +212,9 @@ class Metrics:
             if count:
                 value.inc(count)
         child._sum.inc(sum_ms / 1000.0)
+
+    def observe_batch(self, model: str, version: str, calls: int) -> None:
+        self.batches.labels(model, version).observe(calls)
 
     def observe_feedback(self, model: str, version: str | None, correct: bool | None) -> None:
         verdict = "unknown" if correct is None else str(correct).lower()

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import queue
+import re
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.hubserver import REPO, HubProcess
@@ -24,11 +27,21 @@ def hub(tmp_path_factory):
     server = HubProcess(
         tmp_path_factory.mktemp("load"), extra_env={"AIDHUB_RATE_PREDICT": "0", "AIDHUB_RATE_FEEDBACK": "0"}
     ).start()
-    result = server.aid("publish", str(REPO / "examples" / "iris-onnx"), "--deploy")
-    assert result.returncode == 0, result.stderr
+    for package in (REPO / "examples" / "iris-onnx", batched_copy(tmp_path_factory.mktemp("batched"))):
+        result = server.aid("publish", str(package), "--deploy")
+        assert result.returncode == 0, result.stderr
     yield server
     server.undeploy_all()
     server.stop()
+
+
+def batched_copy(folder) -> str:
+    """iris-onnx as `iris-onnx-batched`, with batching on (the only other difference)."""
+    shutil.copytree(REPO / "examples" / "iris-onnx", folder, dirs_exist_ok=True)
+    manifest = folder / "aid.yaml"
+    text = manifest.read_text().replace("name: iris-onnx\n", "name: iris-onnx-batched\n", 1)
+    manifest.write_text(text + "batching: {enabled: true, max_batch_size: 16, max_latency_ms: 5}\n")
+    return str(folder)
 
 
 def predict_all(url: str, ids: queue.Queue) -> list[tuple[int, float]]:
@@ -88,3 +101,30 @@ def test_10000_predictions_at_concurrency_64_with_feedback_are_all_counted(hub):
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
     rate = CALLS / seconds
     print(f"{CALLS} predictions at c={CONCURRENCY} in {seconds:.1f} s ({rate:.0f} req/s, p99 {p99:.0f} ms)")
+
+
+def test_calls_the_hub_joins_into_batches_each_get_the_answer_they_get_alone(hub):
+    """The hub joins concurrent calls to a version with batching on (hub/batcher.py) and hands each
+    caller its own rows: the same answers as the version without batching, called one by one."""
+    rows = [[4.3 + i % 36 / 10, 2.0 + i % 24 / 10, 1.0 + i % 59 / 10, 0.1 + i % 25 / 10] for i in range(600)]
+
+    def answers(name: str, concurrency: int) -> list[dict]:
+        url = f"{hub.url}/api/v1/models/{name}/predict"
+        with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
+            post = lambda row: client.post(url, json={"inputs": {"features": [row]}})  # noqa: E731
+            with ThreadPoolExecutor(concurrency) as pool:
+                replies = list(pool.map(post, rows))
+        assert [r.status_code for r in replies] == [200] * len(rows), replies[0].text
+        return [r.json()["outputs"] for r in replies]
+
+    batched, alone = answers("iris-onnx-batched", 32), answers("iris-onnx", 1)
+    assert [a["label"] for a in batched] == [a["label"] for a in alone]
+    probabilities = [np.array([a["probabilities"] for a in answers]) for answers in (batched, alone)]
+    np.testing.assert_allclose(*probabilities, rtol=1e-5, atol=1e-6)
+    metrics = httpx.get(f"{hub.url}/metrics").text
+    count, total = (
+        float(re.search(rf'aidhub_batch_calls_{part}{{model="iris-onnx-batched"[^}}]*}} (\S+)', metrics)[1])
+        for part in ("count", "sum")
+    )
+    assert total == len(rows)  # every call went in exactly one batch
+    assert count < total / 2, f"{count} batches for {total} calls: hardly any joined"
