@@ -1,9 +1,10 @@
 """Batching on vs off through the hub (benchmarks/batching.py): the heavier model published twice on
-one hub (`aid serve`, process runner), as `heavy-onnx` (batching off, the manifest's default) and as
+a hub (`aid serve`, process runner), as `heavy-onnx` (batching off, the manifest's default) and as
 `heavy-onnx-batched` (the same package with `batching:` on), loaded by wrk with the JSON body a user
 sends: the native route's `{"inputs": ...}` and the v2 route's flat `data`. The hub checks the JSON
-with numpy and forwards raw tensor bytes to the server's tensor route (hub/serving.py), where the
-batcher joins concurrent calls (runners/flavors/batching.py)."""
+with numpy, joins concurrent calls to the batched copy (hub/batcher.py) and forwards raw tensor bytes
+to the server's tensor route (hub/serving.py), which runs each joined call as one batch
+(runners/flavors/batching.py). Two hubs: one web worker (the default on two cores) and two."""
 
 from __future__ import annotations
 
@@ -32,14 +33,19 @@ def batched_copy(model: Model, folder: Path) -> Path:
     return copy
 
 
-def hub_targets(url: str, model: Model) -> dict:
-    """{(route, batching): (url, JSON body)} for the two published copies."""
+def hub_targets(url: str, model: Model, workers: int) -> dict:
+    """{(route, batching): (url, JSON body)} for the two published copies on a hub with `workers`
+    web workers."""
     names = {"off": model.name, "on": model.name + BATCHED_SUFFIX}
     targets = {}
     for mode, name in names.items():
-        targets["hub JSON", mode] = (f"{url}/api/v1/models/{name}/predict", model.native)
-        targets["hub v2 JSON", mode] = (f"{url}/v2/models/{name}/infer", model.v2)
+        targets[route_name("native", workers), mode] = (f"{url}/api/v1/models/{name}/predict", model.native)
+        targets[route_name("v2", workers), mode] = (f"{url}/v2/models/{name}/infer", model.v2)
     return targets
+
+
+def route_name(route: str, workers: int) -> str:
+    return f"hub {route} JSON, {workers} web worker{'s' if workers > 1 else ''}"
 
 
 def check(targets: dict) -> None:
@@ -49,9 +55,9 @@ def check(targets: dict) -> None:
         reply = httpx.post(url, json=body, timeout=60)
         if reply.status_code != 200:
             raise RuntimeError(f"{route}, batching {mode}: {reply.status_code} {reply.text[:300]}")
-        if route == "hub JSON":
-            labels[mode] = reply.json()["outputs"]["label"]
-    if labels["on"] != labels["off"]:
+        if "native" in route:
+            labels[route, mode] = reply.json()["outputs"]["label"]
+    if len(set(map(str, labels.values()))) != 1:
         raise RuntimeError(f"batching changed the hub's answer: {labels}")
 
 

@@ -9,9 +9,9 @@ Both run from the hub's own virtualenv (BentoML and onnxruntime), from folders w
 `runners.service.write_service_dir`: the exact service a deployment runs, with the workers and
 threads it would get from the package's `resources.cpu` (1: one worker, one onnxruntime thread).
 
-The same two configurations are also loaded through a hub (benchmarks/batchhub.py: the model
-published twice, batching off and on) with the JSON bodies users send, on the native and the v2
-route; their CPU per call is the hub's with its model servers'.
+The same two configurations are also loaded through two hubs, with one web worker and with two
+(benchmarks/batchhub.py: the model published twice, batching off and on), with the JSON bodies users
+send, on the native and the v2 route; their CPU per call is the hub's with its model servers'.
 
 Settings: AIDHUB_BATCHING_SECONDS (per load, default 10), AIDHUB_BATCHING_ROUNDS (default 2).
 """
@@ -153,13 +153,13 @@ def run() -> list[dict]:
             specs = {"off": heavy_spec(model, {}), "on": heavy_spec(model, BATCHING_ON)}
             started = {n: stack.enter_context(serve(s, _mkdir(folder / n))) for n, s in specs.items()}
             _check({n: server.wait().url for n, server in started.items()}, model)
-            hub = stack.enter_context(
-                deployed_hub(packages=[model.folder, batchhub.batched_copy(model, folder)])
-            )
-            targets = batchhub.hub_targets(hub.url, model)
-            batchhub.check(targets)
-            hub_runs = {k: _with_cpu(hub, f) for k, f in batchhub.hub_loads(targets, CONCURRENCY).items()}
-            runs_of = loads(started, model) | hub_runs
+            runs_of = loads(started, model)
+            packages = [model.folder, batchhub.batched_copy(model, folder)]
+            for workers in HUB_WORKERS:
+                hub = stack.enter_context(deployed_hub(packages=packages, workers=workers))
+                targets = batchhub.hub_targets(hub.url, model, workers)
+                batchhub.check(targets)
+                runs_of |= {k: _with_cpu(hub, f) for k, f in batchhub.hub_loads(targets, CONCURRENCY).items()}
             measure(runs_of, rounds=1, seconds=2)  # warm-up
             results = measure(runs_of)
     except BaseException:
@@ -169,11 +169,12 @@ def run() -> list[dict]:
     return _rows(model.name, results)
 
 
+HUB_WORKERS = (1, 2)  # `aid serve --workers N`
 ROUTES = (
     ("json", "JSON /predict"),  # straight to BentoML's own JSON route: its per-call JSON work dominates
     ("binary", "binary tensors"),  # straight to the server's tensor route
-    ("hub JSON", "hub native JSON"),  # through the hub (CPU: the hub with its model servers)
-    ("hub v2 JSON", "hub v2 JSON"),
+    # through the hub (CPU: the hub with its model servers)
+    *((batchhub.route_name(r, n), batchhub.route_name(r, n)) for n in HUB_WORKERS for r in ("native", "v2")),
 )
 
 

@@ -73,12 +73,15 @@ def _redeploy_seconds(hub: HubProcess) -> float:
 
 
 @contextmanager
-def deployed_hub(extra_env: dict | None = None, packages: list[Path] | None = None) -> Iterator[HubProcess]:
-    """A hub (`aid serve`, process runner, SQLite in a new home) with MODEL (or each of `packages`)
-    published and deployed, and the predict rate limit off (UNLIMITED) plus `extra_env`; undeployed
-    and stopped after."""
+def deployed_hub(
+    extra_env: dict | None = None, packages: list[Path] | None = None, workers: int | None = None
+) -> Iterator[HubProcess]:
+    """A hub (`aid serve [--workers N]`, process runner, SQLite in a new home) with MODEL (or each of
+    `packages`) published and deployed, and the predict rate limit off (UNLIMITED) plus `extra_env`;
+    undeployed and stopped after."""
     env = {**UNLIMITED, **(extra_env or {})}
-    hub = HubProcess(Path(tempfile.mkdtemp(prefix="aidhub-bench-")), extra_env=env).start()
+    home = Path(tempfile.mkdtemp(prefix="aidhub-bench-"))
+    hub = HubProcess(home, extra_env=env, workers=workers).start()
     try:
         for package in packages or [REPO / "examples" / MODEL]:
             result = hub.aid("publish", str(package), "--deploy")

@@ -50,3 +50,18 @@ def test_binary_tensors_are_logged_as_their_values():
     text = _loggable(inputs, None, CAP, inputs)
     assert isinstance(text, JSONText)
     assert json.loads(text) == {"x": [[0.1875, 2.0]], "n": [[True, False]]}
+
+
+def test_float32_arrays_are_logged_as_their_shortest_text_and_read_back_the_same_float32():
+    x = np.asarray([[0.1, 1e-8, 3.0, -2.5e30]], dtype=np.float32)
+    text = _loggable({"x": x}, None, CAP, {"x": x})
+    assert text == '{"x":[[0.1,1e-8,3.0,-2.5e+30]]}'
+    assert np.array_equal(np.asarray(json.loads(text)["x"], dtype=np.float32), x)
+
+
+def test_arrays_orjson_cannot_write_as_they_are_go_through_lists():
+    strided = np.arange(12.0).reshape(3, 4)[:, 1]  # not in C order
+    assert json.loads(_loggable({"x": strided}, None, CAP, {"x": strided})) == {"x": [1.0, 5.0, 9.0]}
+    nan = np.asarray([np.nan, 1.0])
+    stored, _ = encode_payload(_loggable({"x": nan}, None, CAP, {"x": nan}), CAP)
+    assert stored == '{"x":[NaN,1.0]}'
