@@ -43,7 +43,7 @@ class ModelClient:
         self.local = threading.local()
         self.json_only: set[str] = set()  # servers started before the tensor route existed
         self.batchers: dict[str, tuple[int, Batcher | None]] = {}  # server: (version id, its batcher)
-        self.on_batch = None  # on_batch(model, version, calls) for each batch of several calls sent
+        self.on_batch = None  # on_batch(model, version, calls) for each batch sent (1: a call alone)
 
     def _pool(self, url: str) -> HTTPClient:
         pools = self.shared if self.shared is not None else self.local.__dict__.setdefault("pools", {})

@@ -35,6 +35,10 @@ from .startup import Launched, server_url, wait_until_ready
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 10.0
+# A free port is found by binding port 0 and letting go; until the server binds it, seconds later,
+# anything may take it (an outgoing connection's local port is drawn from the same range).
+PORT_TRIES = 3
+PORT_TAKEN = "Address already in use"
 # The only variables of the hub's own environment a model server inherits: the hub's settings
 # (AIDHUB_*, the database URL), tokens, proxies with credentials and the like stay behind. What
 # the server is meant to know comes in the spec's `env` (the hub's report token, the payload cap).
@@ -101,12 +105,18 @@ class ProcessRunner:
         """Build if needed, write the service, launch it, wait for /readyz; RunnerError if not."""
         env_key = self._build(spec, log)
         service_dir = self._write_service(spec)
-        instance = self._launch(spec, env_key, service_dir, _free_port(self.host))
-        log(f"Started {spec.name} {spec.version} as pid {instance.pid} on {instance.url}")
         log(f"NOTE: the process runner does not enforce resources (cpu {spec.cpus:g}, memory "
             f"{format_size(spec.memory_bytes)}): use the container runner to limit a version.")  # fmt: skip
-        wait_until_ready(spec, self._launched(instance), self.ready_timeout, log)
-        return instance
+        for attempt in range(1, PORT_TRIES + 1):
+            instance = self._launch(spec, env_key, service_dir, _free_port(self.host))
+            log(f"Started {spec.name} {spec.version} as pid {instance.pid} on {instance.url}")
+            try:
+                wait_until_ready(spec, self._launched(instance), self.ready_timeout, log)
+                return instance
+            except RunnerError as e:
+                if attempt == PORT_TRIES or PORT_TAKEN not in e.log_tail:
+                    raise
+                log(f"port {instance.port} was taken before the server bound it; trying another")
 
     def stop(self, instance: Instance) -> None:
         """SIGTERM the server, SIGKILL what is left after STOP_GRACE_S; a no-op when gone.

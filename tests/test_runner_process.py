@@ -167,6 +167,39 @@ class TestRunnerContract:
         assert _leftovers(after_restart, instance) == []
 
 
+@pytest.mark.slow
+def test_a_port_taken_before_the_server_binds_it_is_left_for_another(request, tmp_path, monkeypatch):
+    """The free port is found before the server starts; something may take it meanwhile."""
+    import socket
+
+    from runners import process
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1]])
+    monkeypatch.setattr(process, "_free_port", lambda host: next(ports, None) or _bindable_port())
+    runner = make_runner("process", **process_options(request, request.getfixturevalue("envs_dir"), tmp_path))
+    lines = []
+    try:
+        instance = runner.start(python_spec("runner_echo", version="1.4.0"), lines.append)
+        assert instance.port != taken.getsockname()[1]
+        assert predict(instance, {"text": "moved", "values": [1]}).json()["upper"] == "MOVED"
+        assert f"port {taken.getsockname()[1]} was taken before the server bound it; trying another" in lines
+        runner.stop(instance)
+    finally:
+        taken.close()
+        runner.close()
+
+
+def _bindable_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_process_versions_with_the_same_requirements_share_one_environment(request, tmp_path):
     """The container runner's counterpart (image layer reuse) is in test_runner_container.py."""
     fresh_envs = tmp_path / "fresh-envs"  # a first build really happens here

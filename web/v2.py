@@ -8,7 +8,6 @@ as bytes after the JSON when `parameters.binary_data_output` or an output's own 
 
 from __future__ import annotations
 
-import json
 import struct
 
 import numpy as np
@@ -19,7 +18,7 @@ from hub.hub import Hub
 from web.auth import needs, public
 from web.context import get_hub
 from web.numbertext import only_numbers
-from web.requestbodies import CLIENT_HEADER, parse_json
+from web.requestbodies import CLIENT_HEADER, json_bytes, parse_json
 
 blueprint = Blueprint("v2", __name__, url_prefix="/v2")
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -284,7 +283,7 @@ def _response(body: dict, tensors: list[dict], binary: set[str]) -> tuple[bytes,
             blobs.append(blob)
         else:
             t["data"] = array.reshape(-1).tolist()
-    header = json.dumps({**body, "outputs": tensors}).encode()
+    header = json_bytes({**body, "outputs": tensors})
     if not blobs:
         return header, {"Content-Type": "application/json"}
     return header + b"".join(blobs), {
