@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from runners.process import PORT_TAKEN, PORT_TRIES
 from tests.postgres import _free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,6 +45,21 @@ class HubProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> HubProcess:
+        """Start `aid serve` and wait until it answers. A port taken between `_free_port` finding
+        it and the hub binding it (by an outgoing connection, say) is left for another."""
+        for attempt in range(1, PORT_TRIES + 1):
+            printed = self.home / "serve.out"
+            before = printed.stat().st_size if printed.exists() else 0
+            try:
+                return self._start(timeout)
+            except RuntimeError:
+                taken = PORT_TAKEN in printed.read_bytes()[before:].decode(errors="replace")
+                if attempt == PORT_TRIES or not taken:
+                    raise
+                self.port = _free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+
+    def _start(self, timeout: float) -> HubProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.home / "serve.out", "ab")
         command = [AID, "serve", "--port", str(self.port)]
