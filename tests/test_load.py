@@ -27,12 +27,14 @@ def hub(tmp_path_factory):
     server = HubProcess(
         tmp_path_factory.mktemp("load"), extra_env={"AIDHUB_RATE_PREDICT": "0", "AIDHUB_RATE_FEEDBACK": "0"}
     ).start()
-    for package in (REPO / "examples" / "iris-onnx", batched_copy(tmp_path_factory.mktemp("batched"))):
-        result = server.aid("publish", str(package), "--deploy")
-        assert result.returncode == 0, result.stderr
-    yield server
-    server.undeploy_all()
-    server.stop()
+    try:
+        for package in (REPO / "examples" / "iris-onnx", batched_copy(tmp_path_factory.mktemp("batched"))):
+            result = server.aid("publish", str(package), "--deploy")
+            assert result.returncode == 0, result.stderr
+        yield server
+    finally:
+        server.undeploy_all()
+        server.stop()
 
 
 def batched_copy(folder) -> str:
