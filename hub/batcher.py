@@ -78,7 +78,11 @@ class Batcher:
             if self._enough():
                 self._company.set()
         if not call.lead:
-            call.woken.wait()
+            try:
+                call.woken.wait()
+            except BaseException:  # stopped while it waited (a greenlet killed)
+                self._leave(call)
+                raise
         if not call.answered:  # the lead: send batches until this call is answered
             self._lead(call)
         if call.error is not None:
@@ -102,7 +106,7 @@ class Batcher:
                     call.settle(None, ModelFailed(STOPPED))
             raise
         finally:
-            self._hand_over()
+            self._hand_over(own)
 
     def _wait_for_company(self) -> None:
         with self._lock:
@@ -122,9 +126,26 @@ class Batcher:
             self._queued_rows -= rows
         return batch
 
-    def _hand_over(self) -> None:
-        """The lead goes to the oldest queued call, if any."""
+    def _leave(self, call: _Call) -> None:
+        """A caller stopped while it waited: its call leaves the queue, and the lead goes on if it
+        had just been handed it."""
+        if call.lead and not call.answered:
+            self._hand_over(call)
+            return
         with self._lock:
+            self._unqueue(call)
+
+    def _unqueue(self, call: _Call) -> None:
+        """`call` out of the queue, if it is there (a caller stopped before its call was sent)."""
+        if not call.answered and call in self._queue:
+            self._queue.remove(call)
+            self._queued_rows -= call.rows
+
+    def _hand_over(self, leaving: _Call) -> None:
+        """The lead goes to the oldest queued call, if any, once `leaving` (the leader) is out of
+        the queue."""
+        with self._lock:
+            self._unqueue(leaving)
             if not self._queue:
                 self._busy = False
                 return

@@ -166,3 +166,63 @@ def test_a_leader_stopped_mid_send_fails_its_batch_and_the_calls_queued_after_st
     assert results["A"] == {"first": [0.0]} and results["E"] == {"first": [4.0]}
     assert isinstance(results["B"], Stopped)
     assert all(isinstance(results[n], ModelFailed) and STOPPED in str(results[n]) for n in "CD")
+
+
+@pytest.fixture
+def greenlets(monkeypatch):
+    """The batcher's locks and events as gevent's, as under `aid serve` (whose standard library
+    gevent patches); callers are greenlets, which can be killed while they wait."""
+    import types
+
+    import gevent.event
+    import gevent.lock
+
+    import hub.batcher
+
+    primitives = types.SimpleNamespace(Lock=gevent.lock.Semaphore, Event=gevent.event.Event)
+    monkeypatch.setattr(hub.batcher, "threading", primitives)
+
+
+def gevent_send(sent: list):
+    import gevent
+
+    def send(arrays: dict) -> dict:
+        sent.append(arrays["x"][:, 0].tolist())
+        gevent.sleep(0.05)  # the server's answer is I/O: the other greenlets run meanwhile
+        return {"first": arrays["x"][:, 0].tolist()}
+
+    return send
+
+
+@pytest.mark.usefixtures("greenlets")
+def test_a_caller_killed_while_it_waits_leaves_the_queue_and_the_others_are_answered():
+    import gevent
+
+    sent = []
+    batcher = Batcher(gevent_send(sent), ["x"], MAX_ROWS, max_latency_ms=5)
+    a = gevent.spawn(batcher, {"x": np.array([[0.0, 0.0]])})
+    gevent.sleep(0.01)  # A's call is out
+    b, c = (gevent.spawn(batcher, {"x": np.array([[v, 0.0]])}) for v in (1.0, 2.0))
+    gevent.sleep(0.01)  # B and C wait
+    b.kill()
+    gevent.joinall([a, c], timeout=5)
+    assert a.value == {"first": [0.0]} and c.value == {"first": [2.0]}
+    assert sent == [[0.0], [2.0]]  # B's call was never sent
+
+
+@pytest.mark.usefixtures("greenlets")
+def test_a_leader_killed_while_it_waits_for_company_does_not_keep_the_lead():
+    import gevent
+
+    sent = []
+    batcher = Batcher(gevent_send(sent), ["x"], MAX_ROWS, max_latency_ms=2000)
+    callers = [gevent.spawn(batcher, {"x": np.array([[v, 0.0]])}) for v in (0.0, 1.0, 2.0)]
+    gevent.joinall(callers, timeout=5)
+    assert batcher.last_size > 1  # so the next leader waits for company
+    waiting = gevent.spawn(batcher, {"x": np.array([[3.0, 0.0]])})
+    gevent.sleep(0.05)
+    waiting.kill()
+    late = gevent.spawn(batcher, {"x": np.array([[4.0, 0.0]])})  # leads at once or after 2 s
+    late.join(timeout=5)
+    assert late.value == {"first": [4.0]}
+    assert [3.0] not in sent

@@ -214,3 +214,12 @@ def test_a_version_never_built_says_how_to_build_it(client, publish):
     assert "No build yet: aid deploy demo-adder@1.0.0 builds and starts it." in text_of(
         get(client, "/models/demo-adder")
     )
+
+
+def test_model_page_says_when_a_version_batches_calls(client, publish):
+    publish()
+    publish(version="1.1.0", batching={"max_batch_size": 8, "max_latency_ms": 4})
+    batched = text_of(get(client, "/models/demo-adder"))
+    assert "onnx · not deployed · batches calls: up to 8 rows, waiting at most 4 ms" in batched
+    alone = text_of(get(client, "/models/demo-adder?version=1.0.0"))
+    assert "onnx · not deployed" in alone and "batches calls" not in alone

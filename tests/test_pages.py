@@ -63,15 +63,6 @@ def test_model_page_shows_name_task_versions_and_not_deployed(client, publish):
     assert "Aliases latest 1.1.0" in text
 
 
-def test_model_page_says_when_a_version_batches_calls(client, publish):
-    publish()
-    publish(version="1.1.0", batching={"max_batch_size": 8, "max_latency_ms": 4})
-    batched = text_of(get(client, "/models/demo-adder"))
-    assert "onnx · not deployed · batches calls: up to 8 rows, waiting at most 4 ms" in batched
-    alone = text_of(get(client, "/models/demo-adder?version=1.0.0"))
-    assert "onnx · not deployed" in alone and "batches calls" not in alone
-
-
 def test_model_page_lists_the_files_with_sizes_and_download_links(client, publish):
     publish()
     page = get(client, "/models/demo-adder")
