@@ -12,7 +12,8 @@ held have queued, at most `max_latency_ms`. One batch is out at a time per serve
 its caller (the leader) sends it, hands each caller its rows, and passes the lead to the oldest call
 still queued once its own call is answered. A batch the server refuses is sent again call by call,
 so one bad call fails only itself; a model whose outputs have no row per input row is then served
-call by call from there on.
+call by call from there on. A caller stopped while it waits (a greenlet killed) takes its call out
+of the queue and passes on the lead; a leader stopped mid-send fails the calls it carried.
 
 Works alike under gevent (`aid serve`: the standard library's locks and events are gevent's) and
 with plain threads (tests)."""
