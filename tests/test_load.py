@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import queue
 import re
-import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,8 @@ import httpx
 import numpy as np
 import pytest
 
+from benchmarks import batchhub
+from benchmarks.peers import models
 from tests.hubserver import REPO, HubProcess
 
 CALLS, CONCURRENCY, FEEDBACK_EVERY = 10_000, 64, 10
@@ -28,22 +29,14 @@ def hub(tmp_path_factory):
         tmp_path_factory.mktemp("load"), extra_env={"AIDHUB_RATE_PREDICT": "0", "AIDHUB_RATE_FEEDBACK": "0"}
     ).start()
     try:
-        for package in (REPO / "examples" / "iris-onnx", batched_copy(tmp_path_factory.mktemp("batched"))):
+        batched = batchhub.batched_copy(models.iris(), tmp_path_factory.mktemp("batched"))
+        for package in (REPO / "examples" / "iris-onnx", batched):
             result = server.aid("publish", str(package), "--deploy")
             assert result.returncode == 0, result.stderr
         yield server
     finally:
         server.undeploy_all()
         server.stop()
-
-
-def batched_copy(folder) -> str:
-    """iris-onnx as `iris-onnx-batched`, with batching on (the only other difference)."""
-    shutil.copytree(REPO / "examples" / "iris-onnx", folder, dirs_exist_ok=True)
-    manifest = folder / "aid.yaml"
-    text = manifest.read_text().replace("name: iris-onnx\n", "name: iris-onnx-batched\n", 1)
-    manifest.write_text(text + "batching: {enabled: true, max_batch_size: 16, max_latency_ms: 5}\n")
-    return str(folder)
 
 
 def predict_all(url: str, ids: queue.Queue) -> list[tuple[int, float]]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import ast
 import json
+import socket
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from runners import RunnerError, ServeSpec, make_runner
+from runners import RunnerError, ServeSpec, make_runner, process
 from runners.environment import (
     combined_requirements,
     ensure_environment,
@@ -26,6 +27,7 @@ from runners.environment import (
 from runners.service import SERVICE_CLASS, render_service
 from tests.conftest import BASE_IMAGE
 from tests.fixtures.runner_onnx import EXPECTED, INPUTS, build_multi_io_model
+from tests.postgres import _free_port
 
 REPO = Path(__file__).resolve().parent.parent
 WHEELHOUSE = REPO / ".cache" / "wheelhouse"
@@ -170,15 +172,11 @@ class TestRunnerContract:
 @pytest.mark.slow
 def test_a_port_taken_before_the_server_binds_it_is_left_for_another(request, tmp_path, monkeypatch):
     """The free port is found before the server starts; something may take it meanwhile."""
-    import socket
-
-    from runners import process
-
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     ports = iter([taken.getsockname()[1]])
-    monkeypatch.setattr(process, "_free_port", lambda host: next(ports, None) or _bindable_port())
+    monkeypatch.setattr(process, "_free_port", lambda host: next(ports, None) or _free_port())
     runner = make_runner("process", **process_options(request, request.getfixturevalue("envs_dir"), tmp_path))
     lines = []
     try:
@@ -190,14 +188,6 @@ def test_a_port_taken_before_the_server_binds_it_is_left_for_another(request, tm
     finally:
         taken.close()
         runner.close()
-
-
-def _bindable_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_process_versions_with_the_same_requirements_share_one_environment(request, tmp_path):
