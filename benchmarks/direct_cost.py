@@ -41,7 +41,7 @@ def server_us(calls: int = 20_000) -> tuple[float, float]:
 
     def fetch() -> None:
         while True:  # the hub's fetches of 2000, each acknowledging the one before
-            last = json.loads(buffer.take(acked[0], 2000).split("\n", 1)[0])["last"]
+            last = json.loads(buffer.take(acked[0], 2000).split(b"\n", 1)[0])["last"]
             if last == acked[0]:
                 return
             acked[0] = last
@@ -78,7 +78,7 @@ def _hub_collector(batch: int):
         buffer, now = CallBuffer("secret"), time.time()
         for i in range(batch):
             buffer.add(now + i * 1e-4, 1.234, INPUTS, REPLY)
-        server.reply = buffer.take(0, batch)
+        server.reply = buffer.take(0, batch).decode()  # as the hub's client hands it on
 
     return collector, fill
 
