@@ -102,25 +102,27 @@ def loads(started: dict, model: Model) -> dict:
     for mode, server in started.items():
         json_load = lambda s, url=server.url: post_load(f"{url}/predict", model.native, s, CONCURRENCY)  # noqa: E731
         binary = lambda s, url=server.url: binary_load(f"{url}{tensorbody.PREDICT_ROUTE}", arrays, s)  # noqa: E731
-        made["json", mode] = _with_cpu(server, json_load)
-        made["binary", mode] = _with_cpu(server, binary)
+        made["json", mode] = with_cpu(server.proc.pid, json_load)
+        made["binary", mode] = with_cpu(server.proc.pid, binary)
     return made
 
 
-def _with_cpu(server, load):
+def with_cpu(pid: int, load):
+    """`load(seconds)`, and the CPU milliseconds per request that process `pid` and its own spent."""
+
     def run(seconds: int) -> dict:
-        before = _cpu_seconds(server)
+        before = _cpu_seconds(pid)
         figures = load(seconds)
-        return {**figures, "cpu_ms": (_cpu_seconds(server) - before) * 1000 / max(1, figures["requests"])}
+        return {**figures, "cpu_ms": (_cpu_seconds(pid) - before) * 1000 / max(1, figures["requests"])}
 
     return run
 
 
-def _cpu_seconds(server) -> float:
-    """User and system CPU time of the server and its workers so far."""
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of the process and its descendants (a server's workers) so far."""
     import psutil
 
-    root = psutil.Process(server.proc.pid)
+    root = psutil.Process(pid)
     return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
 
 
@@ -159,7 +161,8 @@ def run() -> list[dict]:
                 hub = stack.enter_context(deployed_hub(packages=packages, workers=workers))
                 targets = batchhub.hub_targets(hub.url, model, workers)
                 batchhub.check(targets)
-                runs_of |= {k: _with_cpu(hub, f) for k, f in batchhub.hub_loads(targets, CONCURRENCY).items()}
+                hub_loads = batchhub.hub_loads(targets, CONCURRENCY)
+                runs_of |= {k: with_cpu(hub.proc.pid, f) for k, f in hub_loads.items()}
             measure(runs_of, rounds=1, seconds=2)  # warm-up
             results = measure(runs_of)
     except BaseException:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.batching import measure, with_cpu
 from benchmarks.load import UNLIMITED, post_load
 from benchmarks.serving import row
 from runners.base import server_key
@@ -56,25 +57,42 @@ def _unreported_server(hub: HubProcess, env_key: str, folder: Path) -> tuple[sub
     raise RuntimeError("the unreported copy of the service did not get ready in 60 s")
 
 
-def _rows(hub: HubProcess, reported: str, unreported: str) -> list[dict]:
+def _rows(hub: HubProcess, reported: str, unreported: tuple[int, str]) -> list[dict]:
+    """Load the hub's server and the copy without the token in turns (the order alternates by round):
+    throughput and the CPU each server's processes spent per call, the rounds' means."""
     body = {"inputs": _inputs()}
     time.sleep(3)  # the warm-up's calls are collected
     before = _scorecard(hub)["sources"]["direct"]
-    on, off = [], []
-    for turn in range(ROUNDS):  # each goes first in every other round
-        pair = [(on, reported), (off, unreported)]
-        for runs, url in pair if turn % 2 == 0 else pair[::-1]:
-            runs.append(post_load(f"{url}/predict", body, SECONDS))
-    sent = sum(r["requests"] for r in on)
+    (copy_pid, copy_url), server_pid = unreported, _server_pid(hub, reported)
+    turns = {
+        "on": with_cpu(server_pid, lambda seconds: post_load(f"{reported}/predict", body, seconds)),
+        "off": with_cpu(copy_pid, lambda seconds: post_load(f"{copy_url}/predict", body, seconds)),
+    }
+    mean = measure(turns, ROUNDS, SECONDS)
+    sent = round(mean["on"]["requests"] * ROUNDS)
     time.sleep(3)  # the collector's next rounds
     counted = _scorecard(hub)["sources"]["direct"] - before
-    rps_on, rps_off = (sum(r["rps"] for r in runs) / len(runs) for runs in (on, off))
+    on, off = mean["on"], mean["off"]
+    cpu = f"{on['cpu_ms'] * 1000:.1f} / {off['cpu_ms'] * 1000:.1f}"
     return [
-        row("direct predict, calls recorded, c=16", rps_on, "req/s"),
-        row("direct predict, not recorded, c=16", rps_off, "req/s"),
-        row("throughput ratio recorded/not", rps_on / rps_off, "", ">= 0.95"),
+        row("direct predict, calls recorded, c=16", on["rps"], "req/s"),
+        row("direct predict, not recorded, c=16", off["rps"], "req/s"),
+        row("throughput ratio recorded/not", on["rps"] / off["rps"], "", ">= 0.95"),
+        row("server CPU per call, recorded / not", cpu, "us"),
         row("direct calls counted / answered", counted / max(sent, 1), "", "1.00"),
     ]
+
+
+def _server_pid(hub: HubProcess, url: str) -> int:
+    """The process of the hub's model server that listens at `url`."""
+    import psutil
+
+    port = url.rsplit(":", 1)[1]
+    for process in psutil.Process(hub.proc.pid).children(recursive=True):
+        command = process.cmdline()
+        if "serve" in command and port in command:
+            return process.pid
+    raise RuntimeError(f"no model server of the hub listens at {url}")
 
 
 def _paced(url: str, body: dict, per_second: int, seconds: int) -> int:
@@ -113,7 +131,8 @@ def run() -> list[dict]:
         proc, unreported = _unreported_server(hub, deployment["env_key"], folder)
         post_load(f"{unreported}/predict", {"inputs": _inputs()}, 3)  # warm both
         post_load(f"{deployment['url']}/predict", {"inputs": _inputs()}, 3)
-        return [*_rows(hub, deployment["url"], unreported), *_outage_rows(hub, deployment["url"])]
+        rows = _rows(hub, deployment["url"], (proc.pid, unreported))
+        return [*rows, *_outage_rows(hub, deployment["url"])]
     finally:
         if proc:
             proc.terminate()
