@@ -1,6 +1,7 @@
-"""Calls straight to a model's server: throughput with the direct-call record on (the hub's own
-server, collected by the hub every second) vs off (a copy of the same service started without the
-hub's token), loaded in turns in one run; and whether every direct call reached the scorecard."""
+"""Calls straight to a model's server: throughput and each server's CPU per call with the direct-call
+record on (the hub's own server, collected by the hub every second) vs off (a copy of the same
+service started without the hub's token), loaded in turns in one run; and whether every direct call
+reached the scorecard."""
 
 from __future__ import annotations
 
