@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import queue
 import re
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +18,8 @@ import pytest
 
 from benchmarks import batchhub
 from benchmarks.peers import models
+from benchmarks.serving import deployed_hub
+from hub.collector import report_token
 from tests.hubserver import REPO, HubProcess
 
 CALLS, CONCURRENCY, FEEDBACK_EVERY = 10_000, 64, 10
@@ -25,18 +29,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     # one load generator is one client: the per-client rate limits would answer it 429
-    server = HubProcess(
-        tmp_path_factory.mktemp("load"), extra_env={"AIDHUB_RATE_PREDICT": "0", "AIDHUB_RATE_FEEDBACK": "0"}
-    ).start()
-    try:
-        batched = batchhub.batched_copy(models.iris(), tmp_path_factory.mktemp("batched"))
-        for package in (REPO / "examples" / "iris-onnx", batched):
-            result = server.aid("publish", str(package), "--deploy")
-            assert result.returncode == 0, result.stderr
+    batched = batchhub.batched_copy(models.iris(), tmp_path_factory.mktemp("batched"))
+    with deployed_hub({"AIDHUB_RATE_FEEDBACK": "0"}, [REPO / "examples" / "iris-onnx", batched]) as server:
         yield server
-    finally:
-        server.undeploy_all()
-        server.stop()
 
 
 def predict_all(url: str, ids: queue.Queue) -> list[tuple[int, float]]:
@@ -123,3 +118,17 @@ def test_calls_the_hub_joins_into_batches_each_get_the_answer_they_get_alone(hub
     )
     assert total == len(rows)  # every call went in exactly one batch
     assert count < total / 2, f"{count} batches for {total} calls: hardly any joined"
+
+
+def test_a_caller_killed_while_it_waits_leaves_the_queue_under_real_gevent(hub):
+    """The batcher in a gevent-patched process (as under `aid serve`), sending to the real batched
+    server: a caller killed while it waits leaves the queue, its call is never sent, and the calls
+    around it get the answers they get alone (tests/gevent_batcher.py)."""
+    version = httpx.get(f"{hub.url}/api/v1/models/iris-onnx-batched/versions/1.0.0").json()
+    token = report_token(hub.home)  # the tensor route answers the hub only
+    script = [sys.executable, "-m", "tests.gevent_batcher", version["deployment"]["url"], token]
+    done = subprocess.run(script, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["answers"] == found["alone"]
+    assert found["sent"] == [[4.5], [5.5]]  # the killed caller's 6.5 never went out
