@@ -82,7 +82,8 @@ if [ -e "$SOCK" ]; then
   rm -f "$SOCK"   # stale socket: nothing answered on it above
 fi
 echo "starting: podman system service --time=0 unix://$SOCK (log: $LOG)" >&2
-nohup setsid podman system service --time=0 "unix://$SOCK" >>"$LOG" 2>&1 </dev/null &
+# From /, so that a checkout deleted later cannot leave the service without a working directory.
+(cd / && exec nohup setsid podman system service --time=0 "unix://$SOCK" >>"$LOG" 2>&1 </dev/null) &
 pid=$!
 for _ in $(seq 1 150); do
   if ping_ok; then
