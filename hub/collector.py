@@ -8,9 +8,11 @@ away: the server holds the records until they are stored (up to its bound, beyon
 what it dropped), and a record fetched twice is stored once, by its id. A server that does not
 answer is tried again with backoff.
 
-A record costs the hub ~10 us of CPU (`python -m benchmarks.direct_cost`), about half of it the
-database's insert: the lines are split and checked as text and become log rows directly (`row_of`,
-no dataclass, no JSON re-encoding), one multi-row INSERT and one rollup upsert per batch.
+A record costs the hub ~15 us of CPU (`python -m benchmarks.direct_cost`), about a third of it the
+database's insert and a third taking the inputs out of the request's body (the server keeps the body
+as it came: re-encoding the inputs there cost each call more than this costs here). The lines are
+split and checked as text and become log rows directly (`row_of`, no dataclass), one multi-row
+INSERT and one rollup upsert per batch.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from hub.serving import ModelClient
 from monitor.metrics import Metrics
 from monitor.predlog import CROCKFORD, STATUSES, PredictionLog, Row, direct_row
 from registry.models import DeploymentRow, ModelRow, VersionRow
-from runners.flavors.calls import parse_reply
+from runners.flavors.calls import LINE_FORMAT, parse_reply
 from vocab.states import DeploymentStatus
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ MAX_BATCHES = 20  # per server per round: one busy server does not hold up the o
 MAX_BACKOFF_S = 60.0
 BUSY_RECORDS, BUSY_INTERVAL_S = 1000, 2.0  # a round that brings this many: the next one comes later
 MAX_AGE_S = 366 * 86400  # a record stamped further from now is malformed
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # as the servers write JSON
 
 
 def report_token(home: Path) -> str:
@@ -102,11 +105,12 @@ class Collector(Periodic):
             try:
                 head, calls = parse_reply(self.client.direct_calls(url, acks, BATCH))
                 worker, last, dropped = str(head["worker"]), int(head["last"]), int(head["dropped"])
+                line_format = int(head.get("format", 1))
             except (ModelFailed, ValueError, KeyError, TypeError) as e:  # a reply that does not parse too
                 self._failed(url, e)
                 return stored
             self.failures.pop(url, None)
-            self._store(version, calls)
+            self._store(version, calls, line_format)
             acks[worker] = last
             self.dropped.setdefault(url, {})[worker] = dropped
             stored += len(calls)
@@ -114,11 +118,11 @@ class Collector(Periodic):
                 break
         return stored
 
-    def _store(self, version: VersionRow, calls: list[list[str]]) -> None:
+    def _store(self, version: VersionRow, calls: list[list[str]], line_format: int) -> None:
         key, now = (version.id, version.model.name, version.version), time.time()
         rows, observed = [], []
         for fields in calls:
-            row = row_of(key, fields, now, self.predlog.payload_cap)
+            row = row_of(key, fields, now, self.predlog.payload_cap, line_format)
             if row is not None:
                 rows.append(row)
                 observed.append((fields[3], float(fields[2])))  # status, latency_ms
@@ -138,17 +142,32 @@ class Collector(Periodic):
                 url, failures, delay, error)  # fmt: skip
 
 
-def row_of(version: tuple[int, str, str], fields: list[str], now: float, cap: int) -> Row | None:
+def row_of(version: tuple[int, str, str], fields: list[str], now: float, cap: int,
+           line_format: int = LINE_FORMAT) -> Row | None:  # fmt: skip
     """The log row of one call a server reported (runners.flavors.calls.FIELDS, as text), or None
-    when the record is malformed. The payloads are stored as the server wrote them (capped)."""
+    when the record is malformed. The outputs are stored as the server wrote them, the inputs as the
+    request's body held them (`line_format` 1, from older servers: as written); both capped."""
     try:
         pid, at_text, latency_text, status, truncated, error, outputs, inputs = fields
         at, latency_ms = float(at_text), float(latency_text)
         error = str(json.loads(error)) if error else None
-    except (TypeError, ValueError):  # too few fields, not numbers, an error that is not JSON
+        if line_format >= 2:
+            inputs = _inputs_of(inputs)
+    except (TypeError, ValueError):  # too few fields, not numbers, JSON that does not parse
         return None
     if len(pid) != 26 or pid.strip(CROCKFORD) or status not in STATUSES or not inputs:
         return None  # strip: what is left of the id past the ULID alphabet
     if not (0 <= latency_ms < 1e9 and abs(at - now) < MAX_AGE_S) or "\x00" in inputs or "\x00" in outputs:
         return None  # NUL: PostgreSQL refuses it in text (JSON would have escaped it)
     return direct_row(version, pid, at, latency_ms, status, error, inputs, outputs, truncated == "1", cap)
+
+
+def _inputs_of(body: str) -> str:
+    """The inputs of a request's body {"inputs": ...} as compact JSON; a marker for a body past the
+    server's cap as it is; ValueError for anything else."""
+    value = json.loads(body)
+    if isinstance(value, dict) and "inputs" in value:
+        return _ENCODE(value["inputs"])
+    if isinstance(value, dict) and value.get("_truncated") is True:
+        return body
+    raise ValueError("a request body without inputs")

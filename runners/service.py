@@ -45,6 +45,8 @@ MODEL = json.loads({model_json})
 LOAD_ARGS = json.loads({load_json})
 BATCHING = json.loads({batching_json})
 DIRECT_CALLS = calls.CallBuffer.from_environment()  # None: not served by a hub
+if DIRECT_CALLS is not None:
+    calls.keep_request_bodies()  # a direct call's record keeps its body as it came
 TENSORS = tensorbody.TensorRoute(direct_calls=DIRECT_CALLS)  # the hub's binary inputs
 
 
@@ -74,13 +76,15 @@ class AidService:
         except Exception as e:
             if record:
                 error = f"{{type(e).__name__}}: {{e}}"
-                DIRECT_CALLS.add(started, (time.perf_counter() - clock) * 1000, inputs, None, error)
+                DIRECT_CALLS.add(started, (time.perf_counter() - clock) * 1000, inputs, None, error,
+                                 body=ctx.request.scope.get(calls.BODY_KEY))
             raise
         ctx.response.status_code = status  # BentoML sets the reply's status from the context
-        body = serving.json_body(outputs)
-        response = Response(body, status_code=status, media_type="application/json")
+        reply = serving.json_body(outputs)
+        response = Response(reply, status_code=status, media_type="application/json")
         if record and status == 200:
-            pid = DIRECT_CALLS.add(started, (time.perf_counter() - clock) * 1000, inputs, body, size=size)
+            pid = DIRECT_CALLS.add(started, (time.perf_counter() - clock) * 1000, inputs, reply, size=size,
+                                   body=ctx.request.scope.get(calls.BODY_KEY))
             response.raw_headers.append((b"x-prediction-id", pid.encode()))  # no MutableHeaders: ~1 us
         return response
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -33,9 +34,16 @@ def take(buffer: CallBuffer, ack: int, limit: int) -> dict:
     return {**head, "calls": [dict(zip(FIELDS, fields, strict=True)) for fields in calls]}
 
 
-def record_of(call: dict, payload_cap: int = 16384) -> SimpleNamespace | None:
+def inputs_of(call: dict):
+    """The inputs a record's body holds."""
+    return json.loads(call["body"])["inputs"]
+
+
+def record_of(
+    call: dict, payload_cap: int = 16384, line_format: int = calls.LINE_FORMAT
+) -> SimpleNamespace | None:
     """The log row the hub makes of a record, its columns by name; None when it is malformed."""
-    row = row_of(VERSION, [call[f] for f in FIELDS], time.time(), payload_cap)
+    row = row_of(VERSION, [call[f] for f in FIELDS], time.time(), payload_cap, line_format)
     return (
         None if row is None else SimpleNamespace(**{f.name: v for f, v in zip(ROW_FIELDS, row, strict=True)})
     )
@@ -67,9 +75,12 @@ def test_payloads_past_the_cap_become_a_marker_of_their_utf8_size():
     buffer.add(time.time(), 1.0, {"x": [1, 2]}, b'{"y":"' + "é".encode() * 50 + b'"}')
     buffer.add(time.time(), 1.0, {"x": "é" * 100}, b"{}")
     within, past = take(buffer, 0, 10)["calls"]
-    assert (within["inputs"], within["truncated"]) == ('{"x":[1,2]}', "1")  # its reply was past the cap
+    assert (within["body"], within["truncated"]) == (
+        '{"inputs":{"x":[1,2]}}',
+        "1",
+    )  # its reply was past the cap
     assert json.loads(within["outputs"]) == {"_truncated": True, "bytes": 108}
-    assert json.loads(past["inputs"]) == {"_truncated": True, "bytes": 208} and past["truncated"] == "1"
+    assert json.loads(past["body"]) == {"_truncated": True, "bytes": 219} and past["truncated"] == "1"
 
 
 def test_calls_that_declare_their_size_wait_to_be_written_together_and_a_fetch_writes_them():
@@ -85,13 +96,13 @@ def test_calls_that_declare_their_size_wait_to_be_written_together_and_a_fetch_w
     for i in range(calls.PENDING_CALLS):
         buffer.add(time.time(), 1.0, {"x": i}, b"{}", size=20)
     assert not buffer._pending  # the last made calls.PENDING_CALLS
-    assert [json.loads(c["inputs"])["x"] for c in take(buffer, 0, 1000)["calls"]][-3:] == [61, 62, 63]
+    assert [inputs_of(c)["x"] for c in take(buffer, 0, 1000)["calls"]][-3:] == [61, 62, 63]
 
 
 def test_text_json_cannot_encode_as_utf8_is_kept_as_its_escape():
     buffer = CallBuffer("secret")
     buffer.add(time.time(), 1.0, {"name": "a\ud800b"}, b"{}")  # a lone surrogate: valid in JSON text
-    assert json.loads(take(buffer, 0, 1)["calls"][0]["inputs"]) == {"name": "a\ud800b"}
+    assert inputs_of(take(buffer, 0, 1)["calls"][0]) == {"name": "a\ud800b"}
 
 
 def test_records_wait_until_acknowledged_then_go():
@@ -124,7 +135,7 @@ def test_beyond_the_bound_the_oldest_are_dropped_and_counted():
         buffer.add(time.time(), 1.0, {"x": i}, None, error="boom")
     reply = take(buffer, 0, 1000)
     assert reply["dropped"] == 30 and len(reply["calls"]) == 100
-    assert json.loads(reply["calls"][0]["inputs"]) == {"x": 30}
+    assert inputs_of(reply["calls"][0]) == {"x": 30}
     assert reply["calls"][0]["status"] == "error"
     assert record_of(reply["calls"][0]).error == "boom"
 
@@ -162,7 +173,7 @@ def test_a_payload_past_the_cap_is_stored_as_a_marker_and_the_call_marked_trunca
     buffer = CallBuffer("secret", payload_cap=64)
     buffer.add(time.time(), 1.0, {"pixels": [0.5] * 100}, b'{"label":[1]}')
     rec = record_of(take(buffer, 0, 1)["calls"][0])
-    assert json.loads(rec.inputs) == {"_truncated": True, "bytes": 412} and rec.truncated
+    assert json.loads(rec.inputs) == {"_truncated": True, "bytes": 423} and rec.truncated  # the body's
     buffer.add(time.time(), 1.0, {"x": 1}, b'{"label":[%s]}' % b",".join([b"1"] * 40))  # a big reply
     buffer.add(time.time(), 1.0, {"x": 1}, b'{"label":[1,2,3,4,5,6,7,8,9]}')  # past cap / 4, within the cap
     big, small = (record_of(call) for call in take(buffer, 1, 10)["calls"])
@@ -175,17 +186,20 @@ def test_a_payload_past_the_cap_is_stored_as_a_marker_and_the_call_marked_trunca
     [
         {"id": "../../etc"},
         {"id": "01M8WFKHZXA2RDBF6E4N3CH1KI"},  # I: not in the ULID alphabet
-        {"inputs": '{"x":"\x00"}'},  # a raw NUL, which PostgreSQL refuses in text
+        {"body": '{"inputs":{"x":"\x00"}}'},  # a raw NUL, which PostgreSQL refuses in text
         {"status": "maybe"},
         {"at": "1e20"},
         {"latency_ms": "slow"},
-        {"inputs": ""},
+        {"body": ""},
+        {"body": "{"},
+        {"body": '{"x": 1}'},  # a body without inputs
+        {"body": '[{"inputs": {}}]'},
         {"error": "not json"},
     ],
 )
 def test_a_malformed_record_is_skipped_not_stored(change):
     good = {"id": new_prediction_id(), "at": repr(time.time()), "latency_ms": "1.0", "status": "ok",
-            "truncated": "0", "error": "", "inputs": "{}", "outputs": ""}  # fmt: skip
+            "truncated": "0", "error": "", "body": '{"inputs":{}}', "outputs": ""}  # fmt: skip
     assert record_of(good) is not None
     assert record_of(good | change) is None
 
@@ -216,6 +230,48 @@ def test_tabs_newlines_and_unicode_in_payloads_and_errors_survive_the_line_forma
     ok, failed = (record_of(c) for c in take(buffer, 0, 10)["calls"])
     assert json.loads(ok.inputs) == inputs and json.loads(ok.outputs) == {"upper": ["A\tB\nC"]}
     assert failed.error == "line one\n\tline two" and failed.outputs is None
+
+
+def test_a_request_body_kept_as_it_came_is_sent_on_one_line_and_stored_as_its_inputs():
+    buffer = CallBuffer("secret")
+    body = b'{\n\t"inputs": {"text": ["a\\tb \xc3\xa9"], "x": [1,\t2.50]},\n\t"note": 1\n}'
+    buffer.add(time.time(), 1.0, {"x": "parsed"}, b'{"y":1}', body=body)
+    call = take(buffer, 0, 1)["calls"][0]  # take: exactly the FIELDS, so no raw tab or newline was left
+    assert record_of(call).inputs == '{"text":["a\\tb é"],"x":[1,2.5]}'
+
+
+def test_bentomls_json_parsing_leaves_the_body_in_the_requests_scope(monkeypatch):
+    """What the service's route reads through `ctx.request`, another Request on the same scope."""
+    import pydantic
+    from _bentoml_impl.serde import JSONSerde
+    from starlette.requests import Request
+
+    class Body(pydantic.BaseModel):
+        inputs: dict
+
+    monkeypatch.setattr(JSONSerde, "parse_request", JSONSerde.parse_request)  # put back afterwards
+    calls.keep_request_bodies()
+    patched = JSONSerde.parse_request
+    calls.keep_request_bodies()
+    assert JSONSerde.parse_request is patched  # wrapped once only
+    body, scope = b'{"inputs":\n {"x": [1]}}', {"type": "http", "method": "POST", "headers": []}
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    parsed = asyncio.run(JSONSerde().parse_request(Request(scope, receive), Body))
+    assert parsed.inputs == {"x": [1]} and scope[calls.BODY_KEY] == body
+
+
+def test_an_older_servers_records_hold_their_inputs_as_written():
+    call = {"id": new_prediction_id(), "at": repr(time.time()), "latency_ms": "1.0", "status": "ok",
+            "truncated": "0", "error": "", "body": '{"x":[1]}', "outputs": ""}  # fmt: skip
+    assert record_of(call, line_format=1).inputs == '{"x":[1]}'
+
+
+def test_a_byte_that_is_not_utf8_spoils_its_record_not_the_reply():
+    head, records = parse_reply(b'{"worker": "w", "last": 1}\nid\t\xff')
+    assert head["last"] == 1 and records == [["id", "\ufffd"]]
 
 
 class BufferServer:

@@ -2,6 +2,7 @@
 
 import json
 import re
+import sqlite3
 import time
 from pathlib import Path
 
@@ -324,6 +325,24 @@ def test_a_call_straight_to_the_server_is_counted_and_takes_feedback(hub):
         lambda: (c := scorecard(hub, name))["sources"]["hub"] == before["sources"]["hub"] + 1 and c
     )
     assert after and after["sources"]["direct"] == card["sources"]["direct"]  # not counted twice
+
+
+@pytest.mark.usefixtures("examples")
+def test_a_direct_call_is_logged_with_the_inputs_its_body_held(hub):
+    """The server keeps the request's body as it came (tabs, newlines, a key it ignores); the hub
+    stores the inputs in it."""
+    inputs = examples_of("iris-onnx")[0]["inputs"]
+    body = json.dumps({"inputs": inputs, "note": "ignored"}, indent="\t")
+    url = f"{server_url(hub, 'iris-onnx')}/predict"
+    reply = httpx.post(url, content=body, headers={"content-type": "application/json"})
+    assert reply.status_code == 200, reply.text
+
+    def stored():
+        with sqlite3.connect(hub.home / "hub.db") as db:
+            query = "SELECT inputs FROM monitor_prediction WHERE id = ?"
+            return db.execute(query, (reply.headers["X-Prediction-Id"],)).fetchone()
+
+    assert wait_for(stored) == (json.dumps(inputs, separators=(",", ":")),)
 
 
 def served(hub, name: str, source: str) -> float:

@@ -10,22 +10,25 @@ process has its own buffer, named by `worker`; the hub acknowledges per worker.
 The hub's own calls carry its token (`X-Aidhub-Token`) and are not recorded twice. Without a
 token in the environment (a service started by hand) nothing is recorded and the route is absent.
 
-A record costs a server under load about 13 us of CPU a call in place (iris at c=16, worker CPU
-per call against the same service without the token: ~25 us when every call wrote its own line),
-and 3.4 us timed alone (`python -m benchmarks.direct_cost`): in place, between BentoML's own work,
-the code runs with cold caches. So a call only gets its id (`new_prediction_id`, no system call)
-and waits in a list; every PENDING_CALLS calls, or at the hub's fetch, the waiting calls are
-written in one loop: the inputs encoded by the JSON module's C encoder, and a line of text each
-(`FIELDS`, tab-separated; the payloads are JSON, which never holds a raw tab or newline) appended to
-one bytearray. The fetch sends the lines as they are under a JSON header line; the hub stores the
-payload text as it is.
+A record costs the server as little as it can on the call's way: in place, between BentoML's own
+work, code runs with cold caches, and a record cost ~19 us of CPU a call when the inputs were
+encoded again as JSON, against ~8 us when the request's body is kept as it came (iris at c=16,
+against the same service without the token). So BentoML's JSON parsing leaves the body in the
+request's ASGI scope (`keep_request_bodies`), a call gets its id (`new_prediction_id`, no system
+call) and waits in a list with that body (bytes, which the garbage collector never walks); every
+PENDING_CALLS calls, or at the hub's fetch, the waiting calls are written in one loop, a line of text
+each (`FIELDS`, tab-separated; JSON holds a raw tab or newline only as a blank, written as a space)
+appended to one bytearray. The fetch sends the lines as they are under a JSON header line; the hub
+takes each call's inputs out of its body.
 
-Imports only the standard library and, where the route is served, Starlette (BentoML's own).
+Imports only the standard library and, where the server records, BentoML's JSON parsing and
+Starlette (BentoML's own).
 """
 
 from __future__ import annotations
 
 import hmac
+import inspect
 import itertools
 import json
 import os
@@ -48,10 +51,12 @@ COLLECT_ROUTE = ROUTE_PREFIX + "/calls"
 MAX_CALLS = 50_000  # 8 minutes at 100 calls/s
 MAX_BYTES = 128 * 1024 * 1024
 MAX_REPLY_BYTES = 2 * 1024 * 1024  # one fetch's lines: sending more would hold the server's loop
+BODY_KEY = "aidhub.body"  # where the request's body waits in its ASGI scope (`keep_request_bodies`)
+LINE_FORMAT = 2  # 2: the last field is the request's body {"inputs": ...}; 1 (older servers): the inputs
 PENDING_CALLS, PENDING_BYTES = 64, 1024 * 1024  # calls waiting to be written as lines, their bodies
 ERROR_CAP = 2000
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-FIELDS = ("id", "at", "latency_ms", "status", "truncated", "error", "outputs", "inputs")
+FIELDS = ("id", "at", "latency_ms", "status", "truncated", "error", "outputs", "body")
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 _C_ENCODE = c_make_encoder and c_make_encoder(
     None, str, json.encoder.encode_basestring, None, ":", ",", False, False, True
@@ -157,14 +162,15 @@ class CallBuffer:
         return self.direct(headers) is None
 
     def add(self, started: float, latency_ms: float, inputs, outputs: bytes | None,
-            error: str | None = None, size: int = 0) -> str:  # fmt: skip
-        """Record one direct call (`outputs`: the reply's JSON body; `size`: what `direct` said);
+            error: str | None = None, size: int = 0, body: bytes | None = None) -> str:  # fmt: skip
+        """Record one direct call (`outputs`: the reply's JSON body; `size`: what `direct` said; `body`:
+        the request's JSON body, kept in place of `inputs` where BentoML left it in the scope);
         returns its prediction id. A call whose body declared its size waits as it is, with up to
         PENDING_CALLS others (PENDING_BYTES of bodies), to be written as lines together: one loop
         over many records costs about half as much per record as a line written on each call's way."""
         pid = new_prediction_id(started)
         pending = self._pending
-        pending.append((pid, started, latency_ms, inputs, outputs, error))
+        pending.append((pid, started, latency_ms, inputs if body is None else body, outputs, error))
         self._pending_bytes += size
         if not size or len(pending) >= PENDING_CALLS or self._pending_bytes > PENDING_BYTES:
             self._write_pending()
@@ -213,9 +219,10 @@ class CallBuffer:
             min(1, waiting), bisect_right(self._ends, start + MAX_REPLY_BYTES, self._head, end) - self._head
         )
         dropped, last = self.dropped, self._first - 1 + count
-        head = json.dumps(
-            {"worker": self.worker, "last": max(last, ack), "waiting": waiting, "dropped": dropped}
-        ).encode()
+        head = json.dumps({
+            "worker": self.worker, "last": max(last, ack), "waiting": waiting, "dropped": dropped,
+            "format": LINE_FORMAT,
+        }).encode()  # fmt: skip
         if not count:
             return head
         # One copy of the lines (a view of them joined), not five: a fetch under load moves a
@@ -226,9 +233,13 @@ class CallBuffer:
 
 def _line(pid: str, started: float, latency_ms: float, inputs, outputs: bytes | None, error: str | None,
           cap: int) -> bytes:  # fmt: skip
-    """One record as the hub reads it: FIELDS, tab-separated (JSON holds no raw tab or newline); a
-    payload past `cap` bytes becomes a marker, and the call is marked truncated."""
-    text = encode(inputs).encode("utf-8", "backslashreplace")  # a lone surrogate: its JSON escape
+    """One record as the hub reads it: FIELDS, tab-separated; `inputs`: the request's body (bytes),
+    or the parsed inputs, written as a body. A payload past `cap` bytes becomes a marker, and the
+    call is marked truncated."""
+    if inputs.__class__ is bytes:  # JSON that BentoML parsed: a raw tab or newline is a blank
+        text = inputs.translate(_BLANKS)
+    else:  # a lone surrogate: its JSON escape
+        text = b'{"inputs":%s}' % encode(inputs).encode("utf-8", "backslashreplace")
     cut = len(text) > cap
     if cut:
         text = _marker(len(text))
@@ -243,6 +254,7 @@ def _line(pid: str, started: float, latency_ms: float, inputs, outputs: bytes | 
 
 
 _WHOLE, _CUT = b"ok\t0\t", b"ok\t1\t"  # a call that succeeded: status, truncated, no error
+_BLANKS = bytes.maketrans(b"\t\n", b"  ")
 
 
 def _marker(size: int) -> bytes:
@@ -251,10 +263,32 @@ def _marker(size: int) -> bytes:
 
 def parse_reply(reply: str | bytes) -> tuple[dict, list[list[str]]]:
     """The header and the records (lists of the FIELDS' text, in their order; a malformed line may
-    have fewer) of what `take` returned (as the hub reads it: text)."""
-    text = reply.decode() if isinstance(reply, bytes) else reply
+    have fewer) of what `take` returned (as the hub reads it: text; a byte that is not UTF-8 becomes
+    U+FFFD in its record rather than failing the whole reply)."""
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
     head, *lines = text.split("\n")
     return json.loads(head), [line.split("\t", 7) for line in lines]
+
+
+def keep_request_bodies() -> None:
+    """Make BentoML's JSON parsing leave each request's body (bytes) in its ASGI scope under BODY_KEY,
+    where the service's route reads it (`ctx.request` is another Request on the same scope). Only
+    while BentoML parses JSON in `JSONSerde.parse_request`; otherwise calls record their parsed inputs."""
+    try:
+        from _bentoml_impl.serde import JSONSerde
+    except ImportError:
+        return
+    parse = JSONSerde.parse_request
+    if getattr(parse, "keeps_body", False) or not inspect.iscoroutinefunction(parse):
+        return
+
+    async def parse_request(self, request, cls):
+        model = await parse(self, request, cls)
+        request.scope[BODY_KEY] = await request.body()  # read once already: Starlette keeps it
+        return model
+
+    parse_request.keeps_body = True
+    JSONSerde.parse_request = parse_request
 
 
 def collect_app(buffer: CallBuffer):
