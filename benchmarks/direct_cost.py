@@ -2,7 +2,7 @@
 throughput ratio is made of, measured in a way that a busy shared machine disturbs less.
 
 - server: `CallBuffer.direct` on the ASGI headers of a call without the token, `add` of the
-  benchmark's iris inputs and reply (with its share of writing the waiting calls as lines), and its
+  benchmark's iris request body and reply (with its share of writing the waiting calls as lines), and its
   share of `take` (the hub's fetch), per call;
 - hub: `Collector` storing one fetched reply of `--batch` records in a SQLite file (parse, check,
   insert, rollups, Prometheus), per record.
@@ -21,6 +21,7 @@ import time
 from types import SimpleNamespace
 
 INPUTS = {"features": [[5.1, 3.8, 1.6, 0.2]]}
+BODY = json.dumps({"inputs": INPUTS}).encode()  # the request's body, as the server keeps it
 REPLY = b'{"label":[0]}'
 HEADERS = [(b"host", b"127.0.0.1:3000"), (b"user-agent", b"wrk"), (b"content-type", b"application/json"),
            (b"content-length", b"49")]  # fmt: skip
@@ -37,7 +38,7 @@ def server_us(calls: int = 20_000) -> tuple[float, float]:
         for _ in range(calls):
             size = buffer.direct(HEADERS)
             if size is not None:
-                buffer.add(time.time(), 1.234, INPUTS, REPLY, size=size)
+                buffer.add(time.time(), 1.234, INPUTS, REPLY, size=size, body=BODY)
 
     def fetch() -> None:
         while True:  # the hub's fetches of 2000, each acknowledging the one before
@@ -77,7 +78,7 @@ def _hub_collector(batch: int):
     def fill() -> None:
         buffer, now = CallBuffer("secret"), time.time()
         for i in range(batch):
-            buffer.add(now + i * 1e-4, 1.234, INPUTS, REPLY)
+            buffer.add(now + i * 1e-4, 1.234, INPUTS, REPLY, body=BODY)
         server.reply = buffer.take(0, batch).decode()  # as the hub's client hands it on
 
     return collector, fill
