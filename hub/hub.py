@@ -279,7 +279,8 @@ class Hub(AlertUseCases, AliasUseCases, AuthUseCases, BuildHistoryUseCases, Data
         if self.predlog.find_pending(prediction_id):
             self.predlog.flush()  # it was served moments ago and is still queued
         row = feedback_store.find_prediction(prediction_id)
-        if row is None and self.collector.collect():  # a direct call, not collected yet
+        if row is None:  # a direct call, not collected yet (or stored by the round this one waited for)
+            self.collector.collect()
             row = feedback_store.find_prediction(prediction_id)
         if row is None and not self.background:  # served by another web worker: in its queue still
             row = wait_for_prediction(prediction_id, self.config.log_flush_seconds)

@@ -16,7 +16,7 @@ from hub.collector import BUSY_INTERVAL_S, BUSY_RECORDS, Collector, report_token
 from hub.errors import ModelFailed
 from monitor.metrics import Metrics
 from monitor.predlog import FIELDS as ROW_FIELDS
-from monitor.predlog import PredictionLog
+from monitor.predlog import PredictionLog, direct_row
 from monitor.predlog import new_prediction_id as hub_prediction_id
 from monitor.scorecard import totals_by_version
 from monitor.tables import Prediction
@@ -335,3 +335,22 @@ def test_a_busy_round_spaces_the_next_rounds_and_a_server_that_is_down_is_retrie
         assert collector.run_once() == 0 and server.fetches == 2  # within the backoff: not tried
         now[0] += 1.0
         assert collector.run_once() == 1  # kept by the server, collected once it answers
+
+
+def test_feedback_finds_a_direct_call_stored_by_the_round_its_collection_waited_for(
+    hub, publish, monkeypatch
+):
+    """Feedback on an id not stored yet collects what the servers hold; when the loop's round (which
+    held the lock) stored the call meanwhile, that collection stores nothing, and the id is found."""
+    publish(name="iris")
+    version = VersionRow.select().join(ModelRow).where(ModelRow.name == "iris").get()
+    pid = new_prediction_id()
+
+    def round_stored_it() -> int:
+        row = direct_row((version.id, "iris", version.version), pid, time.time(), 1.0, "ok", None,
+                         '{"x":1}', '{"y":1}', False, 16384)  # fmt: skip
+        hub.predlog.write_rows_now([row])
+        return 0
+
+    monkeypatch.setattr(hub.collector, "collect", round_stored_it)
+    assert hub.feedback(pid, {"correct": True})["correct"] is True
