@@ -153,7 +153,7 @@ def row_of(version: tuple[int, str, str], fields: list[str], now: float, cap: in
         error = str(json.loads(error)) if error else None
         if line_format >= 2:
             inputs = _inputs_of(inputs)
-    except (TypeError, ValueError):  # too few fields, not numbers, JSON that does not parse
+    except (TypeError, ValueError, RecursionError):  # too few fields, not numbers, JSON that does not parse
         return None
     if len(pid) != 26 or pid.strip(CROCKFORD) or status not in STATUSES or not inputs:
         return None  # strip: what is left of the id past the ULID alphabet

@@ -194,6 +194,7 @@ def test_a_payload_past_the_cap_is_stored_as_a_marker_and_the_call_marked_trunca
         {"body": "{"},
         {"body": '{"x": 1}'},  # a body without inputs
         {"body": '[{"inputs": {}}]'},
+        {"body": '{"inputs":' + "[" * 100_000 + "]" * 100_000 + "}"},  # too deep to parse: skipped, no crash
         {"error": "not json"},
     ],
 )
