@@ -120,17 +120,17 @@ class Collector(Periodic):
 
     def _store(self, version: VersionRow, calls: list[list[str]], line_format: int) -> None:
         key, now = (version.id, version.model.name, version.version), time.time()
-        rows, observed = [], []
-        for fields in calls:
-            row = row_of(key, fields, now, self.predlog.payload_cap, line_format)
-            if row is not None:
-                rows.append(row)
-                observed.append((fields[3], float(fields[2])))  # status, latency_ms
+        rows = [
+            row
+            for fields in calls
+            if (row := row_of(key, fields, now, self.predlog.payload_cap, line_format))
+        ]
         if len(rows) < len(calls):
             log.warning("%d malformed direct-call records from %s@%s were skipped",
                         len(calls) - len(rows), version.model.name, version.version)  # fmt: skip
-        if rows:
-            self.predlog.write_rows_now(rows)
+        stored = self.predlog.write_rows_now(rows) if rows else set()
+        # Counted once: a record sent again (its acknowledgement lost with a restarted hub) is not new.
+        observed = [(row[6], row[5]) for row in rows if row[0] in stored]  # status, latency_ms
         self.metrics.observe_predictions(version.model.name, version.version, "direct", observed)
 
     def _failed(self, url: str, error: Exception) -> None:

@@ -181,22 +181,22 @@ class PredictionLog:
         caller that must know they are stored (the collector of direct calls, before it acknowledges)."""
         self.write_rows_now([self._row(rec) for rec in records])
 
-    def write_rows_now(self, rows: list[Row]) -> None:
-        """`write_now` of rows made by `direct_row`."""
-        self._write(rows)
+    def write_rows_now(self, rows: list[Row]) -> set[str]:
+        """`write_now` of rows made by `direct_row`; the ids of those stored now (not stored before)."""
+        return self._write(rows)
 
-    def _write(self, rows: list[Row]) -> None:
+    def _write(self, rows: list[Row]) -> set[str]:
         """`_transaction(rows)`, through `offload` when their payloads add up to OFFLOAD_FROM_BYTES."""
         if sum(_payload_size(row) for row in rows) < OFFLOAD_FROM_BYTES:
             return self._transaction(rows)
         return self.offload(lambda: self._transaction(rows))
 
-    def _transaction(self, rows: list[Row]) -> None:
+    def _transaction(self, rows: list[Row]) -> set[str]:
         """Write `rows` in one transaction; where that fails, its connection is closed (a broken
         one is not kept) on the thread that holds it, and the error raised."""
         try:
             with self.database.atomic():
-                write_predictions(rows)
+                return write_predictions(rows)
         except Exception:
             self._close_connection()
             raise
@@ -354,22 +354,25 @@ def _insert_sql(param: str, rows: int) -> str:
     return f'INSERT INTO "{table}" ({columns}) VALUES {values} ON CONFLICT ("id") DO NOTHING RETURNING "id"'
 
 
-def write_predictions(batch: list[Row]) -> None:
+def write_predictions(batch: list[Row]) -> set[str]:
     """Insert the rows and add those inserted to the rollups (a row whose id is already stored,
     e.g. a batch sent again, counts once); call inside a transaction. Shadow calls stay out of the
-    rollups: a version's scorecard counts the calls it answered live (monitor/shadows.py)."""
+    rollups: a version's scorecard counts the calls it answered live (monitor/shadows.py). Returns
+    the ids inserted."""
     db = connection.database.obj
     size = rows_per_statement(len(FIELDS))
-    aggregate = Aggregate()
+    aggregate, stored = Aggregate(), set()
     for start in range(0, len(batch), size):
         chunk = batch[start : start + size]
         params = [value for row in chunk for value in row]
         inserted = {found for (found,) in db.execute_sql(_insert_sql(db.param, len(chunk)), params)}
+        stored |= inserted
         for row in chunk:
             if row[0] in inserted and row[8] != "shadow":
                 inserted.discard(row[0])  # an id twice in one batch: its first row is the one stored
                 aggregate.add_prediction(row[1], row[4], row[5], row[6] == "ok", direct=row[8] == "direct")
     aggregate.save()
+    return stored
 
 
 def _here(work: Callable[[], Any]) -> Any:

@@ -306,8 +306,13 @@ def test_the_collector_stores_then_acknowledges_and_never_counts_a_call_twice(db
     with PredictionLog(db) as log:
         assert Collector(server, log, Metrics()).collect() == 3  # fetched, stored; not yet acknowledged
         assert take(buffer, 0, 10)["waiting"] == 3
-        again = Collector(server, log, Metrics())  # a hub that stored them but died before it acknowledged
+        restarted = Metrics()  # a hub that stored them but died before it acknowledged
+        again = Collector(server, log, restarted)
         assert again.collect() == 3 and again.collect() == 0  # sent again, stored once; then acknowledged
+        counted = [
+            restarted.predictions.labels("iris", "1.0.0", s, "direct")._value.get() for s in ("ok", "error")
+        ]
+        assert counted == [0, 0]  # not new: its counters (seeded from the rollups) hold them already
     assert take(buffer, 0, 10)["waiting"] == 0
     assert sorted(p.id for p in Prediction.select()) == sorted(ids)
     totals = totals_by_version([version.id])[version.id]
