@@ -32,7 +32,7 @@ def routes_for(config: Config) -> Routes:
 
 def collector_for(background: bool, client: ModelClient, predlog: PredictionLog, metrics: Metrics):
     """The collector of direct calls of a hub that runs background work, else a web worker's."""
-    return Collector(client, predlog, metrics) if background else WebWorkerCollector(client, predlog)
+    return Collector(client, predlog, metrics) if background else WebWorkerCollector(client, predlog, metrics)
 
 
 class SharedRoutes(Routes):
@@ -65,20 +65,11 @@ class SharedRoutes(Routes):
             return 0
 
 
-class Uncounted:
-    """A web worker's collector counts nothing: the supervisor counts every direct call."""
-
-    def observe_predictions(self, model: str, version: str, source: str, calls: list) -> None:
-        pass
-
-
 class WebWorkerCollector(Collector):
     """A web worker collects only when asked (before an undeploy, for feedback on a direct call): it
-    stores what the servers hold but neither counts nor acknowledges it. The supervisor's collector,
-    every second, does both (the prediction log keeps a record stored twice once)."""
-
-    def __init__(self, client: ModelClient, predlog: PredictionLog) -> None:
-        super().__init__(client, predlog, Uncounted())
+    stores and counts what the servers hold but does not acknowledge it. The supervisor's collector,
+    every second, does both; each process counts only the calls it stored first (the prediction log
+    keeps a record stored twice once), and Prometheus sums the processes' counters."""
 
     def collect(self) -> int:
         stored = super().collect()
