@@ -329,20 +329,22 @@ def test_a_call_straight_to_the_server_is_counted_and_takes_feedback(hub):
 
 @pytest.mark.usefixtures("examples")
 def test_a_direct_call_is_logged_with_the_inputs_its_body_held(hub):
-    """The server keeps the request's body as it came (tabs, newlines, a key it ignores); the hub
-    stores the inputs in it."""
-    inputs = examples_of("iris-onnx")[0]["inputs"]
-    body = json.dumps({"inputs": inputs, "note": "ignored"}, indent="\t")
-    url = f"{server_url(hub, 'iris-onnx')}/predict"
-    reply = httpx.post(url, content=body, headers={"content-type": "application/json"})
-    assert reply.status_code == 200, reply.text
+    """The server keeps the request's body as it came (tabs, newlines, a key it ignores), past the
+    log's 16 KiB cap as sent though its inputs are within it; the hub stores the inputs in it."""
+    url, inputs = f"{server_url(hub, 'iris-onnx')}/predict", examples_of("iris-onnx")[0]["inputs"]
 
-    def stored():
+    def logged(body: str) -> tuple:
+        reply = httpx.post(url, content=body, headers={"content-type": "application/json"})
+        assert reply.status_code == 200, reply.text
         with sqlite3.connect(hub.home / "hub.db") as db:
             query = "SELECT inputs FROM monitor_prediction WHERE id = ?"
-            return db.execute(query, (reply.headers["X-Prediction-Id"],)).fetchone()
+            return wait_for(lambda: db.execute(query, (reply.headers["X-Prediction-Id"],)).fetchone())
 
-    assert wait_for(stored) == (json.dumps(inputs, separators=(",", ":")),)
+    assert logged(json.dumps({"inputs": inputs, "note": "ignored"}, indent="\t")) == (
+        json.dumps(inputs, separators=(",", ":")),)  # fmt: skip
+    big = json.dumps({"inputs": {"features": [[5.1, 3.5, 1.4, 0.2]] * 400}}, indent="\t")
+    assert len(big.replace("\n", "").replace("\t", "")) < 16384 < len(big)  # the body, not its inputs, kept
+    assert json.loads(logged(big)[0]) == {"_truncated": True, "bytes": len(big)}
 
 
 def served(hub, name: str, source: str) -> float:
