@@ -2,6 +2,7 @@
 the container engine. Project packages are imported inside the fixtures that need them."""
 
 import itertools
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,7 @@ def postgres():
     server = PostgresServer(root).start()
     yield server
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)  # a few GB after a full run
 
 
 def new_database(request, backend: str, folder: Path) -> str:
