@@ -284,7 +284,8 @@ def keep_request_bodies() -> None:
 
     async def parse_request(self, request, cls):
         model = await parse(self, request, cls)
-        request.scope[BODY_KEY] = await request.body()  # read once already: Starlette keeps it
+        body = getattr(request, "_body", None)  # what Starlette kept of its read, without a coroutine
+        request.scope[BODY_KEY] = body if body.__class__ is bytes else await request.body()
         return model
 
     parse_request.keeps_body = True
