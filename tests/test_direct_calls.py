@@ -7,7 +7,11 @@ import asyncio
 import json
 import os
 import stat
+import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -16,13 +20,14 @@ from hub.collector import BUSY_INTERVAL_S, BUSY_RECORDS, Collector, report_token
 from hub.errors import ModelFailed
 from monitor.metrics import Metrics
 from monitor.predlog import FIELDS as ROW_FIELDS
-from monitor.predlog import PredictionLog, direct_row
+from monitor.predlog import PredictionLog
 from monitor.predlog import new_prediction_id as hub_prediction_id
 from monitor.scorecard import totals_by_version
 from monitor.tables import Prediction
 from registry.models import DeploymentRow, ModelRow, VersionRow
 from runners.flavors import calls
 from runners.flavors.calls import FIELDS, CallBuffer, new_prediction_id, parse_reply
+from tests.postgres import _free_port
 from vocab.states import DeploymentStatus
 
 VERSION = (7, "iris", "1.0.0")  # id, model, version
@@ -289,6 +294,40 @@ class BufferServer:
         return self.buffer.take(ack.get(self.buffer.worker, 0), limit)
 
 
+@contextmanager
+def serving(app, at: str):
+    """The ASGI `app` served over HTTP at path `at` on a free port, in a thread: the base URL."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    mounted = Starlette(routes=[Mount(at, app)])
+    server = uvicorn.Server(uvicorn.Config(mounted, host="127.0.0.1", port=_free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def wait_until_waiting_in(pool: ThreadPoolExecutor, function: str, timeout: float = 10.0) -> None:
+    """Until the pool's thread is in `function` (blocked there: on a lock)."""
+    (thread,) = pool._threads
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident)
+        while frame is not None and frame.f_code.co_name != function:
+            frame = frame.f_back
+        if frame is not None:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the thread did not reach {function}() in {timeout} s")
+
+
 def serving_version() -> VersionRow:
     model = ModelRow.create(name="iris", task="classification")
     version = VersionRow.create(model=model, version="1.0.0", digest="0" * 64, size=1, manifest={},
@@ -343,20 +382,18 @@ def test_a_busy_round_spaces_the_next_rounds_and_a_server_that_is_down_is_retrie
         assert collector.run_once() == 1  # kept by the server, collected once it answers
 
 
-def test_feedback_finds_a_direct_call_stored_by_the_round_its_collection_waited_for(
-    hub, publish, monkeypatch
-):
+def test_feedback_finds_a_direct_call_stored_by_the_round_its_collection_waited_for(hub, publish):
     """Feedback on an id not stored yet collects what the servers hold; when the loop's round (which
-    held the lock) stored the call meanwhile, that collection stores nothing, and the id is found."""
+    held the lock) stored the call meanwhile, that collection stores nothing, and the id is found.
+    A real server's collect route over HTTP, the hub's own collector, lock and database."""
     publish(name="iris")
     version = VersionRow.select().join(ModelRow).where(ModelRow.name == "iris").get()
-    pid = new_prediction_id()
-
-    def round_stored_it() -> int:
-        row = direct_row((version.id, "iris", version.version), pid, time.time(), 1.0, "ok", None,
-                         '{"x":1}', '{"y":1}', False, 16384)  # fmt: skip
-        hub.predlog.write_rows_now([row])
-        return 0
-
-    monkeypatch.setattr(hub.collector, "collect", round_stored_it)
-    assert hub.feedback(pid, {"correct": True})["correct"] is True
+    buffer = CallBuffer(report_token(hub.config.home))
+    with serving(calls.collect_app(buffer), at=calls.ROUTE_PREFIX) as url, ThreadPoolExecutor(1) as pool:
+        DeploymentRow.create(version=version, status=DeploymentStatus.READY, url=url)
+        with hub.collector.lock:  # the loop's round holds it from before the call is made
+            pid = buffer.add(time.time(), 1.0, {"x": 1}, b'{"y":1}')
+            answer = pool.submit(hub.feedback, pid, {"correct": True})
+            wait_until_waiting_in(pool, "collect")
+            assert hub.collector._collect_from(url, version) == 1  # the round's work, under its lock
+        assert answer.result(30)["correct"] is True
