@@ -32,7 +32,7 @@ from hub.serving import ModelClient
 from monitor.metrics import Metrics
 from monitor.predlog import CROCKFORD, STATUSES, PredictionLog, Row, direct_row
 from registry.models import DeploymentRow, ModelRow, VersionRow
-from runners.flavors.calls import LINE_FORMAT, parse_reply
+from runners.flavors.calls import LINE_FORMAT, encode, parse_reply
 from vocab.states import DeploymentStatus
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ MAX_BATCHES = 20  # per server per round: one busy server does not hold up the o
 MAX_BACKOFF_S = 60.0
 BUSY_RECORDS, BUSY_INTERVAL_S = 1000, 2.0  # a round that brings this many: the next one comes later
 MAX_AGE_S = 366 * 86400  # a record stamped further from now is malformed
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # as the servers write JSON
 
 
 def report_token(home: Path) -> str:
@@ -167,7 +166,7 @@ def _inputs_of(body: str) -> str:
     server's cap as it is; ValueError for anything else."""
     value = json.loads(body)
     if isinstance(value, dict) and "inputs" in value:
-        return _ENCODE(value["inputs"])
+        return encode(value["inputs"])  # compact, as the servers write JSON
     if isinstance(value, dict) and value.get("_truncated") is True:
         return body
     raise ValueError("a request body without inputs")

@@ -11,15 +11,15 @@ The hub's own calls carry its token (`X-Aidhub-Token`) and are not recorded twic
 token in the environment (a service started by hand) nothing is recorded and the route is absent.
 
 A record costs the server as little as it can on the call's way: in place, between BentoML's own
-work, code runs with cold caches, and a record cost ~19 us of CPU a call when the inputs were
-encoded again as JSON, against ~8 us when the request's body is kept as it came (iris at c=16,
-against the same service without the token). So BentoML's JSON parsing leaves the body in the
-request's ASGI scope (`keep_request_bodies`), a call gets its id (`new_prediction_id`, no system
-call) and waits in a list with that body (bytes, which the garbage collector never walks); every
-PENDING_CALLS calls, or at the hub's fetch, the waiting calls are written in one loop, a line of text
-each (`FIELDS`, tab-separated; JSON holds a raw tab or newline only as a blank, written as a space)
-appended to one bytearray. The fetch sends the lines as they are under a JSON header line; the hub
-takes each call's inputs out of its body.
+work, code runs with cold caches, and a record costs ~14-16 us of CPU a call there (iris,
+`python -m benchmarks directinplace`) against ~2 us timed alone (`benchmarks.direct_cost`); writing
+each call's line on its own way cost ~6 us more, and encoding the parsed inputs again more still.
+So BentoML's JSON parsing leaves the body in the request's ASGI scope (`keep_request_bodies`), a
+call gets its id (`new_prediction_id`, no system call) and waits in a list with that body (bytes,
+which the garbage collector never walks); every PENDING_CALLS calls, or at the hub's fetch, the
+waiting calls are written in one loop, a line of text each (`FIELDS`, tab-separated; JSON holds a
+raw tab or newline only as a blank, written as a space) appended to one bytearray. The fetch sends
+the lines as they are under a JSON header line; the hub takes each call's inputs out of its body.
 
 Imports only the standard library and, where the server records, BentoML's JSON parsing and
 Starlette (BentoML's own).
