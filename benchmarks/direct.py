@@ -44,18 +44,24 @@ def _scorecard(hub: HubProcess) -> dict:
     return httpx.get(f"{hub.url}/api/v1/models/{MODEL}/scorecard").json()
 
 
+def service_copy(hub: HubProcess, env_key: str, folder: Path) -> tuple[Path, Path]:
+    """A copy of the version's service folder (as the hub generated it) in `folder`, and the bin
+    folder of its environment."""
+    service = folder / "service"
+    shutil.copytree(hub.home / "deployments" / server_key(MODEL, "1.0.0") / "service", service)
+    return service, Path(hub.env.get("AIDHUB_ENVS") or hub.home / "envs") / env_key / "bin"
+
+
 def _unreported_server(
     hub: HubProcess, env_key: str, folder: Path, like: int
 ) -> tuple[subprocess.Popen, str]:
     """The hub's service folder for the version, served again in the environment of the hub's server
     (process `like`) without the token: nothing recorded."""
-    service = folder / "service"
-    shutil.copytree(hub.home / "deployments" / server_key(MODEL, "1.0.0") / "service", service)
-    envs = Path(hub.env.get("AIDHUB_ENVS") or hub.home / "envs")
+    service, bin_folder = service_copy(hub, env_key, folder)
     port = _free_port()
     hubs = psutil.Process(like).environ()
     env = {k: v for k, v in hubs.items() if k != TOKEN_ENV} | {"BENTOML_HOME": str(folder / "b")}
-    command = [str(envs / env_key / "bin" / "bentoml"), "serve", "service:AidService", "--port", str(port)]
+    command = [str(bin_folder / "bentoml"), "serve", "service:AidService", "--port", str(port)]
     proc = subprocess.Popen(
         command, cwd=service, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.direct import MODEL, _inputs
+from benchmarks.direct import MODEL, _inputs, service_copy
 from benchmarks.serving import row
-from runners.base import server_key
 from runners.flavors.calls import TOKEN_ENV
 from tests.hubserver import REPO, HubProcess
 
@@ -34,9 +33,8 @@ def _service(folder: Path) -> tuple[Path, Path]:
     try:
         assert hub.aid("publish", str(REPO / "examples" / MODEL), "--deploy").returncode == 0
         deployment = httpx.get(f"{hub.url}/api/v1/models/{MODEL}/versions/1.0.0").json()["deployment"]
-        shutil.copytree(hub.home / "deployments" / server_key(MODEL, "1.0.0") / "service", folder / "service")
-        envs = Path(hub.env.get("AIDHUB_ENVS") or hub.home / "envs")
-        return folder / "service", envs / deployment["env_key"] / "bin" / "python"
+        service, bin_folder = service_copy(hub, deployment["env_key"], folder)
+        return service, bin_folder / "python"
     finally:
         hub.undeploy_all()
         hub.stop()
