@@ -32,7 +32,7 @@ from hub.serving import ModelClient
 from monitor.metrics import Metrics
 from monitor.predlog import CROCKFORD, STATUSES, PredictionLog, Row, direct_row
 from registry.models import DeploymentRow, ModelRow, VersionRow
-from runners.flavors.calls import LINE_FORMAT, encode, parse_reply
+from runners.flavors.calls import REPLY_FORMAT, encode, parse_reply
 from vocab.states import DeploymentStatus
 
 log = logging.getLogger(__name__)
@@ -104,12 +104,12 @@ class Collector(Periodic):
             try:
                 head, calls = parse_reply(self.client.direct_calls(url, acks, BATCH))
                 worker, last, dropped = str(head["worker"]), int(head["last"]), int(head["dropped"])
-                line_format = int(head.get("format", 1))
+                reply_format = int(head.get("format", 1))
             except (ModelFailed, ValueError, KeyError, TypeError) as e:  # a reply that does not parse too
                 self._failed(url, e)
                 return stored
             self.failures.pop(url, None)
-            self._store(version, calls, line_format)
+            self._store(version, calls, reply_format)
             acks[worker] = last
             self.dropped.setdefault(url, {})[worker] = dropped
             stored += len(calls)
@@ -117,12 +117,12 @@ class Collector(Periodic):
                 break
         return stored
 
-    def _store(self, version: VersionRow, calls: list[list[str]], line_format: int) -> None:
+    def _store(self, version: VersionRow, calls: list[list], reply_format: int) -> None:
         key, now = (version.id, version.model.name, version.version), time.time()
         rows = [
             row
             for fields in calls
-            if (row := row_of(key, fields, now, self.predlog.payload_cap, line_format))
+            if (row := row_of(key, fields, now, self.predlog.payload_cap, reply_format))
         ]
         if len(rows) < len(calls):
             log.warning("%d malformed direct-call records from %s@%s were skipped",
@@ -142,15 +142,16 @@ class Collector(Periodic):
 
 
 def row_of(version: tuple[int, str, str], fields: list[str], now: float, cap: int,
-           line_format: int = LINE_FORMAT) -> Row | None:  # fmt: skip
-    """The log row of one call a server reported (runners.flavors.calls.FIELDS, as text), or None
-    when the record is malformed. The outputs are stored as the server wrote them, the inputs as the
-    request's body held them (`line_format` 1, from older servers: as written); both capped."""
+           reply_format: int = REPLY_FORMAT) -> Row | None:  # fmt: skip
+    """The log row of one call a server reported (runners.flavors.calls.FIELDS, as `parse_reply`
+    gives them), or None when the record is malformed. The outputs are stored as the server wrote
+    them, the inputs as the request's body held them (`reply_format` 1, from older servers: as
+    written); both capped."""
     try:
         pid, at_text, latency_text, status, truncated, error, outputs, inputs = fields
         at, latency_ms = float(at_text), float(latency_text)
         error = str(json.loads(error)) if error else None
-        if line_format >= 2:
+        if reply_format >= 2:
             inputs = _inputs_of(inputs)
     except (TypeError, ValueError, RecursionError):  # too few fields, not numbers, JSON that does not parse
         return None

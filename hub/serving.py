@@ -104,7 +104,7 @@ class ModelClient:
             raise ModelFailed(f"The model failed (HTTP {status} from its server): {detail}")
         return json.loads(data)
 
-    def direct_calls(self, url: str, ack: dict[str, int], limit: int) -> str:
+    def direct_calls(self, url: str, ack: dict[str, int], limit: int) -> bytes:
         """The calls made straight to the server at `url` that it still holds (acknowledging `ack`),
         as runners.flavors.calls.CallBuffer.take wrote them."""
         headers = {**JSON_HEADERS, "Authorization": f"Bearer {self.headers[TOKEN_HEADER]}"}
@@ -116,7 +116,7 @@ class ModelClient:
             raise ModelFailed(f"The model server at {url} did not answer: {e}") from e
         if reply.status_code != 200:
             raise ModelFailed(f"{url}{COLLECT_ROUTE} answered HTTP {reply.status_code}: {data[:200]!r}")
-        return data.decode()
+        return data
 
 
 def native_thread():

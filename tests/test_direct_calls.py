@@ -7,28 +7,17 @@ import asyncio
 import json
 import os
 import stat
-import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
 
-from hub.collector import BUSY_INTERVAL_S, BUSY_RECORDS, Collector, report_token, row_of
-from hub.errors import ModelFailed
-from monitor.metrics import Metrics
+from hub.collector import report_token, row_of
 from monitor.predlog import FIELDS as ROW_FIELDS
 from monitor.predlog import PredictionLog
 from monitor.predlog import new_prediction_id as hub_prediction_id
-from monitor.scorecard import totals_by_version
-from monitor.tables import Prediction
-from registry.models import DeploymentRow, ModelRow, VersionRow
 from runners.flavors import calls
 from runners.flavors.calls import FIELDS, CallBuffer, new_prediction_id, parse_reply
-from tests.postgres import _free_port
-from vocab.states import DeploymentStatus
 
 VERSION = (7, "iris", "1.0.0")  # id, model, version
 
@@ -45,10 +34,10 @@ def inputs_of(call: dict):
 
 
 def record_of(
-    call: dict, payload_cap: int = 16384, line_format: int = calls.LINE_FORMAT
+    call: dict, payload_cap: int = 16384, reply_format: int = calls.REPLY_FORMAT
 ) -> SimpleNamespace | None:
     """The log row the hub makes of a record, its columns by name; None when it is malformed."""
-    row = row_of(VERSION, [call[f] for f in FIELDS], time.time(), payload_cap, line_format)
+    row = row_of(VERSION, [call[f] for f in FIELDS], time.time(), payload_cap, reply_format)
     return (
         None if row is None else SimpleNamespace(**{f.name: v for f, v in zip(ROW_FIELDS, row, strict=True)})
     )
@@ -88,20 +77,32 @@ def test_payloads_past_the_cap_become_a_marker_of_their_utf8_size():
     assert json.loads(past["body"]) == {"_truncated": True, "bytes": 219} and past["truncated"] == "1"
 
 
-def test_calls_that_declare_their_size_wait_to_be_written_together_and_a_fetch_writes_them():
+def test_a_reply_is_the_columns_of_its_records_and_one_that_does_not_add_up_is_refused():
     buffer = CallBuffer("secret")
-    ids = [buffer.add(time.time(), 1.0, {"x": i}, b"{}", size=20) for i in range(calls.PENDING_CALLS - 1)]
-    assert len(buffer._pending) == calls.PENDING_CALLS - 1 and not buffer._ends  # none written yet
-    assert [c["id"] for c in take(buffer, 0, 1000)["calls"]] == ids  # the fetch writes them first
-    buffer.add(time.time(), 1.0, {"x": 1}, b"{}", size=20)
-    buffer.add(time.time(), 1.0, {"x": 2}, b"{}")  # no size declared (chunked): written at once
-    assert not buffer._pending and len(buffer._ends) == calls.PENDING_CALLS + 1
-    buffer.add(time.time(), 1.0, {"x": 3}, b"{}", size=calls.PENDING_BYTES + 1)  # past the bytes bound
-    assert not buffer._pending
-    for i in range(calls.PENDING_CALLS):
-        buffer.add(time.time(), 1.0, {"x": i}, b"{}", size=20)
-    assert not buffer._pending  # the last made calls.PENDING_CALLS
-    assert [inputs_of(c)["x"] for c in take(buffer, 0, 1000)["calls"]][-3:] == [61, 62, 63]
+    ids = [
+        buffer.add(1e9 + i, 0.5 * i, {"x": i}, b'{"y":%d}' % i, body=b'{"inputs":{"x":%d}}' % i)
+        for i in range(3)
+    ]
+    reply = buffer.take(0, 10)
+    head, rest = reply.split(b"\n", 1)
+    assert json.loads(head)["count"] == 3 and rest.startswith("".join(ids).encode())
+    assert rest.endswith(b'{"inputs":{"x":2}}{"y":0}{"y":1}{"y":2}')  # the bodies, then the replies
+    head, records = parse_reply(reply)
+    assert [r[:3] for r in records] == [[ids[i], 1e9 + i, 0.5 * i] for i in range(3)]
+    for broken in (reply[:-1], reply + b"x", reply.replace(b'"count": 3', b'"count": 4')):
+        with pytest.raises(ValueError, match="do not add up"):
+            parse_reply(broken)
+    with pytest.raises(ValueError, match="a note on record 3 of 3"):
+        parse_reply(reply.replace(b'"notes": {}', b'"notes": {"3": [true, null]}'))
+
+
+def test_lines_from_a_server_of_an_older_hub_are_still_read():
+    line = "\t".join(
+        [new_prediction_id(), repr(time.time()), "1.5", "ok", "0", "", '{"y":1}', '{"inputs":{"x":1}}']
+    )
+    head, records = parse_reply(json.dumps({"worker": "w", "last": 1, "format": 2}) + "\n" + line)
+    assert record_of(dict(zip(FIELDS, records[0], strict=True)), reply_format=2).inputs == '{"x":1}'
+    assert parse_reply(json.dumps({"worker": "w", "last": 0}))[1] == []
 
 
 def test_text_json_cannot_encode_as_utf8_is_kept_as_its_escape():
@@ -145,15 +146,23 @@ def test_beyond_the_bound_the_oldest_are_dropped_and_counted():
     assert record_of(reply["calls"][0]).error == "boom"
 
 
-def test_only_the_hubs_token_marks_a_call_as_the_hubs_and_others_say_their_size():
+def test_beyond_the_byte_bound_the_oldest_are_dropped_and_what_the_hub_acknowledged_is_freed():
+    buffer = CallBuffer("secret", max_bytes=300)
+    for i in range(20):  # 29 bytes of payload each
+        buffer.add(time.time(), 1.0, None, b'{"y":%3d}' % i, body=b'{"inputs":{"x":%3d}}' % i)
+    reply = take(buffer, 0, 100)
+    assert reply["dropped"] == 10 and [inputs_of(c)["x"] for c in reply["calls"]] == list(range(10, 20))
+    assert take(buffer, reply["last"], 100)["calls"] == [] and buffer._bytes == 0
+
+
+def test_only_the_hubs_token_marks_a_call_as_the_hubs():
     buffer = CallBuffer("secret")
     raw = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]  # a request's, as ASGI has them
     assert buffer.from_hub([*raw, (b"x-aidhub-token", b"secret")])
-    assert buffer.direct([(b"content-length", b"49"), (b"x-aidhub-token", b"secret")]) is None
+    assert not buffer.direct([(b"content-length", b"49"), (b"x-aidhub-token", b"secret")])
     for token in (b"secreT", b"", b"secret "):
         assert not buffer.from_hub([*raw, (b"x-aidhub-token", token)])
-    assert buffer.direct([*raw, (b"content-length", b"49")]) == 49
-    assert buffer.direct(raw) == 0 and buffer.direct([(b"content-length", b"-1")]) == 0  # none declared
+    assert buffer.direct(raw) and buffer.direct([])
 
 
 def test_no_token_in_the_environment_no_buffer(monkeypatch):
@@ -228,7 +237,7 @@ def test_a_stored_payload_that_does_not_parse_is_left_out_of_drift(db):
     assert sorted(p["x"] for p in driftruns.first_payloads(7, 10).inputs) == [[1], [2]]
 
 
-def test_tabs_newlines_and_unicode_in_payloads_and_errors_survive_the_line_format():
+def test_tabs_newlines_and_unicode_in_payloads_and_errors_survive_the_reply():
     buffer = CallBuffer("secret")
     inputs = {"text": ["a\tb\nc", "é ✓ \u2028"]}
     buffer.add(time.time(), 1.0, inputs, b'{"upper":["A\\tB\\nC"]}')
@@ -238,12 +247,12 @@ def test_tabs_newlines_and_unicode_in_payloads_and_errors_survive_the_line_forma
     assert failed.error == "line one\n\tline two" and failed.outputs is None
 
 
-def test_a_request_body_kept_as_it_came_is_sent_on_one_line_and_stored_as_its_inputs():
+def test_a_request_body_kept_as_it_came_is_sent_as_it_came_and_stored_as_its_inputs():
     buffer = CallBuffer("secret")
     body = b'{\n\t"inputs": {"text": ["a\\tb \xc3\xa9"], "x": [1,\t2.50]},\n\t"note": 1\n}'
     buffer.add(time.time(), 1.0, {"x": "parsed"}, b'{"y":1}', body=body)
-    call = take(buffer, 0, 1)["calls"][0]  # take: exactly the FIELDS, so no raw tab or newline was left
-    assert record_of(call).inputs == '{"text":["a\\tb é"],"x":[1,2.5]}'
+    call = take(buffer, 0, 1)["calls"][0]
+    assert call["body"] == body.decode() and record_of(call).inputs == '{"text":["a\\tb é"],"x":[1,2.5]}'
 
 
 def test_bentomls_json_parsing_leaves_the_body_in_the_requests_scope(monkeypatch):
@@ -272,128 +281,9 @@ def test_bentomls_json_parsing_leaves_the_body_in_the_requests_scope(monkeypatch
 def test_an_older_servers_records_hold_their_inputs_as_written():
     call = {"id": new_prediction_id(), "at": repr(time.time()), "latency_ms": "1.0", "status": "ok",
             "truncated": "0", "error": "", "body": '{"x":[1]}', "outputs": ""}  # fmt: skip
-    assert record_of(call, line_format=1).inputs == '{"x":[1]}'
+    assert record_of(call, reply_format=1).inputs == '{"x":[1]}'
 
 
 def test_a_byte_that_is_not_utf8_spoils_its_record_not_the_reply():
     head, records = parse_reply(b'{"worker": "w", "last": 1}\nid\t\xff')
     assert head["last"] == 1 and records == [["id", "\ufffd"]]
-
-
-class BufferServer:
-    """The hub's ModelClient seam, answering from a real CallBuffer (what POST /aidhub/calls does),
-    or failing like a server that is down."""
-
-    def __init__(self, buffer: CallBuffer):
-        self.buffer, self.down, self.fetches = buffer, False, 0
-
-    def direct_calls(self, url: str, ack: dict[str, int], limit: int) -> str:
-        if self.down:
-            raise ModelFailed(f"The model server at {url} did not answer: connection refused")
-        self.fetches += 1
-        return self.buffer.take(ack.get(self.buffer.worker, 0), limit)
-
-
-@contextmanager
-def serving(app, at: str):
-    """The ASGI `app` served over HTTP at path `at` on a free port, in a thread: the base URL."""
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    mounted = Starlette(routes=[Mount(at, app)])
-    server = uvicorn.Server(uvicorn.Config(mounted, host="127.0.0.1", port=_free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-def wait_until_waiting_in(pool: ThreadPoolExecutor, function: str, timeout: float = 10.0) -> None:
-    """Until the pool's thread is in `function` (blocked there: on a lock)."""
-    (thread,) = pool._threads
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        frame = sys._current_frames().get(thread.ident)
-        while frame is not None and frame.f_code.co_name != function:
-            frame = frame.f_back
-        if frame is not None:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"the thread did not reach {function}() in {timeout} s")
-
-
-def serving_version() -> VersionRow:
-    model = ModelRow.create(name="iris", task="classification")
-    version = VersionRow.create(model=model, version="1.0.0", digest="0" * 64, size=1, manifest={},
-                                inputs={}, outputs={})  # fmt: skip
-    DeploymentRow.create(version=version, status=DeploymentStatus.READY, url="http://127.0.0.1:9")
-    return version
-
-
-def test_the_collector_stores_then_acknowledges_and_never_counts_a_call_twice(db):
-    version, buffer = serving_version(), CallBuffer("secret")
-    ids = [
-        buffer.add(time.time(), 2.0, {"x": i}, b'{"y":1}', error="boom" if i == 0 else None) for i in range(3)
-    ]
-    server = BufferServer(buffer)
-    with PredictionLog(db) as log:
-        assert Collector(server, log, Metrics()).collect() == 3  # fetched, stored; not yet acknowledged
-        assert take(buffer, 0, 10)["waiting"] == 3
-        restarted = Metrics()  # a hub that stored them but died before it acknowledged
-        again = Collector(server, log, restarted)
-        assert again.collect() == 3 and again.collect() == 0  # sent again, stored once; then acknowledged
-        counted = [
-            restarted.predictions.labels("iris", "1.0.0", s, "direct")._value.get() for s in ("ok", "error")
-        ]
-        assert counted == [0, 0]  # not new: its counters (seeded from the rollups) hold them already
-    assert take(buffer, 0, 10)["waiting"] == 0
-    assert sorted(p.id for p in Prediction.select()) == sorted(ids)
-    totals = totals_by_version([version.id])[version.id]
-    assert (totals["requests"], totals["direct"], totals["direct_errors"]) == (3, 3, 1)
-
-
-def test_a_busy_round_spaces_the_next_rounds_and_a_server_that_is_down_is_retried_later(db):
-    serving_version()
-    buffer, now = CallBuffer("secret"), [1000.0]
-    server = BufferServer(buffer)
-    with PredictionLog(db) as log:
-        collector = Collector(server, log, Metrics(), clock=lambda: now[0])
-        for _ in range(BUSY_RECORDS):
-            buffer.add(time.time(), 1.0, {"x": 1}, b"{}")
-        assert collector.run_once() == BUSY_RECORDS
-        buffer.add(time.time(), 1.0, {"x": 2}, b"{}")
-        now[0] += 1.0
-        assert collector.run_once() == 0 and server.fetches == 1  # a busy round: the next waits
-        now[0] += BUSY_INTERVAL_S - 1.0
-        assert collector.run_once() == 1 and server.fetches == 2
-        now[0] += 1.0
-        server.down = True
-        assert collector.run_once() == 0 and collector.failures  # tried, failed: backs off
-        buffer.add(time.time(), 1.0, {"x": 3}, b"{}")
-        server.down = False
-        assert collector.run_once() == 0 and server.fetches == 2  # within the backoff: not tried
-        now[0] += 1.0
-        assert collector.run_once() == 1  # kept by the server, collected once it answers
-
-
-def test_feedback_finds_a_direct_call_stored_by_the_round_its_collection_waited_for(hub, publish):
-    """Feedback on an id not stored yet collects what the servers hold; when the loop's round (which
-    held the lock) stored the call meanwhile, that collection stores nothing, and the id is found.
-    A real server's collect route over HTTP, the hub's own collector, lock and database."""
-    publish(name="iris")
-    version = VersionRow.select().join(ModelRow).where(ModelRow.name == "iris").get()
-    buffer = CallBuffer(report_token(hub.config.home))
-    with serving(calls.collect_app(buffer), at=calls.ROUTE_PREFIX) as url, ThreadPoolExecutor(1) as pool:
-        DeploymentRow.create(version=version, status=DeploymentStatus.READY, url=url)
-        with hub.collector.lock:  # the loop's round holds it from before the call is made
-            pid = buffer.add(time.time(), 1.0, {"x": 1}, b'{"y":1}')
-            answer = pool.submit(hub.feedback, pid, {"correct": True})
-            wait_until_waiting_in(pool, "collect")
-            assert hub.collector._collect_from(url, version) == 1  # the round's work, under its lock
-        assert answer.result(30)["correct"] is True

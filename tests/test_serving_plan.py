@@ -124,7 +124,7 @@ def test_the_service_gets_the_workers_threads_and_batching_of_its_spec():
     assert values["LOAD_ARGS"]["threads"] == 1
     assert "workers=2," in source and "batching=BATCHING" in source
     # BentoML's per-request OpenTelemetry span (kept by no one at its sample rate 0) is skipped
-    assert "tracing={\"excluded_urls\": ['/predict', '/aidhub-tensors/predict']}," in source
+    assert "tracing={\"excluded_urls\": ['/predict', '/aidhub-tensors/predict', '/aidhub/calls']}," in source
     assert "workers=1," in render_service(spec(2), workers=1)
 
 

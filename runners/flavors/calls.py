@@ -1,25 +1,22 @@
 """Calls made straight to a model's endpoint, kept until the hub collects them.
 
 The hub counts what it serves itself; a call that skips the hub is recorded here, off the
-request's way (a line in a buffer), and the hub fetches the records from `POST /aidhub/calls` every
-second (every few seconds under load). A fetch acknowledges what the previous one returned, so
-records stay here until the hub has stored them: while the hub is down they wait, up to `max_calls`
-records or `max_bytes` of payload, past which the oldest are dropped and counted. Each worker
-process has its own buffer, named by `worker`; the hub acknowledges per worker.
+request's way (its parts appended to a few lists), and the hub fetches the records from
+`POST /aidhub/calls` every second (every few seconds under load). A fetch acknowledges what the
+previous one returned, so records stay here until the hub has stored them: while the hub is down they
+wait, up to `max_calls` records or `max_bytes` of payload, past which the oldest are dropped and
+counted. Each worker process has its own buffer, named by `worker`; the hub acknowledges per worker.
 
 The hub's own calls carry its token (`X-Aidhub-Token`) and are not recorded twice. Without a
 token in the environment (a service started by hand) nothing is recorded and the route is absent.
 
 A record costs the server as little as it can on the call's way: in place, between BentoML's own
-work, code runs with cold caches, and a record costs ~14-16 us of CPU a call there (iris,
-`python -m benchmarks directinplace`) against ~2 us timed alone (`benchmarks.direct_cost`); writing
-each call's line on its own way cost ~6 us more, and encoding the parsed inputs again more still.
-So BentoML's JSON parsing leaves the body in the request's ASGI scope (`keep_request_bodies`), a
-call gets its id (`new_prediction_id`, no system call) and waits in a list with that body (bytes,
-which the garbage collector never walks); every PENDING_CALLS calls, or at the hub's fetch, the
-waiting calls are written in one loop, a line of text each (`FIELDS`, tab-separated; JSON holds a
-raw tab or newline only as a blank, written as a space) appended to one bytearray. The fetch sends
-the lines as they are under a JSON header line; the hub takes each call's inputs out of its body.
+work, code runs with cold caches and costs several times what it costs timed alone (`python -m
+benchmarks directinplace` against `benchmarks.direct_cost`). So BentoML's JSON parsing leaves the
+body in the request's ASGI scope (`keep_request_bodies`) rather than the inputs being encoded again;
+a call gets its id (`new_prediction_id`, no system call), and its parts wait in columns (`CallBuffer`)
+as they are: no record is ever formatted on its own. A fetch sends the columns joined, under a JSON
+header line; the hub splits them (`parse_reply`) and takes each call's inputs out of its body.
 
 Imports only the standard library and, where the server records, BentoML's JSON parsing and
 Starlette (BentoML's own).
@@ -33,9 +30,11 @@ import itertools
 import json
 import os
 import secrets
+import sys
 import time
 from array import array
 from bisect import bisect_right
+from operator import add
 
 try:  # the JSON module's C encoder, built once: json.dumps builds a new one per call (~1 us)
     from json.encoder import c_make_encoder
@@ -52,8 +51,7 @@ MAX_CALLS = 50_000  # 8 minutes at 100 calls/s
 MAX_BYTES = 128 * 1024 * 1024
 MAX_REPLY_BYTES = 2 * 1024 * 1024  # one fetch's lines: sending more would hold the server's loop
 BODY_KEY = "aidhub.body"  # where the request's body waits in its ASGI scope (`keep_request_bodies`)
-LINE_FORMAT = 2  # 2: the last field is the request's body {"inputs": ...}; 1 (older servers): the inputs
-PENDING_CALLS, PENDING_BYTES = 64, 1024 * 1024  # calls waiting to be written as lines, their bodies
+REPLY_FORMAT = 3  # 3: columns (`take`); 2 (older servers): lines of text, the body last; 1: the inputs last
 ERROR_CAP = 2000
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 FIELDS = ("id", "at", "latency_ms", "status", "truncated", "error", "outputs", "body")
@@ -80,10 +78,10 @@ class _IdParts:
     def draw(self) -> None:
         self.process = _base32(secrets.randbits(40), 4)
         self.counter = itertools.count(secrets.randbits(39))  # next() is atomic under the GIL
-        # The text of the time's upper 28 bits (they change every 17 minutes) and of the counter's
-        # upper 30 bits (with the process's part), as (value, text) pairs: read and replaced whole,
-        # so threads never mix them up.
-        self.upper, self.high = (-1, ""), (-1, "")
+        # (value, text) pairs, each read and replaced whole, so threads never mix them up: the text of
+        # the last millisecond, and the last 16 characters of the 1,024 ids that share the counter's
+        # upper 30 bits.
+        self.millis, self.ends = (-1, ""), (-1, ())
 
 
 _ID_PARTS = _IdParts()
@@ -92,19 +90,21 @@ _ID_PARTS = _IdParts()
 def new_prediction_id(now: float | None = None) -> str:
     """A 26-char ULID (48-bit milliseconds + 80 bits, Crockford base32): sorts by time; the same
     form as the hub's own ids. The 80 bits: this process's 40 random bits and its 40-bit counter,
-    so ids are unique across processes (but for a 2**-40 chance per pair) and never repeat in one."""
+    so ids are unique across processes (but for a 2**-40 chance per pair) and never repeat in one.
+    Most ids are one string joined of two made before."""
     millis = int((time.time() if now is None else now) * 1000) & (2**48 - 1)
     parts = _ID_PARTS
+    known, time_text = parts.millis
+    if known != millis:
+        time_text = _base32(millis, 5)
+        parts.millis = (millis, time_text)
     n = next(parts.counter) & (2**40 - 1)
-    known, upper_text = parts.upper
-    if known != millis >> 20:
-        upper_text = _base32(millis >> 20, 3)  # the first 6 of the time's 10 characters
-        parts.upper = (millis >> 20, upper_text)
-    known, high_text = parts.high
+    known, ends = parts.ends
     if known != n >> 10:
-        high_text = parts.process + _base32(n >> 10, 3)
-        parts.high = (n >> 10, high_text)
-    return f"{upper_text}{_PAIRS[(millis >> 10) & 1023]}{_PAIRS[millis & 1023]}{high_text}{_PAIRS[n & 1023]}"
+        high = parts.process + _base32(n >> 10, 3)
+        ends = tuple([high + pair for pair in _PAIRS])
+        parts.ends = (n >> 10, ends)
+    return time_text + ends[n & 1023]
 
 
 def encode(value) -> str:
@@ -119,7 +119,11 @@ def encode(value) -> str:
 
 class CallBuffer:
     """Records of direct calls, oldest first, numbered per worker process. Used from one thread,
-    the server's event loop: the service's routes `add` and the hub's fetch `take` run there."""
+    the server's event loop: the service's routes `add` and the hub's fetch `take` run there.
+
+    A record is kept as its parts, each in a column (its id, its two times in a C array, the request's
+    and the reply's JSON bytes as they were), and only a call that failed or was cut carries a note.
+    A fetch joins the columns in C (`take`): no record is formatted one by one on the server."""
 
     def __init__(self, token: str, payload_cap: int = 16384, max_calls: int = MAX_CALLS,
                  max_bytes: int = MAX_BYTES):  # fmt: skip
@@ -128,14 +132,14 @@ class CallBuffer:
         self.payload_cap, self.max_calls, self.max_bytes = payload_cap, max_calls, max_bytes
         self.worker = secrets.token_hex(6)
         self.dropped = 0
-        # Each record becomes its line in one bytearray, and `_ends` (a C array) says where each line
-        # ends: the kept records are no Python objects, and the hub's fetch is one slice of bytes.
-        self._data = bytearray()
-        self._ends = array("q")
-        self._head = 0  # the index in `_ends` of the oldest record kept
+        self._ids: list[str] = []
+        self._times = array("d")  # at, latency_ms: two per record
+        self._bodies: list[bytes] = []
+        self._outputs: list[bytes] = []
+        self._notes: dict[int, tuple] = {}  # seq -> (truncated, error), for the few that have either
+        self._head = 0  # the index in the columns of the oldest record kept
         self._first = 1  # its seq (seqs count from 1)
-        self._pending: list[tuple] = []  # calls not yet written as lines (`add`)
-        self._pending_bytes = 0
+        self._bytes = 0  # the payload bytes kept
 
     @classmethod
     def from_environment(cls) -> CallBuffer | None:
@@ -144,130 +148,145 @@ class CallBuffer:
             return None
         return cls(token, int(os.environ.get(PAYLOAD_CAP_ENV) or 16384))
 
-    def direct(self, headers) -> int | None:
+    def direct(self, headers) -> bool:
         """Whether a request was made straight to the server, from its ASGI headers (`scope["headers"]`:
-        lower-case names): None when it came through the hub (which logs it itself), else the size its
-        body declares (Content-Length; 0 when it declares none), which `add` is given."""
-        size = 0
+        lower-case names); False when it came through the hub, which logs it itself."""
         for name, value in headers:  # a plain loop: the cheapest way through a handful of headers
-            if name == _TOKEN_NAME:
-                if hmac.compare_digest(value, self._token_bytes):
-                    return None
-            elif name == b"content-length" and value.isdigit():
-                size = int(value)
-        return size
+            if name == _TOKEN_NAME and hmac.compare_digest(value, self._token_bytes):
+                return False
+        return True
 
     def from_hub(self, headers) -> bool:
         """Whether a request (its ASGI headers) came through the hub."""
-        return self.direct(headers) is None
+        return not self.direct(headers)
 
     def add(self, started: float, latency_ms: float, inputs, outputs: bytes | None,
-            error: str | None = None, size: int = 0, body: bytes | None = None) -> str:  # fmt: skip
-        """Record one direct call (`outputs`: the reply's JSON body; `size`: what `direct` said; `body`:
-        the request's JSON body, kept in place of `inputs` where BentoML left it in the scope);
-        returns its prediction id. A call whose body declared its size waits as it is, with up to
-        PENDING_CALLS others (PENDING_BYTES of bodies), to be written as lines together: one loop
-        over many records costs about half as much per record as a line written on each call's way."""
+            error: str | None = None, body: bytes | None = None) -> str:  # fmt: skip
+        """Record one direct call (`outputs`: the reply's JSON body; `body`: the request's JSON body,
+        kept in place of `inputs` where BentoML left it in the scope); returns its prediction id."""
         pid = new_prediction_id(started)
-        pending = self._pending
-        pending.append((pid, started, latency_ms, inputs if body is None else body, outputs, error))
-        self._pending_bytes += size
-        if not size or len(pending) >= PENDING_CALLS or self._pending_bytes > PENDING_BYTES:
-            self._write_pending()
+        if body is None:  # a lone surrogate: its JSON escape
+            body = b'{"inputs":%s}' % encode(inputs).encode("utf-8", "backslashreplace")
+        outputs = outputs or b""
+        cap = self.payload_cap
+        if error is not None or len(body) > cap or len(outputs) > cap:
+            body, outputs = self._note(body, outputs, error)
+        self._ids.append(pid)
+        self._times.append(started)
+        self._times.append(latency_ms)
+        self._bodies.append(body)
+        self._outputs.append(outputs)
+        self._bytes += len(body) + len(outputs)
+        if len(self._ids) - self._head > self.max_calls or self._bytes > self.max_bytes:
+            self._drop_oldest()
         return pid
 
-    def _write_pending(self) -> None:
-        """The waiting calls as lines, then the oldest dropped past `max_calls` or `max_bytes`."""
-        pending, self._pending, self._pending_bytes = self._pending, [], 0
-        cap, data, ends = self.payload_cap, self._data, self._ends
-        for pid, started, latency_ms, inputs, outputs, error in pending:
-            data += _line(pid, started, latency_ms, inputs, outputs, error, cap)
-            ends.append(len(data))
-        while len(ends) - self._head > self.max_calls or self._kept_bytes() > self.max_bytes:
+    def _note(self, body: bytes, outputs: bytes, error: str | None) -> tuple[bytes, bytes]:
+        """A payload past the cap becomes a marker, and the call is noted as truncated; an error is
+        noted (for the record `add` appends next)."""
+        cut = len(body) > self.payload_cap or len(outputs) > self.payload_cap
+        if len(body) > self.payload_cap:
+            body = _marker(len(body))
+        if len(outputs) > self.payload_cap:
+            outputs = _marker(len(outputs))
+        self._notes[self._first + len(self._ids) - self._head] = (cut, error and error[:ERROR_CAP])
+        return body, outputs
+
+    def _drop_oldest(self) -> None:
+        """Drop the oldest records past `max_calls` or `max_bytes`, counting them."""
+        while len(self._ids) - self._head > self.max_calls or self._bytes > self.max_bytes:
             self._forget(1)
             self.dropped += 1
-            ends = self._ends
-
-    def _start(self) -> int:
-        """Where the oldest kept record's line starts in `_data`."""
-        return self._ends[self._head - 1] if self._head else 0
-
-    def _kept_bytes(self) -> int:
-        return len(self._data) - self._start()
 
     def _forget(self, count: int) -> None:
-        """Forget the `count` oldest records; their bytes go once they are half of `_data`."""
+        """Forget the `count` oldest records; the columns shrink once they are half forgotten."""
+        end, notes = self._first + count, self._notes
+        for seq in [seq for seq in notes if seq < end] if len(notes) < count else range(self._first, end):
+            notes.pop(seq, None)
+        for column in (self._bodies, self._outputs):
+            self._bytes -= sum(map(len, column[self._head : self._head + count]))
+            column[self._head : self._head + count] = [b""] * count  # their bytes go now
         self._head += count
         self._first += count
-        start = self._start()
-        if start * 2 >= len(self._data):
-            del self._data[:start]
-            self._ends = array("q", [end - start for end in self._ends[self._head :]])
+        if self._head * 2 >= len(self._ids):
+            for column in (self._ids, self._bodies, self._outputs):
+                del column[: self._head]
+            del self._times[: 2 * self._head]
             self._head = 0
 
     def take(self, ack: int, limit: int) -> bytes:
         """Forget what the hub acknowledged (seq <= `ack`); the next `limit` records after it, within
-        MAX_REPLY_BYTES (at least one): a JSON line {"worker", "last" (the seq to acknowledge),
-        "waiting" (records kept, these included), "dropped"}, then a line each."""
-        self._write_pending()
-        kept = len(self._ends) - self._head
+        MAX_REPLY_BYTES of payload (at least one): a JSON line {"worker", "last" (the seq to
+        acknowledge), "waiting" (records kept, these included), "dropped", "format", "count",
+        "notes" {index in this reply: [truncated, error]}}, then the records' columns (`parse_reply`)."""
+        kept = len(self._ids) - self._head
         if ack >= self._first and kept:
             self._forget(min(ack - self._first + 1, kept))
-        waiting = len(self._ends) - self._head
-        start, end = self._start(), self._head + min(limit, waiting)
-        count = max(
-            min(1, waiting), bisect_right(self._ends, start + MAX_REPLY_BYTES, self._head, end) - self._head
-        )
-        dropped, last = self.dropped, self._first - 1 + count
+        waiting, start = len(self._ids) - self._head, self._head
+        bodies = self._bodies[start : start + min(limit, waiting)]
+        outputs = self._outputs[start : start + len(bodies)]
+        sizes = list(itertools.accumulate(map(add, map(len, bodies), map(len, outputs))))
+        count = max(min(1, waiting), bisect_right(sizes, MAX_REPLY_BYTES))
+        del bodies[count:], outputs[count:]
+        first, notes = self._first, self._notes
+        notes = {str(seq - first): note for seq, note in notes.items() if seq < first + count}
         head = json.dumps({
-            "worker": self.worker, "last": max(last, ack), "waiting": waiting, "dropped": dropped,
-            "format": LINE_FORMAT,
+            "worker": self.worker, "last": max(self._first - 1 + count, ack), "waiting": waiting,
+            "dropped": self.dropped, "format": REPLY_FORMAT, "count": count, "notes": notes,
+            "byteorder": sys.byteorder,
         }).encode()  # fmt: skip
-        if not count:
-            return head
-        # One copy of the lines (a view of them joined), not five: a fetch under load moves a
-        # megabyte, and each copy of it pushes the worker's own data out of the CPU's caches.
-        end = self._ends[self._head + count - 1] - 1  # the last line's newline left out
-        return b"".join((head, b"\n", memoryview(self._data)[start:end]))
-
-
-def _line(pid: str, started: float, latency_ms: float, inputs, outputs: bytes | None, error: str | None,
-          cap: int) -> bytes:  # fmt: skip
-    """One record as the hub reads it: FIELDS, tab-separated; `inputs`: the request's body (bytes),
-    or the parsed inputs, written as a body. A payload past `cap` bytes becomes a marker, and the
-    call is marked truncated."""
-    if inputs.__class__ is bytes:  # JSON that BentoML parsed: a raw tab or newline is a blank
-        text = inputs.translate(_BLANKS)
-    else:  # a lone surrogate: its JSON escape
-        text = b'{"inputs":%s}' % encode(inputs).encode("utf-8", "backslashreplace")
-    cut = len(text) > cap
-    if cut:
-        text = _marker(len(text))
-    if outputs and len(outputs) > cap:
-        outputs, cut = _marker(len(outputs)), True
-    if error:
-        status = b"error\t%d\t%s" % (cut, json.dumps(error[:ERROR_CAP]).encode())
-    else:
-        status = _CUT if cut else _WHOLE
-    # The time to the microsecond: %.6f writes it in about half the time %a (its repr) takes.
-    return b"%s\t%.6f\t%.3f\t%s\t%s\t%s\n" % (pid.encode(), started, latency_ms, status, outputs or b"", text)
-
-
-_WHOLE, _CUT = b"ok\t0\t", b"ok\t1\t"  # a call that succeeded: status, truncated, no error
-_BLANKS = bytes.maketrans(b"\t\n", b"  ")
+        return b"".join([
+            head, b"\n", "".join(self._ids[start : start + count]).encode(),
+            self._times[2 * start : 2 * (start + count)].tobytes(),
+            array("I", map(len, bodies)).tobytes(), array("I", map(len, outputs)).tobytes(),
+            *bodies, *outputs,
+        ])  # fmt: skip
 
 
 def _marker(size: int) -> bytes:
     return b'{"_truncated":true,"bytes":%d}' % size
 
 
-def parse_reply(reply: str | bytes) -> tuple[dict, list[list[str]]]:
-    """The header and the records (lists of the FIELDS' text, in their order; a malformed line may
-    have fewer) of what `take` returned (as the hub reads it: text; a byte that is not UTF-8 becomes
-    U+FFFD in its record rather than failing the whole reply)."""
-    text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
-    head, *lines = text.split("\n")
-    return json.loads(head), [line.split("\t", 7) for line in lines]
+def parse_reply(reply: str | bytes) -> tuple[dict, list[list]]:
+    """The header and the records (lists of the FIELDS, in their order: text, but for the two times;
+    a malformed line of an older server may have fewer) of what `take` returned. A byte that is not
+    UTF-8 becomes U+FFFD in its record rather than failing the whole reply; a reply whose columns do
+    not add up raises ValueError."""
+    data = reply.encode() if isinstance(reply, str) else reply
+    head_text, _, rest = data.partition(b"\n")
+    head = json.loads(head_text)
+    if int(head.get("format", 1)) < REPLY_FORMAT:  # lines of text, from older servers
+        text = rest.decode(errors="replace")
+        return head, [line.split("\t", 7) for line in text.split("\n")] if text else []
+    return head, _records(head, memoryview(rest))
+
+
+def _records(head: dict, data: memoryview) -> list[list]:
+    count, notes = int(head["count"]), head.get("notes") or {}
+    ids = bytes(data[: 26 * count]).decode("ascii", errors="replace")  # a character a byte
+    times, sizes = array("d"), array("I")
+    times.frombytes(data[26 * count : 42 * count])
+    sizes.frombytes(data[42 * count : 50 * count])
+    if head.get("byteorder", sys.byteorder) != sys.byteorder:
+        times.byteswap()
+        sizes.byteswap()
+    if len(ids) != 26 * count or len(sizes) != 2 * count or 50 * count + sum(sizes) != len(data):
+        raise ValueError(f"a reply of {count} records whose columns do not add up ({len(data)} bytes)")
+    offset, records = 50 * count, []
+    for i in range(count):
+        body = bytes(data[offset : offset + sizes[i]]).decode(errors="replace")
+        offset += sizes[i]
+        records.append([ids[26 * i : 26 * i + 26], times[2 * i], times[2 * i + 1], "ok", "0", "", "", body])
+    for record, size in zip(records, sizes[count:], strict=True):
+        record[6] = bytes(data[offset : offset + size]).decode(errors="replace")
+        offset += size
+    for index, (truncated, error) in notes.items():
+        if not 0 <= int(index) < count:
+            raise ValueError(f"a note on record {index} of {count}")
+        record = records[int(index)]
+        status = ["error", "1" if truncated else "0", json.dumps(error)] if error else ["ok", "1", ""]
+        record[3:6] = status  # a note without an error: the call was cut
+    return records
 
 
 def keep_request_bodies() -> None:
@@ -309,6 +328,6 @@ def collect_app(buffer: CallBuffer):
             limit = max(1, min(int(body.get("limit", 5000)), 20_000))
         except (ValueError, TypeError, AttributeError):
             return JSONResponse({"error": 'Send {"ack": {worker: seq}, "limit": n}.'}, status_code=400)
-        return Response(buffer.take(ack, limit), media_type="text/plain")
+        return Response(buffer.take(ack, limit), media_type="application/octet-stream")
 
     return Starlette(routes=[Route("/calls", calls, methods=["POST"])])
