@@ -45,7 +45,9 @@ async def _call(app, path: str, body: bytes, headers: list) -> list[dict]:
     async def send(message: dict) -> None:
         messages.append(message)
 
-    await app(scope, receive, send)
+    # In a task of its own, as a server runs each request: what a call sets in its context (BentoML
+    # keeps a traced request's id there, and then adds a header to every reply) stays with it.
+    await asyncio.get_running_loop().create_task(app(scope, receive, send))
     return messages
 
 
