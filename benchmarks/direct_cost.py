@@ -2,8 +2,7 @@
 throughput ratio is made of, measured in a way that a busy shared machine disturbs less.
 
 - server: `CallBuffer.direct` on the ASGI headers of a call without the token, `add` of the
-  benchmark's iris request body and reply (with its share of writing the waiting calls as lines), and its
-  share of `take` (the hub's fetch), per call;
+  benchmark's iris request body and reply, and its share of `take` (the hub's fetch), per call;
 - hub: `Collector` storing one fetched reply of `--batch` records in a SQLite file (parse, check,
   insert, rollups, Prometheus), per record.
 
