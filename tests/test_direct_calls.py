@@ -92,6 +92,8 @@ def test_a_reply_is_the_columns_of_its_records_and_one_that_does_not_add_up_is_r
     for broken in (reply[:-1], reply + b"x", reply.replace(b'"count": 3', b'"count": 4')):
         with pytest.raises(ValueError, match="do not add up"):
             parse_reply(broken)
+    with pytest.raises(ValueError, match="not a JSON object"):
+        parse_reply(b"[1]\n" + rest)
     with pytest.raises(ValueError, match="a note on record 3 of 3"):
         parse_reply(reply.replace(b'"notes": {}', b'"notes": {"3": [true, null]}'))
 

@@ -165,7 +165,7 @@ class CallBuffer:
         """Record one direct call (`outputs`: the reply's JSON body; `body`: the request's JSON body,
         kept in place of `inputs` where BentoML left it in the scope); returns its prediction id."""
         pid = new_prediction_id(started)
-        if body is None:  # a lone surrogate: its JSON escape
+        if body is None:  # the inputs written as a body (a lone surrogate as its JSON escape)
             body = b'{"inputs":%s}' % encode(inputs).encode("utf-8", "backslashreplace")
         outputs = outputs or b""
         cap = self.payload_cap
@@ -255,6 +255,8 @@ def parse_reply(reply: str | bytes) -> tuple[dict, list[list]]:
     data = reply.encode() if isinstance(reply, str) else reply
     head_text, _, rest = data.partition(b"\n")
     head = json.loads(head_text)
+    if not isinstance(head, dict):
+        raise ValueError(f"a reply whose first line is not a JSON object: {head_text[:100]!r}")
     if int(head.get("format", 1)) < REPLY_FORMAT:  # lines of text, from older servers
         text = rest.decode(errors="replace")
         return head, [line.split("\t", 7) for line in text.split("\n")] if text else []
@@ -284,8 +286,8 @@ def _records(head: dict, data: memoryview) -> list[list]:
         if not 0 <= int(index) < count:
             raise ValueError(f"a note on record {index} of {count}")
         record = records[int(index)]
-        status = ["error", "1" if truncated else "0", json.dumps(error)] if error else ["ok", "1", ""]
-        record[3:6] = status  # a note without an error: the call was cut
+        error = json.dumps(error) if error else ""
+        record[3:6] = ["error" if error else "ok", "1" if truncated else "0", error]
     return records
 
 
