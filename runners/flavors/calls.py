@@ -184,10 +184,11 @@ class CallBuffer:
     def _note(self, body: bytes, outputs: bytes, error: str | None) -> tuple[bytes, bytes]:
         """A payload past the cap becomes a marker, and the call is noted as truncated; an error is
         noted (for the record `add` appends next)."""
-        cut = len(body) > self.payload_cap or len(outputs) > self.payload_cap
-        if len(body) > self.payload_cap:
+        cap = self.payload_cap
+        cut = len(body) > cap or len(outputs) > cap
+        if len(body) > cap:
             body = _marker(len(body))
-        if len(outputs) > self.payload_cap:
+        if len(outputs) > cap:
             outputs = _marker(len(outputs))
         self._notes[self._first + len(self._ids) - self._head] = (cut, error and error[:ERROR_CAP])
         return body, outputs
@@ -228,10 +229,10 @@ class CallBuffer:
         sizes = list(itertools.accumulate(map(add, map(len, bodies), map(len, outputs))))
         count = max(min(1, waiting), bisect_right(sizes, MAX_REPLY_BYTES))
         del bodies[count:], outputs[count:]
-        first, notes = self._first, self._notes
-        notes = {str(seq - first): note for seq, note in notes.items() if seq < first + count}
+        first = self._first
+        notes = {str(seq - first): note for seq, note in self._notes.items() if seq < first + count}
         head = json.dumps({
-            "worker": self.worker, "last": max(self._first - 1 + count, ack), "waiting": waiting,
+            "worker": self.worker, "last": max(first - 1 + count, ack), "waiting": waiting,
             "dropped": self.dropped, "format": REPLY_FORMAT, "count": count, "notes": notes,
             "byteorder": sys.byteorder,
         }).encode()  # fmt: skip
