@@ -154,7 +154,7 @@ def test_beyond_the_byte_bound_the_oldest_are_dropped_and_what_the_hub_acknowled
         buffer.add(time.time(), 1.0, None, b'{"y":%3d}' % i, body=b'{"inputs":{"x":%3d}}' % i)
     reply = take(buffer, 0, 100)
     assert reply["dropped"] == 10 and [inputs_of(c)["x"] for c in reply["calls"]] == list(range(10, 20))
-    assert take(buffer, reply["last"], 100)["calls"] == [] and buffer._bytes == 0
+    assert take(buffer, reply["last"], 100)["calls"] == [] and buffer.kept_bytes == 0
 
 
 def test_only_the_hubs_token_marks_a_call_as_the_hubs():
