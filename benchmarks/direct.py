@@ -102,7 +102,7 @@ def _rows(hub: HubProcess, reported: str, unreported: tuple[int, str]) -> list[d
     return [
         row("direct predict, calls recorded, c=16", on["rps"], "req/s"),
         row("direct predict, not recorded, c=16", off["rps"], "req/s"),
-        row("throughput ratio recorded/not", on["rps"] / off["rps"], "", ">= 0.95"),
+        row("throughput ratio recorded/not", f"{on['rps'] / off['rps']:.3f}", "", ">= 0.95"),
         row("server CPU per call, recorded / not", cpu, "us"),
         row("hub CPU per recorded call (collecting, storing)", on["hub_us"], "us"),
         row("direct calls counted / answered", counted / max(sent, 1), "", "1.00"),
