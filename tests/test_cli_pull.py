@@ -74,10 +74,11 @@ def test_pull_downloads_every_file_with_its_digest(package, pulled):
 
 
 def test_pull_streams_a_mebibyte_at_a_time(hub, pulled):
-    """100 MB downloaded: the process holds about what `aid status` holds."""
+    """100 MB downloaded: the process holds about what `aid status` holds, and the allocator's heap
+    around the 1 MiB chunks (+16.4 MiB once on a loaded machine); reading the file whole would be +100."""
     *_, peak_mb = pulled
     _, baseline_mb = peak_rss_mb(hub.url, "status", env=hub.env)
-    assert peak_mb < baseline_mb + 16, (peak_mb, baseline_mb)
+    assert peak_mb < baseline_mb + 32, (peak_mb, baseline_mb)
 
 
 def test_pulling_again_downloads_nothing(hub, pulled, tmp_path):
