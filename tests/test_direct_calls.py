@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import stat
 import sys
 import time
@@ -172,6 +173,27 @@ def test_a_record_keeps_no_object_of_its_own():
     for i in range(3000):
         record(i)
     assert sys.getallocatedblocks() - before < 1000 and take(buffer, 0, 5000)["waiting"] == 3100
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_fetch_returns_what_was_added_in_order_across_acknowledgements_and_drops(seed):
+    rnd = random.Random(seed)
+    buffer = CallBuffer(
+        "secret", max_calls=rnd.choice([5, 50, 1000]), max_bytes=rnd.choice([300, 5000, 10**6])
+    )
+    added, ack = [], 0  # (id, body, reply) of every call
+    for _ in range(300):
+        if rnd.random() < 0.8:
+            body = b'{"inputs":{"x":"%s"}}' % (b"a" * rnd.randint(0, 60))
+            reply = b'{"y":"%s"}' % (b"b" * rnd.randint(0, 30))
+            added.append(
+                (buffer.add(time.time(), 1.0, None, reply, body=body), body.decode(), reply.decode())
+            )
+            continue
+        head, records = parse_reply(buffer.take(ack, rnd.randint(1, 40)))
+        kept = added[len(added) - head["waiting"] :] if head["waiting"] else []  # the oldest go first
+        assert [(r[0], r[7], r[6]) for r in records] == kept[: len(records)]
+        ack = head["last"] if rnd.random() < 0.7 else ack  # else the hub failed to store them
 
 
 def test_only_the_hubs_token_marks_a_call_as_the_hubs():
