@@ -226,8 +226,8 @@ class CallBuffer:
             self.dropped += 1
 
     def _forget(self, count: int) -> None:
-        """Forget the `count` oldest records (a bytearray loses its front in place); the arrays shrink
-        once they are half forgotten."""
+        """Forget the `count` oldest records (their bytes are passed over); once half the records are
+        forgotten, what is kept moves to the front of each column."""
         end, notes, head = self._first + count, self._notes, self._head
         for seq in [seq for seq in notes if seq < end] if len(notes) < count else range(self._first, end):
             notes.pop(seq, None)
