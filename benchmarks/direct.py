@@ -3,12 +3,10 @@ record on (the hub's own server, collected by the hub every second) vs off (a co
 service in the same environment less the hub's token), loaded in turns in one run; the hub's CPU per
 call collecting them; and whether every direct call reached the scorecard.
 
-Both servers run on the last CPU, and the load generator and the hub on the others (where the machine
-has two or more): unpinned, identical copies of the server differed by up to 8 % in a turn, with where
-the scheduler happened to put each next to wrk; pinned, by about 1 %. The server's CPU is its own, as
-a version's `resources.cpu` gives it in a container, and the hub collects beside it: its CPU is a row
-of its own. Left where the scheduler put it, on a machine of two CPUs the hub took part of its ~5 %
-of a CPU from the server's own (one run each on 2026-12-04: ratio 0.923 so, 0.943 pinned beside wrk)."""
+Both servers run on the last CPU and the load generator on the others (where the machine has two or
+more): unpinned, identical copies of the server differed by up to 8 % in a turn, with where the
+scheduler happened to put each next to wrk; pinned, by about 1 %. The hub is left where it runs, as in
+production: its collection takes CPU wherever the machine has some (its share is a row of its own)."""
 
 from __future__ import annotations
 
@@ -19,7 +17,6 @@ import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 
 import httpx
@@ -88,15 +85,14 @@ def _rows(hub: HubProcess, reported: str, unreported: tuple[int, str]) -> list[d
     time.sleep(3)  # the warm-up's calls are collected
     before = _scorecard(hub)["sources"]["direct"]
     (copy_pid, copy_url), server_pid = unreported, _server_pid(hub, reported)
-    hub_own, token = _hub_processes(hub, server_pid), psutil.Process(server_pid).environ()[TOKEN_ENV]
-    hub_cpu = partial(_cpu_seconds, hub_own)
+    hub_cpu, token = _hub_cpu(hub, server_pid), psutil.Process(server_pid).environ()[TOKEN_ENV]
     on = with_cpu(server_pid, lambda seconds: _with_hub_cpu(hub_cpu, f"{reported}/predict", body, seconds))
     off = with_cpu(copy_pid, lambda seconds: post_load(f"{copy_url}/predict", body, seconds))
     turns = {
         "on": _on_a_new_worker(server_pid, reported, {TOKEN_HEADER: token}, on),
         "off": _on_a_new_worker(copy_pid, copy_url, {}, off),
     }
-    with _pinned([server_pid, copy_pid], hub_own):
+    with _pinned([server_pid, copy_pid]):
         mean = measure(turns, ROUNDS, SECONDS)
     sent = round(mean["on"]["requests"] * ROUNDS)
     time.sleep(3)  # the collector's next rounds
@@ -148,15 +144,12 @@ def _workers(server: int) -> list:
     return found
 
 
-def _hub_processes(hub: HubProcess, server_pid: int) -> list:
-    """The hub's own processes (not its model servers)."""
+def _hub_cpu(hub: HubProcess, server_pid: int):
+    """A function giving the CPU seconds the hub's own processes (not its model servers) spent so far."""
     servers = {server_pid, *(p.pid for p in psutil.Process(server_pid).children(recursive=True))}
-    return [p for p in [psutil.Process(hub.proc.pid), *psutil.Process(hub.proc.pid).children(recursive=True)]
-            if p.pid not in servers]  # fmt: skip
-
-
-def _cpu_seconds(processes: list) -> float:
-    return sum(sum(p.cpu_times()[:2]) for p in processes)
+    own = [p for p in [psutil.Process(hub.proc.pid), *psutil.Process(hub.proc.pid).children(recursive=True)]
+           if p.pid not in servers]  # fmt: skip
+    return lambda: sum(sum(p.cpu_times()[:2]) for p in own)
 
 
 def _with_hub_cpu(hub_cpu, url: str, body: dict, seconds: int) -> dict:
@@ -168,9 +161,9 @@ def _with_hub_cpu(hub_cpu, url: str, body: dict, seconds: int) -> dict:
 
 
 @contextmanager
-def _pinned(servers: list[int], beside: list):
-    """The servers' processes on the last CPU, this process (and the load generator it starts) and the
-    processes `beside` on the others, for the block; nothing where the machine has one CPU."""
+def _pinned(servers: list[int]):
+    """The servers' processes on the last CPU, this process and the load generator it starts on the
+    others, for the block; nothing where the machine has one CPU."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         yield
@@ -178,15 +171,11 @@ def _pinned(servers: list[int], beside: list):
     for pid in servers:
         for process in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
             process.cpu_affinity(cpus[-1:])
-    for process in beside:
-        process.cpu_affinity(cpus[:-1])
     os.sched_setaffinity(0, cpus[:-1])
     try:
         yield
     finally:
         os.sched_setaffinity(0, cpus)
-        for process in beside:
-            process.cpu_affinity(cpus)
 
 
 def _server_pid(hub: HubProcess, url: str) -> int:
