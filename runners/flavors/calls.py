@@ -136,16 +136,12 @@ class CallBuffer:
         self.payload_cap, self.max_calls, self.max_bytes = payload_cap, max_calls, max_bytes
         self.worker = secrets.token_hex(6)
         self.dropped = 0
-        # The bytearrays are written in place up to their ends and never shrink on the way (CPython
-        # copies a bytearray whose front is deleted to a buffer of its exact size, which then grows
-        # again by copies): what is forgotten is moved out of the way at once when half is.
-        self._ids = bytearray()  # 26 ASCII characters per record, at 26 x its index in the arrays
-        self._bodies, self._outputs = bytearray(), bytearray()
-        self._body_span, self._output_span = [0, 0], [0, 0]  # the kept bytes' [start, end)
+        self._ids = bytearray()  # 26 ASCII characters per record
+        self._bodies, self._outputs = bytearray(), bytearray()  # forgotten from the front as they go
         self._times = array("d")  # at, latency_ms: two per record
         self._sizes = array("I")  # body size, reply size: two per record
         self._notes: dict[int, tuple] = {}  # seq -> (truncated, error), for the few that have either
-        self._head = 0  # the index in the arrays of the oldest record kept
+        self._head = 0  # the index in the arrays of the oldest record kept (they shrink lazily)
         self._first = 1  # its seq (seqs count from 1)
 
     @classmethod
@@ -170,13 +166,12 @@ class CallBuffer:
     @property
     def waiting(self) -> int:
         """How many records are kept."""
-        return len(self._sizes) // 2 - self._head
+        return len(self._ids) // 26
 
     @property
     def kept_bytes(self) -> int:
         """The payload bytes kept (the bodies and the replies)."""
-        (start, end), (start2, end2) = self._body_span, self._output_span
-        return end - start + end2 - start2
+        return len(self._bodies) + len(self._outputs)
 
     def add(self, started: float, latency_ms: float, inputs, outputs: bytes | None,
             error: str | None = None, body: bytes | None = None) -> str:  # fmt: skip
@@ -189,21 +184,14 @@ class CallBuffer:
         cap = self.payload_cap
         if error is not None or len(body) > cap or len(outputs) > cap:
             body, outputs = self._note(body, outputs, error)
-        at = 26 * (len(self._sizes) >> 1)
-        self._ids[at : at + 26] = pid.encode()
-        span = self._body_span
-        at = span[1]
-        self._bodies[at : at + len(body)] = body
-        span[1] = at + len(body)
-        span = self._output_span
-        at = span[1]
-        self._outputs[at : at + len(outputs)] = outputs
-        span[1] = at + len(outputs)
+        self._ids += pid.encode()
+        self._bodies += body
+        self._outputs += outputs
         self._times.append(started)
         self._times.append(latency_ms)
         self._sizes.append(len(body))
         self._sizes.append(len(outputs))
-        if len(self._sizes) - 2 * self._head > 2 * self.max_calls or self.kept_bytes > self.max_bytes:
+        if len(self._ids) > 26 * self.max_calls or len(self._bodies) + len(self._outputs) > self.max_bytes:
             self._drop_oldest()
         return pid
 
@@ -226,22 +214,17 @@ class CallBuffer:
             self.dropped += 1
 
     def _forget(self, count: int) -> None:
-        """Forget the `count` oldest records (their bytes are passed over); once half the records are
-        forgotten, what is kept moves to the front of each column."""
+        """Forget the `count` oldest records (a bytearray loses its front in place); the arrays shrink
+        once they are half forgotten."""
         end, notes, head = self._first + count, self._notes, self._head
         for seq in [seq for seq in notes if seq < end] if len(notes) < count else range(self._first, end):
             notes.pop(seq, None)
         sizes = self._sizes[2 * head : 2 * (head + count)]
-        self._body_span[0] += sum(sizes[::2])
-        self._output_span[0] += sum(sizes[1::2])
+        del self._ids[: 26 * count], self._bodies[: sum(sizes[::2])], self._outputs[: sum(sizes[1::2])]
         self._head += count
         self._first += count
         if self._head * 2 >= len(self._sizes) // 2:
-            head, records = self._head, len(self._sizes) // 2
-            _to_front(self._ids, [26 * head, 26 * records])
-            _to_front(self._bodies, self._body_span)
-            _to_front(self._outputs, self._output_span)
-            del self._times[: 2 * head], self._sizes[: 2 * head]
+            del self._times[: 2 * self._head], self._sizes[: 2 * self._head]
             self._head = 0
 
     def take(self, ack: int, limit: int) -> bytes:
@@ -263,24 +246,11 @@ class CallBuffer:
             "dropped": self.dropped, "format": REPLY_FORMAT, "count": count, "notes": notes,
             "byteorder": sys.byteorder,
         }).encode()  # fmt: skip
-        bodies, outputs = self._body_span[0], self._output_span[0]
         return b"".join([
-            head_line, b"\n", self._ids[26 * head : 26 * (head + count)],
-            self._times[2 * head : 2 * (head + count)].tobytes(),
+            head_line, b"\n", self._ids[: 26 * count], self._times[2 * head : 2 * (head + count)].tobytes(),
             body_sizes.tobytes(), output_sizes.tobytes(),
-            self._bodies[bodies : bodies + sum(body_sizes)],
-            self._outputs[outputs : outputs + sum(output_sizes)],
+            self._bodies[: sum(body_sizes)], self._outputs[: sum(output_sizes)],
         ])  # fmt: skip
-
-
-def _to_front(column: bytearray, span: list) -> None:
-    """Move the kept bytes of `column` (its `span`, made [0, kept)) to its front, in place; the column
-    is cut to them only where it holds four times as much and over a MiB (after an outage)."""
-    start, end = span
-    column[: end - start] = column[start:end]  # as long as it replaces: no new buffer
-    span[:] = [0, end - start]
-    if len(column) > 4 * max(end - start, 1 << 20):
-        del column[end - start :]
 
 
 def _marker(size: int) -> bytes:
