@@ -50,6 +50,10 @@ def test_the_server_makes_ids_of_the_hubs_form_and_order():
     mine, hubs = new_prediction_id(now), hub_prediction_id(now)
     assert len(mine) == 26 and mine[:10] == hubs[:10]  # the same 48-bit time, the same alphabet
     assert new_prediction_id(now) < new_prediction_id(now + 0.002)
+    times = [now + i * 0.0007 for i in range(5000)]  # across several 1,024 ms spans of the time's head
+    assert [new_prediction_id(t)[:10] for t in times] == [hub_prediction_id(t)[:10] for t in times]
+    ids = [new_prediction_id(t) for t in times]
+    assert ids == sorted(ids)
 
 
 def test_ids_made_without_a_system_call_are_unique_ordered_and_differ_in_a_forked_child():
