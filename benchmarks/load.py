@@ -34,11 +34,15 @@ def wrk_binary() -> str:
     return found
 
 
-def post_load(url: str, body: dict, seconds: int, concurrency: int = 16) -> dict:
-    """POST `body` to `url` for `seconds` with `concurrency` connections; req/s and latency in ms."""
+def post_load(url: str, body: dict, seconds: int, concurrency: int = 16, headers: dict | None = None) -> dict:
+    """POST `body` (and `headers`) to `url` for `seconds` with `concurrency` connections; req/s and
+    latency in ms."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
-        script.write_text(LUA.format(body=json.dumps(json.dumps(body))))
+        extra = "".join(
+            f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in (headers or {}).items()
+        )
+        script.write_text(LUA.format(body=json.dumps(json.dumps(body))) + extra)
         threads = min(2, concurrency)
         cmd = [wrk_binary(), f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
