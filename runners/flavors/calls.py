@@ -82,7 +82,7 @@ class _IdParts:
         # (value, text) pairs, each read and replaced whole, so threads never mix them up: the first 8
         # characters of the time (the same for 1,024 milliseconds), and the last 16 characters of the
         # 1,024 ids that share the counter's upper 30 bits.
-        self.millis, self.ends = (-1, ""), (-1, ())
+        self.time_head, self.ends = (-1, ""), (-1, ())
 
 
 _ID_PARTS = _IdParts()
@@ -93,13 +93,13 @@ def new_prediction_id(now: float | None = None) -> str:
     form as the hub's own ids. The 80 bits: this process's 40 random bits and its 40-bit counter,
     so ids are unique across processes (but for a 2**-40 chance per pair) and never repeat in one.
     Most ids are three strings joined, made before: a server busy enough to see a new millisecond
-    at nearly every call would otherwise write the time out each time (~1 us more)."""
+    at nearly every call would otherwise write the time out each time (up to ~0.7 us more)."""
     millis = int((time.time() if now is None else now) * 1000) & (2**48 - 1)
     parts = _ID_PARTS
-    known, time_text = parts.millis
+    known, time_text = parts.time_head
     if known != millis >> 10:
         time_text = _base32(millis >> 10, 4)
-        parts.millis = (millis >> 10, time_text)
+        parts.time_head = (millis >> 10, time_text)
     n = next(parts.counter) & (2**40 - 1)
     known, ends = parts.ends
     if known != n >> 10:
