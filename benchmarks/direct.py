@@ -93,14 +93,14 @@ def _rows(hub: HubProcess, reported: str, unreported: tuple[int, str]) -> list[d
     hub_cpu, token = _hub_cpu(hub, server_pid), psutil.Process(server_pid).environ()[TOKEN_ENV]
     on = with_cpu(server_pid, lambda seconds: _with_hub_cpu(hub_cpu, f"{reported}/predict", body, seconds))
     off = with_cpu(copy_pid, lambda seconds: post_load(f"{copy_url}/predict", body, seconds))
-    rates = {"on": [], "off": []}  # each turn's req/s, in order: a round's two turns side by side
+    runs = {"on": [], "off": []}  # each turn's figures, in order: a round's two turns side by side
     turns = {
-        "on": _kept(rates["on"], _on_a_new_worker(server_pid, reported, {TOKEN_HEADER: token}, on)),
-        "off": _kept(rates["off"], _on_a_new_worker(copy_pid, copy_url, {}, off)),
+        "on": _kept(runs["on"], _on_a_new_worker(server_pid, reported, {TOKEN_HEADER: token}, on)),
+        "off": _kept(runs["off"], _on_a_new_worker(copy_pid, copy_url, {}, off)),
     }
     with _pinned([server_pid, copy_pid]):
         mean = measure(turns, ROUNDS, SECONDS)
-    ratios = sorted(a / b for a, b in zip(rates["on"], rates["off"], strict=True))
+    ratios = sorted(a["rps"] / b["rps"] for a, b in zip(runs["on"], runs["off"], strict=True))
     quarter = len(ratios) // 4
     spread = f"{statistics.median(ratios):.3f} ({ratios[quarter]:.3f}-{ratios[-1 - quarter]:.3f})"
     sent = round(mean["on"]["requests"] * ROUNDS)
@@ -126,15 +126,14 @@ def _same_worker_rows(hub: HubProcess, reported: str) -> list[dict]:
     median of the rounds' differences in its CPU per call."""
     body, server_pid, url = {"inputs": _inputs()}, _server_pid(hub, reported), f"{reported}/predict"
     token = {TOKEN_HEADER: psutil.Process(server_pid).environ()[TOKEN_ENV]}
+    runs = {"on": [], "token": []}
     turns = {
-        "on": with_cpu(server_pid, lambda seconds: post_load(url, body, seconds)),
-        "token": with_cpu(server_pid, lambda seconds: post_load(url, body, seconds, headers=token)),
-    }
-    runs: dict[str, list] = {key: [] for key in turns}
+        "on": _kept(runs["on"], with_cpu(server_pid, lambda seconds: post_load(url, body, seconds))),
+        "token": _kept(runs["token"], with_cpu(
+            server_pid, lambda seconds: post_load(url, body, seconds, headers=token))),
+    }  # fmt: skip
     with _pinned([server_pid]):
-        for turn in range(ROUNDS):
-            for key in list(turns)[:: 1 if turn % 2 == 0 else -1]:
-                runs[key].append(turns[key](SAME_WORKER_SECONDS))
+        measure(turns, ROUNDS, SAME_WORKER_SECONDS)
     pairs = list(zip(runs["on"], runs["token"], strict=True))
     added = statistics.median(mine["cpu_ms"] - hubs["cpu_ms"] for mine, hubs in pairs)
     ratio = statistics.median(mine["rps"] / hubs["rps"] for mine, hubs in pairs)
@@ -145,12 +144,12 @@ def _same_worker_rows(hub: HubProcess, reported: str) -> list[dict]:
     ]  # fmt: skip
 
 
-def _kept(rates: list, turn):
-    """`turn`, appending each run's req/s to `rates`."""
+def _kept(runs: list, turn):
+    """`turn`, appending each run's figures to `runs` (`measure` keeps only their means)."""
 
     def run(seconds: int) -> dict:
         figures = turn(seconds)
-        rates.append(figures["rps"])
+        runs.append(figures)
         return figures
 
     return run
