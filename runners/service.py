@@ -48,8 +48,7 @@ MODEL = json.loads({model_json})
 LOAD_ARGS = json.loads({load_json})
 BATCHING = json.loads({batching_json})
 DIRECT_CALLS = calls.CallBuffer.from_environment()  # None: not served by a hub
-if DIRECT_CALLS is not None:
-    calls.keep_request_bodies()  # a direct call's record keeps its body as it came
+calls.keep_request_bodies()  # records keep bodies as they came; the same parsing unrecorded
 TENSORS = tensorbody.TensorRoute(direct_calls=DIRECT_CALLS)  # the hub's binary inputs
 
 

@@ -300,27 +300,67 @@ def test_a_request_body_kept_as_it_came_is_sent_as_it_came_and_stored_as_its_inp
     assert call["body"] == body.decode() and record_of(call).inputs == '{"text":["a\\tb é"],"x":[1,2.5]}'
 
 
-def test_bentomls_json_parsing_leaves_the_body_in_the_requests_scope(monkeypatch):
-    """What the service's route reads through `ctx.request`, another Request on the same scope."""
-    import pydantic
+def _parse(body: bytes, model) -> tuple:
+    """BentoML's JSON parsing of `body` into `model`, and the request's scope afterwards."""
     from _bentoml_impl.serde import JSONSerde
     from starlette.requests import Request
 
-    class Body(pydantic.BaseModel):
-        inputs: dict
-
-    monkeypatch.setattr(JSONSerde, "parse_request", JSONSerde.parse_request)  # put back afterwards
-    calls.keep_request_bodies()
-    patched = JSONSerde.parse_request
-    calls.keep_request_bodies()
-    assert JSONSerde.parse_request is patched  # wrapped once only
-    body, scope = b'{"inputs":\n {"x": [1]}}', {"type": "http", "method": "POST", "headers": []}
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]}
 
     async def receive():
         return {"type": "http.request", "body": body, "more_body": False}
 
-    parsed = asyncio.run(JSONSerde().parse_request(Request(scope, receive), Body))
+    return asyncio.run(JSONSerde().parse_request(Request(scope, receive), model)), scope
+
+
+def test_bentomls_json_parsing_leaves_the_body_in_the_requests_scope(monkeypatch):
+    """What the service's route reads through `ctx.request`, another Request on the same scope."""
+    import pydantic
+    from _bentoml_impl.serde import JSONSerde
+
+    class Body(pydantic.BaseModel):
+        inputs: dict
+
+    original = JSONSerde.parse_request
+    monkeypatch.setattr(JSONSerde, "parse_request", original)  # put back afterwards
+    calls.keep_request_bodies()
+    patched = JSONSerde.parse_request
+    assert patched is not original
+    calls.keep_request_bodies()
+    assert JSONSerde.parse_request is patched  # replaced once only
+    body = b'{"inputs":\n {"x": [1]}}'
+    parsed, scope = _parse(body, Body)
     assert parsed.inputs == {"x": [1]} and scope[calls.BODY_KEY] == body
+    with pytest.raises(pydantic.ValidationError):  # BentoML's errors, as BentoML raises them
+        _parse(b'{"inputs": 3}', Body)
+
+
+def test_a_model_with_file_fields_is_parsed_by_bentomls_own_parsing(monkeypatch):
+    """A body that may be a file's URL to download: BentoML's own method parses it."""
+    from _bentoml_impl import serde
+    from _bentoml_sdk.io_models import IORootModel
+
+    class Files(IORootModel[list]):
+        pass
+
+    Files.multipart_fields = ["root"]
+    seen = []  # what BentoML's own method asked: whether the body is a URL
+    monkeypatch.setattr(serde, "is_http_url", lambda text: seen.append(text) or False)
+    monkeypatch.setattr(serde.JSONSerde, "parse_request", serde.JSONSerde.parse_request)
+    calls.keep_request_bodies()
+    parsed, scope = _parse(b"[1, 2]", Files)
+    assert seen == ["[1, 2]"] and parsed.root == [1, 2] and scope[calls.BODY_KEY] == b"[1, 2]"
+
+
+def test_a_bentoml_whose_json_parsing_changed_shape_is_left_alone(monkeypatch):
+    from _bentoml_impl.serde import JSONSerde
+
+    async def changed(self, request, cls):
+        return cls.model_validate_json(await request.body())
+
+    monkeypatch.setattr(JSONSerde, "parse_request", changed)
+    calls.keep_request_bodies()
+    assert JSONSerde.parse_request is changed
 
 
 def test_an_older_servers_records_hold_their_inputs_as_written():
