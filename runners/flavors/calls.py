@@ -338,8 +338,8 @@ def keep_request_bodies() -> None:
     JSONSerde.parse_request = parse_request
 
 
-_PARSE_NAMES = {"body", "IORootModel", "multipart_fields", "is_http_url", "deserialize_model", "Payload",
-                "headers"}  # fmt: skip  # what BentoML's JSONSerde.parse_request does, by the names it uses
+# What BentoML's JSONSerde.parse_request does, by the names it uses: what `keep_request_bodies` copies.
+_PARSE_NAMES = {"body", "IORootModel", "multipart_fields", "is_http_url", "deserialize_model", "Payload"}
 
 
 def collect_app(buffer: CallBuffer):
