@@ -326,12 +326,10 @@ def keep_request_bodies() -> None:
         files = with_files.get(cls)
         if files is None:
             files = with_files[cls] = bool(issubclass(cls, IORootModel) and cls.multipart_fields)
-        if files:
-            model = await parse(self, request, cls)
-            request.scope[BODY_KEY] = await request.body()
-            return model
-        body = await request.body()
+        body = await request.body()  # kept by the Request too: BentoML's own reads it again
         request.scope[BODY_KEY] = body
+        if files:
+            return await parse(self, request, cls)
         return self.deserialize_model(Payload((body,), metadata=request.headers), cls)
 
     parse_request.keeps_body = True
